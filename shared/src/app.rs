@@ -1,0 +1,75 @@
+//! The dependencies a handler gets (store, queue, clock), built once per process from the environment.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `KICKOFF_TABLE` | DynamoDB table name | in-memory store (embedded server only) |
+//! | `KICKOFF_QUEUE_URL` | SQS queue URL | in-process queue (embedded server only) |
+//! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` | other endpoints (DynamoDB Local, moto) | AWS |
+//!
+//! AWS region and credentials come from the usual AWS variables and profiles.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::queue::memory::MemoryQueue;
+use crate::queue::sqs::SqsQueue;
+use crate::queue::RunQueue;
+use crate::store::dynamo::DynamoTable;
+use crate::store::Store;
+use crate::{Error, Result};
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub queue: Arc<dyn RunQueue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Where the store and the queue live.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub table: Option<String>,
+    pub queue_url: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Config { table: var("KICKOFF_TABLE"), queue_url: var("KICKOFF_QUEUE_URL") }
+    }
+}
+
+impl App {
+    /// An app on an in-memory store and queue; the queue is returned too, for whoever drains it.
+    pub fn memory() -> (App, Arc<MemoryQueue>) {
+        let queue = Arc::new(MemoryQueue::new());
+        let app = App { store: Store::memory(), queue: queue.clone(), clock: Arc::new(SystemClock) };
+        (app, queue)
+    }
+
+    /// Builds the app a config names; what it leaves out is in memory.
+    pub async fn from_config(config: &Config) -> Result<App> {
+        let (mut app, _) = App::memory();
+        if config.table.is_none() && config.queue_url.is_none() {
+            return Ok(app);
+        }
+        let aws = aws_config::load_from_env().await;
+        if let Some(table) = &config.table {
+            let client = aws_sdk_dynamodb::Client::new(&aws);
+            app.store = Store::new(Arc::new(DynamoTable::new(client, table)));
+        }
+        if let Some(url) = &config.queue_url {
+            app.queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+        }
+        Ok(app)
+    }
+
+    /// The app of a Lambda function: both the table and the queue must be configured.
+    pub async fn for_lambda() -> Result<App> {
+        let config = Config::from_env();
+        if config.table.is_none() || config.queue_url.is_none() {
+            return Err(Error::Internal("KICKOFF_TABLE and KICKOFF_QUEUE_URL must be set".into()));
+        }
+        App::from_config(&config).await
+    }
+}

@@ -1,0 +1,151 @@
+//! Runs and block runs: one execution of a build, and one block of it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Initial,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Initial,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// The Mage word.
+    pub fn as_mage(self) -> &'static str {
+        match self {
+            RunStatus::Initial => "initial",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The ZenML word.
+    pub fn as_zenml(self) -> &'static str {
+        match self {
+            RunStatus::Initial => "initializing",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "stopped",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockRunStatus {
+    Initial,
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    UpstreamFailed,
+}
+
+impl BlockRunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockRunStatus::Initial => "initial",
+            BlockRunStatus::Queued => "queued",
+            BlockRunStatus::Running => "running",
+            BlockRunStatus::Completed => "completed",
+            BlockRunStatus::Failed => "failed",
+            BlockRunStatus::Cancelled => "cancelled",
+            BlockRunStatus::UpstreamFailed => "upstream_failed",
+        }
+    }
+
+    /// The ZenML step status.
+    pub fn as_zenml(self) -> &'static str {
+        match self {
+            BlockRunStatus::Initial | BlockRunStatus::Queued => "initializing",
+            BlockRunStatus::Running => "running",
+            BlockRunStatus::Completed => "completed",
+            BlockRunStatus::Failed => "failed",
+            BlockRunStatus::Cancelled | BlockRunStatus::UpstreamFailed => "stopped",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            BlockRunStatus::Completed
+                | BlockRunStatus::Failed
+                | BlockRunStatus::Cancelled
+                | BlockRunStatus::UpstreamFailed
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The ZenML dialect's id.
+    pub uuid: Uuid,
+    /// The Mage dialect's id.
+    pub id: i64,
+    pub name: String,
+    pub build_id: Uuid,
+    pub pipeline_id: Uuid,
+    pub pipeline_name: String,
+    pub pipeline_version: String,
+    pub schedule_id: Option<i64>,
+    pub backfill_id: Option<i64>,
+    pub status: RunStatus,
+    pub execution_date: DateTime<Utc>,
+    pub variables: Option<Value>,
+    pub event_variables: Option<Value>,
+    /// The ZenML run configuration, as sent.
+    pub config: Map<String, Value>,
+    pub passed_sla: bool,
+    pub metrics: Option<Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockRun {
+    pub id: i64,
+    pub run_id: i64,
+    pub run_uuid: Uuid,
+    /// The block's name.
+    pub block_uuid: String,
+    pub status: BlockRunStatus,
+    pub attempts: u32,
+    /// The block's parameters for this run: defaults with the run configuration's values applied.
+    pub parameters: Map<String, Value>,
+    pub metrics: Option<Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// A run with its block runs, as handlers show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetail {
+    pub run: Run,
+    pub blocks: Vec<BlockRun>,
+}

@@ -1,0 +1,57 @@
+//! The one error type of Kickoff. Each variant is an HTTP status; `http::errors` renders it in the
+//! dialect's error body, in one place.
+
+use http::StatusCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// 400: the body is not JSON, not an object, or a value is out of range.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 with no credential at all.
+    #[error("Not authenticated")]
+    Unauthenticated,
+    /// 401: a credential was sent but is not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a valid credential that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409: the entity exists already, or its state forbids the change.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: well-formed JSON whose content is not acceptable (unknown field, wrong type, bad DAG).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 500: a dependency failed (store, queue). The message is logged, never shown to clients.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthenticated | Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Error::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,202 @@
+//! The route table: every path and method Kickoff serves, the endpoint behind it, the Lambda function
+//! that serves it (crate `functions/<function>`, SAM resource `<Function>` in CamelCase, router entry in the
+//! workspace `Cargo.toml`), and who may call it. `dispatch` is the one place a request meets its handler.
+
+use http::Method;
+
+use super::{auth, errors, zenml, ApiRequest, ApiResponse, MAX_BODY_BYTES};
+use crate::{App, Error, Result};
+
+/// Which REST dialect a route speaks (decides the error body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Zenml,
+    Mage,
+}
+
+impl Dialect {
+    pub fn of_path(path: &str) -> Dialect {
+        if path == "/api/v1" || path.starts_with("/api/v1/") {
+            Dialect::Zenml
+        } else {
+            Dialect::Mage
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A `read` or `write` API key.
+    Read,
+    /// A `write` API key.
+    Write,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ListPipelines,
+    CreatePipeline,
+    GetPipeline,
+    ListBuilds,
+    CreateBuild,
+    GetBuild,
+    TriggerBuildRun,
+    ListRuns,
+    GetRun,
+    StopRun,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    /// The Lambda function (and crate) name.
+    pub function: &'static str,
+    pub method: &'static str,
+    /// `{name}` segments are path parameters.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn route(
+    endpoint: Endpoint,
+    function: &'static str,
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+) -> Route {
+    Route { endpoint, function, method, path, access }
+}
+
+use Access::{Read, Write};
+use Endpoint::*;
+
+pub const ROUTES: &[Route] = &[
+    route(ListPipelines, "list-pipelines", "GET", "/api/v1/pipelines", Read),
+    route(CreatePipeline, "create-pipeline", "POST", "/api/v1/pipelines", Write),
+    route(GetPipeline, "get-pipeline", "GET", "/api/v1/pipelines/{id}", Read),
+    route(ListBuilds, "list-builds", "GET", "/api/v1/pipeline_builds", Read),
+    route(CreateBuild, "create-build", "POST", "/api/v1/pipeline_builds", Write),
+    route(GetBuild, "get-build", "GET", "/api/v1/pipeline_builds/{id}", Read),
+    route(TriggerBuildRun, "trigger-build-run", "POST", "/api/v1/pipeline_builds/{id}/runs", Write),
+    route(ListRuns, "list-runs", "GET", "/api/v1/runs", Read),
+    route(GetRun, "get-run", "GET", "/api/v1/runs/{id}", Read),
+    route(StopRun, "stop-run", "POST", "/api/v1/runs/{id}/stop", Write),
+];
+
+impl Route {
+    pub fn by_function(function: &str) -> Option<&'static Route> {
+        ROUTES.iter().find(|r| r.function == function)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        Dialect::of_path(self.path)
+    }
+
+    /// The path parameters if `path` matches this route's pattern.
+    pub fn match_path(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+        let mut pattern = self.path.split('/');
+        let mut actual = path.split('/');
+        let mut params = Vec::new();
+        loop {
+            match (pattern.next(), actual.next()) {
+                (None, None) => return Some(params),
+                (Some(p), Some(a)) if p.starts_with('{') && p.ends_with('}') && !a.is_empty() => {
+                    params.push((p[1..p.len() - 1].to_string(), super::percent_decode(a)));
+                }
+                (Some(p), Some(a)) if p == a => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The route for a method and path: 404 if no route has the path, 405 if none has the method.
+pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<(String, String)>)> {
+    let mut path_known = false;
+    for r in ROUTES {
+        if let Some(params) = r.match_path(path) {
+            if r.method == method.as_str() {
+                return Ok((r, params));
+            }
+            path_known = true;
+        }
+    }
+    if path_known {
+        Err(Error::MethodNotAllowed(format!("method {method} is not allowed on {path}")))
+    } else {
+        Err(Error::NotFound(format!("no route for {path}")))
+    }
+}
+
+/// Serves a request on a known route: size limit, authentication, then the handler; every error is
+/// rendered in the route's dialect.
+pub async fn dispatch(app: &App, route: &Route, mut req: ApiRequest) -> ApiResponse {
+    let dialect = route.dialect();
+    let result = async {
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Error::PayloadTooLarge(format!(
+                "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                req.body.len()
+            )));
+        }
+        req.params = route
+            .match_path(&req.path)
+            .ok_or_else(|| Error::NotFound(format!("no route for {}", req.path)))?;
+        auth::authorize(app, &req, route.access, dialect).await?;
+        call(app, route.endpoint, &req).await
+    }
+    .await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => errors::render(dialect, &e),
+    }
+}
+
+/// Serves any request: finds its route (404/405 in the dialect of its path), then dispatches.
+pub async fn serve(app: &App, req: ApiRequest) -> ApiResponse {
+    match find(&req.method, &req.path) {
+        Ok((route, _)) => dispatch(app, route, req).await,
+        Err(e) => errors::render(Dialect::of_path(&req.path), &e),
+    }
+}
+
+async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResponse> {
+    match endpoint {
+        ListPipelines => zenml::pipelines::list(app, req).await,
+        CreatePipeline => zenml::pipelines::create(app, req).await,
+        GetPipeline => zenml::pipelines::get(app, req).await,
+        ListBuilds => zenml::builds::list(app, req).await,
+        CreateBuild => zenml::builds::create(app, req).await,
+        GetBuild => zenml::builds::get(app, req).await,
+        TriggerBuildRun => zenml::runs::trigger(app, req).await,
+        ListRuns => zenml::runs::list(app, req).await,
+        GetRun => zenml::runs::get(app, req).await,
+        StopRun => zenml::runs::stop(app, req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_patterns_with_parameters() {
+        let (r, params) = find(&Method::POST, "/api/v1/pipeline_builds/abc/runs").unwrap();
+        assert_eq!(r.function, "trigger-build-run");
+        assert_eq!(params, vec![("id".to_string(), "abc".to_string())]);
+        assert!(matches!(find(&Method::DELETE, "/api/v1/pipelines"), Err(Error::MethodNotAllowed(_))));
+        assert!(matches!(find(&Method::GET, "/api/v1/nope"), Err(Error::NotFound(_))));
+        assert!(matches!(find(&Method::GET, "/api/v1/pipelines//"), Err(_)));
+        assert_eq!(find(&Method::GET, "/api/v1/pipelines/").unwrap().0.function, "list-pipelines");
+    }
+
+    #[test]
+    fn function_names_are_unique() {
+        let mut names: Vec<_> = ROUTES.iter().map(|r| r.function).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ROUTES.len());
+    }
+}

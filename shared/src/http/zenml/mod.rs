@@ -1,0 +1,18 @@
+//! The ZenML dialect (`/api/v1`): envelopes, pages and filters ([`envelope`], [`page`]) and one module
+//! per resource.
+
+pub mod builds;
+pub mod envelope;
+pub mod page;
+pub mod pipelines;
+pub mod runs;
+
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// An `{id}` path parameter as a UUID: 422 naming the field if it is not one.
+pub fn path_uuid(value: &str) -> Result<Uuid> {
+    Uuid::parse_str(value)
+        .map_err(|_| Error::Unprocessable(format!("id: {value:?} is not a valid UUID")))
+}

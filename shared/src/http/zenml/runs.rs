@@ -1,0 +1,97 @@
+//! `POST /api/v1/pipeline_builds/{id}/runs` (trigger), `GET /api/v1/runs`, `GET /api/v1/runs/{id}`,
+//! `POST /api/v1/runs/{id}/stop`.
+
+use super::page::{self, FieldValue, ListQuery};
+use super::{envelope, path_uuid};
+use crate::domain::run::RunDetail;
+use crate::domain::run_config::RunConfig;
+use crate::domain::{BlockRunStatus, Run, RunStatus};
+use crate::http::{ApiRequest, ApiResponse};
+use crate::trigger::{start_run, RunOptions};
+use crate::{App, Error, Result};
+
+fn field(r: &Run, name: &str) -> Option<FieldValue> {
+    Some(match name {
+        "id" => FieldValue::Text(r.uuid.to_string()),
+        "name" => FieldValue::Text(r.name.clone()),
+        "pipeline_id" => FieldValue::Text(r.pipeline_id.to_string()),
+        "build_id" => FieldValue::Text(r.build_id.to_string()),
+        "status" => FieldValue::Text(r.status.as_zenml().to_string()),
+        "created" => FieldValue::Time(r.created),
+        "updated" => FieldValue::Time(r.updated),
+        _ => return None,
+    })
+}
+
+pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let build_id = path_uuid(req.param("id"))?;
+    let body = req.json_object()?;
+    let build =
+        app.store.get_build(build_id).await?.ok_or_else(|| Error::NotFound(format!("No build with id {build_id}")))?;
+    let config = RunConfig::parse(body, &build)?;
+    let detail = start_run(app, &build, config, RunOptions::default()).await?;
+    Ok(ApiResponse::ok(&envelope::run(&detail, true)))
+}
+
+pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let q = ListQuery::parse(
+        req,
+        &["id", "pipeline_id", "build_id", "status", "name", "created"],
+        &["created"],
+        &["id", "name", "status", "created", "updated"],
+    )?;
+    let page = q.apply(app.store.list_runs().await?, field, |r| r.uuid.to_string())?;
+    let mut details = Vec::with_capacity(page.items.len());
+    for run in &page.items {
+        let blocks = if q.hydrate {
+            app.store.get_run(run.uuid).await?.map(|v| v.value.blocks).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        details.push(RunDetail { run: run.clone(), blocks });
+    }
+    let mut json = page.to_json(|_| serde_json::Value::Null);
+    json["items"] = details.iter().map(|d| envelope::run(d, q.hydrate)).collect();
+    Ok(ApiResponse::ok(&json))
+}
+
+pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let id = path_uuid(req.param("id"))?;
+    let hydrate = page::hydrate(req, true)?;
+    let d = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+    Ok(ApiResponse::ok(&envelope::run(&d.value, hydrate)))
+}
+
+/// Cancels a run: it becomes `cancelled` (ZenML: `stopped`) and its blocks not yet started do too.
+pub async fn stop(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let id = path_uuid(req.param("id"))?;
+    for _ in 0..5 {
+        let current = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+        if current.value.run.status.is_finished() {
+            return Err(Error::Conflict(format!(
+                "run {id} is {} and cannot be stopped",
+                current.value.run.status.as_zenml()
+            )));
+        }
+        let now = app.clock.now();
+        let mut run = current.value.run.clone();
+        run.status = RunStatus::Cancelled;
+        run.updated = now;
+        let mut changed = Vec::new();
+        for (i, b) in app.store.block_runs(id).await? {
+            if matches!(b.value.status, BlockRunStatus::Initial | BlockRunStatus::Queued) {
+                let mut nb = b.clone();
+                nb.value.status = BlockRunStatus::Cancelled;
+                nb.value.updated = now;
+                changed.push((i, nb));
+            }
+        }
+        let versioned = crate::store::Versioned { value: run, version: current.version };
+        if app.store.update_run_and_blocks(&versioned, &changed).await? {
+            tracing::info!(run_uuid = %id, "run stopped");
+            let d = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+            return Ok(ApiResponse::ok(&envelope::run(&d.value, true)));
+        }
+    }
+    Err(Error::Conflict(format!("run {id} is changing; try again")))
+}

@@ -1,0 +1,20 @@
+//! Kickoff's shared library: everything the Lambda functions, the embedded server and the tests use.
+//!
+//! - [`domain`] — pipelines, builds, runs, API keys; validated on the way in.
+//! - [`store`] — the `Store` port (access patterns) over a `Table` adapter: DynamoDB or in-memory.
+//! - [`queue`] — the `RunQueue` port: SQS or in-memory.
+//! - [`http`] — the route table, both dialects' handlers, and the Lambda and local-server adapters.
+//! - [`app`] — the dependencies a handler gets, built once from the environment.
+
+pub mod app;
+pub mod clock;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+pub mod trigger;
+
+pub use app::App;
+pub use error::{Error, Result};

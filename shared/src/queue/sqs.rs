@@ -1,0 +1,82 @@
+//! The SQS queue: one standard queue of JSON messages (a dead-letter queue behind it in AWS).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+
+use super::{Message, Received, RunQueue};
+use crate::{Error, Result};
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Creates a queue and returns its URL (tests and local runs; AWS gets it from the template).
+    pub async fn create(client: &Client, name: &str) -> Result<String> {
+        let out = client
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        out.queue_url().map(str::to_string).ok_or_else(|| Error::Internal("queue without URL".into()))
+    }
+}
+
+#[async_trait]
+impl RunQueue for SqsQueue {
+    async fn send(&self, message: &Message) -> Result<()> {
+        let body = serde_json::to_string(message).map_err(Error::internal)?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        let mut received = Vec::new();
+        for m in out.messages() {
+            let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else { continue };
+            let message: Message = serde_json::from_str(body)
+                .map_err(|e| Error::Internal(format!("unreadable queue message: {e}")))?;
+            received.push(Received { message, receipt: receipt.to_string() });
+        }
+        Ok(received)
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<()> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! The DynamoDB `Table`: one table, keys and index as `store::table` defines them.
+//!
+//! A single put is a `PutItem` with a condition expression; several are one `TransactWriteItems`
+//! (all or nothing). Queries page through `LastEvaluatedKey` until done. Reads of one item are strongly
+//! consistent; index queries are eventually consistent, as GSIs are.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::table::*;
+use crate::{Error, Result};
+
+#[derive(Clone)]
+pub struct DynamoTable {
+    client: Client,
+    table: String,
+}
+
+impl DynamoTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table as `infra/template.yaml` declares it (for tests and local runs).
+    pub async fn create(&self) -> Result<()> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(Error::internal)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(Error::internal)
+        };
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(INDEX_NAME)
+            .key_schema(key(INDEX_PARTITION_KEY, KeyType::Hash)?)
+            .key_schema(key(INDEX_SORT_KEY, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(Error::internal)?;
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr(PARTITION_KEY)?)
+            .attribute_definitions(attr(SORT_KEY)?)
+            .attribute_definitions(attr(INDEX_PARTITION_KEY)?)
+            .attribute_definitions(attr(INDEX_SORT_KEY)?)
+            .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
+            .key_schema(key(SORT_KEY, KeyType::Range)?)
+            .global_secondary_indexes(index)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    fn to_attributes(item: Item) -> HashMap<String, AttributeValue> {
+        let mut m = HashMap::new();
+        m.insert(PARTITION_KEY.to_string(), AttributeValue::S(item.pk));
+        m.insert(SORT_KEY.to_string(), AttributeValue::S(item.sk));
+        if let Some((p, s)) = item.index {
+            m.insert(INDEX_PARTITION_KEY.to_string(), AttributeValue::S(p));
+            m.insert(INDEX_SORT_KEY.to_string(), AttributeValue::S(s));
+        }
+        m.insert(VERSION_ATTRIBUTE.to_string(), AttributeValue::N(item.version.to_string()));
+        m.insert(DOC_ATTRIBUTE.to_string(), AttributeValue::S(item.doc));
+        if let Some(t) = item.expires_at {
+            m.insert(TTL_ATTRIBUTE.to_string(), AttributeValue::N(t.to_string()));
+        }
+        m
+    }
+
+    fn from_attributes(m: &HashMap<String, AttributeValue>) -> Result<Item> {
+        let s = |name: &str| -> Result<String> {
+            m.get(name)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("item without string attribute {name}")))
+        };
+        let n = |name: &str| -> Option<i64> {
+            m.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+        };
+        let index = match (m.get(INDEX_PARTITION_KEY), m.get(INDEX_SORT_KEY)) {
+            (Some(_), Some(_)) => Some((s(INDEX_PARTITION_KEY)?, s(INDEX_SORT_KEY)?)),
+            _ => None,
+        };
+        Ok(Item {
+            pk: s(PARTITION_KEY)?,
+            sk: s(SORT_KEY)?,
+            index,
+            version: n(VERSION_ATTRIBUTE).unwrap_or(0) as u64,
+            doc: s(DOC_ATTRIBUTE)?,
+            expires_at: n(TTL_ATTRIBUTE),
+        })
+    }
+
+    /// The condition expression and its values for a put.
+    fn condition(c: Condition) -> Option<(String, Option<AttributeValue>)> {
+        match c {
+            Condition::Always => None,
+            Condition::Absent => Some((format!("attribute_not_exists({PARTITION_KEY})"), None)),
+            Condition::Version(v) => {
+                Some((format!("{VERSION_ATTRIBUTE} = :expected"), Some(AttributeValue::N(v.to_string()))))
+            }
+        }
+    }
+
+    async fn put_one(&self, put: Put) -> Result<(), WriteError> {
+        let mut req =
+            self.client.put_item().table_name(&self.table).set_item(Some(Self::to_attributes(put.item)));
+        if let Some((expr, value)) = Self::condition(put.condition) {
+            req = req.condition_expression(expr);
+            if let Some(v) = value {
+                req = req.expression_attribute_values(":expected", v);
+            }
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                    Err(WriteError::ConditionFailed)
+                } else {
+                    Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into())
+                }
+            }
+        }
+    }
+
+    async fn put_many(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+        let mut items = Vec::with_capacity(puts.len());
+        for put in puts {
+            let mut p = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Self::to_attributes(put.item)));
+            if let Some((expr, value)) = Self::condition(put.condition) {
+                p = p.condition_expression(expr);
+                if let Some(v) = value {
+                    p = p.expression_attribute_values(":expected", v);
+                }
+            }
+            let p = p.build().map_err(Error::internal)?;
+            items.push(TransactWriteItem::builder().put(p).build());
+        }
+        // Another transaction on the same items makes DynamoDB cancel with `TransactionConflict`;
+        // try again a few times, then report it as a failed condition (someone else is writing).
+        for attempt in 0..4u64 {
+            let res =
+                self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let err = match res {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons: Vec<String> = err
+                .as_service_error()
+                .and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                        Some(c.cancellation_reasons().iter().filter_map(|r| r.code().map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
+                return Err(WriteError::ConditionFailed);
+            }
+            let conflict = reasons.iter().any(|r| r == "TransactionConflict")
+                || err.as_service_error().is_some_and(|s| s.is_transaction_in_progress_exception());
+            if !conflict {
+                return Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(err)).into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 * (attempt + 1))).await;
+        }
+        Err(WriteError::ConditionFailed)
+    }
+
+    async fn run_query(&self, index: bool, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .set_exclusive_start_key(start.take());
+            if index {
+                q = q.index_name(INDEX_NAME).key_condition_expression(format!("{INDEX_PARTITION_KEY} = :pk"));
+            } else if sk_prefix.is_empty() {
+                q = q.key_condition_expression(format!("{PARTITION_KEY} = :pk")).consistent_read(true);
+            } else {
+                q = q
+                    .key_condition_expression(format!(
+                        "{PARTITION_KEY} = :pk AND begins_with({SORT_KEY}, :prefix)"
+                    ))
+                    .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_string()))
+                    .consistent_read(true);
+            }
+            let page = q
+                .send()
+                .await
+                .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            for m in page.items() {
+                out.push(Self::from_attributes(m)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Table for DynamoTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(pk.to_string()))
+            .key(SORT_KEY, AttributeValue::S(sk.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        out.item().map(Self::from_attributes).transpose()
+    }
+
+    async fn write(&self, mut puts: Vec<Put>) -> Result<(), WriteError> {
+        match puts.len() {
+            0 => Ok(()),
+            1 => self.put_one(puts.remove(0)).await,
+            2..=100 => self.put_many(puts).await,
+            n => Err(Error::Internal(format!("a transaction of {n} items is over DynamoDB's 100")).into()),
+        }
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
+        self.run_query(false, pk, sk_prefix).await
+    }
+
+    async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
+        self.run_query(true, index_pk, "").await
+    }
+}

@@ -1,0 +1,68 @@
+//! The in-memory `Table`: the embedded default and a test double, with DynamoDB's semantics for
+//! conditions and all-or-nothing transactions.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokio::sync::RwLock;
+
+use super::table::{Condition, Item, Put, Table, WriteError};
+use crate::Result;
+
+#[derive(Default)]
+pub struct MemoryTable {
+    items: RwLock<BTreeMap<(String, String), Item>>,
+}
+
+impl MemoryTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Table for MemoryTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        Ok(self.items.read().await.get(&(pk.to_string(), sk.to_string())).cloned())
+    }
+
+    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+        let mut items = self.items.write().await;
+        for put in &puts {
+            let current = items.get(&(put.item.pk.clone(), put.item.sk.clone()));
+            let ok = match put.condition {
+                Condition::Always => true,
+                Condition::Absent => current.is_none(),
+                Condition::Version(v) => current.is_some_and(|c| c.version == v),
+            };
+            if !ok {
+                return Err(WriteError::ConditionFailed);
+            }
+        }
+        for put in puts {
+            items.insert((put.item.pk.clone(), put.item.sk.clone()), put.item);
+        }
+        Ok(())
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
+        let items = self.items.read().await;
+        let start = (pk.to_string(), sk_prefix.to_string());
+        Ok(items
+            .range(start..)
+            .take_while(|((p, s), _)| p == pk && s.starts_with(sk_prefix))
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+
+    async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
+        let items = self.items.read().await;
+        let mut found: Vec<Item> = items
+            .values()
+            .filter(|i| i.index.as_ref().is_some_and(|(p, _)| p == index_pk))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.index.as_ref().map(|x| &x.1).cmp(&b.index.as_ref().map(|x| &x.1)));
+        Ok(found)
+    }
+}

@@ -1,0 +1,70 @@
+//! The `Table` adapter port: the few DynamoDB operations the `Store` is written in, with one
+//! definition of the table (keys, index, TTL attribute) that the DynamoDB adapter, the tests' table set-up
+//! and `infra/template.yaml` agree on (a test checks the template).
+//!
+//! Every item has a partition key `PK`, a sort key `SK`, optionally an index key pair `GSI1PK`/`GSI1SK`
+//! (index `GSI1`, all attributes projected), a version number `ver` used for optimistic conditional
+//! writes, and the entity as a JSON document `doc`.
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+pub const PARTITION_KEY: &str = "PK";
+pub const SORT_KEY: &str = "SK";
+pub const INDEX_NAME: &str = "GSI1";
+pub const INDEX_PARTITION_KEY: &str = "GSI1PK";
+pub const INDEX_SORT_KEY: &str = "GSI1SK";
+pub const VERSION_ATTRIBUTE: &str = "ver";
+pub const DOC_ATTRIBUTE: &str = "doc";
+/// Epoch seconds after which DynamoDB may delete the item (idempotency records).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    /// `(GSI1PK, GSI1SK)` when the item is in the index.
+    pub index: Option<(String, String)>,
+    /// Incremented by every write; conditions compare it.
+    pub version: u64,
+    pub doc: String,
+    pub expires_at: Option<i64>,
+}
+
+/// When a put may happen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Condition {
+    Always,
+    /// Only if no item has this key.
+    Absent,
+    /// Only if the stored item has this version.
+    Version(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Put {
+    pub item: Item,
+    pub condition: Condition,
+}
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A condition did not hold; nothing was written.
+    #[error("a condition of the write did not hold")]
+    ConditionFailed,
+    #[error(transparent)]
+    Other(#[from] crate::Error),
+}
+
+#[async_trait]
+pub trait Table: Send + Sync {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
+    /// Writes all puts or none (one conditional put, or a transaction of up to 100).
+    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError>;
+    /// The items of one partition whose sort key starts with `sk_prefix`, in sort key order.
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>>;
+    /// The items of one index partition, in index sort key order.
+    async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>>;
+}
