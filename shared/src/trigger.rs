@@ -34,7 +34,12 @@ fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
 }
 
 /// Writes a new run of `build` and queues it.
-pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOptions) -> Result<RunDetail> {
+pub async fn start_run(
+    app: &App,
+    build: &Build,
+    config: RunConfig,
+    opts: RunOptions,
+) -> Result<RunDetail> {
     let now = app.clock.now();
     let uuid = Uuid::new_v4();
     let mut run = Run {
@@ -79,10 +84,16 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         .collect();
     renumber(&mut run, &mut blocks, new_run_id(now));
     app.store
-        .create_run(&mut run, &mut blocks, |r, b| renumber(r, b, new_run_id(now)))
+        .create_run(&mut run, &mut blocks, |r, b| {
+            renumber(r, b, new_run_id(now))
+        })
         .await?;
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, "run created");
-    if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
+    if let Err(e) = app
+        .queue
+        .send(&Message::StartRun { run_uuid: run.uuid })
+        .await
+    {
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler will re-queue the run");
     }
     Ok(RunDetail { run, blocks })

@@ -65,7 +65,12 @@ impl Build {
             return Err(Error::Unprocessable(format!(
                 "executors: unknown block(s) {}; the pipeline's blocks are {}",
                 unknown.join(", "),
-                pipeline.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                pipeline
+                    .blocks
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let blocks: Vec<Block> = pipeline

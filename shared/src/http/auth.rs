@@ -14,7 +14,10 @@ use crate::{App, Error, Result};
 pub fn bearer(req: &ApiRequest) -> Option<&str> {
     let value = req.header("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
@@ -27,7 +30,12 @@ fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
 }
 
 /// Ok if the request carries a key whose role allows `access`.
-pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dialect) -> Result<()> {
+pub async fn authorize(
+    app: &App,
+    req: &ApiRequest,
+    access: Access,
+    dialect: Dialect,
+) -> Result<()> {
     let presented = credentials(req, dialect);
     if presented.is_empty() {
         return Err(Error::Unauthenticated);
@@ -42,9 +50,9 @@ pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dia
     }
     match (best, access) {
         (None, _) => Err(Error::Unauthorized("Invalid API key".into())),
-        (Some(Role::Read), Access::Write) => {
-            Err(Error::Forbidden("this API key has the read role and may not write".into()))
-        }
+        (Some(Role::Read), Access::Write) => Err(Error::Forbidden(
+            "this API key has the read role and may not write".into(),
+        )),
         (Some(_), _) => Ok(()),
     }
 }

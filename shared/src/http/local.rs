@@ -17,7 +17,9 @@ use crate::{App, Error};
 /// Accepts connections until the task is dropped.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: hyper::Request<Incoming>| {
@@ -33,18 +35,28 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
 
 async fn handle(app: &App, req: hyper::Request<Incoming>) -> ApiResponse {
     let (parts, body) = req.into_parts();
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
     let body = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             let path = parts.uri.path();
             return errors::render(
                 Dialect::of_path(path),
-                &Error::PayloadTooLarge(format!("the body is over the limit of {MAX_BODY_BYTES} bytes")),
+                &Error::PayloadTooLarge(format!(
+                    "the body is over the limit of {MAX_BODY_BYTES} bytes"
+                )),
             );
         }
     };
-    route_and_serve(app, ApiRequest::new(parts.method, &path_and_query, parts.headers, body)).await
+    route_and_serve(
+        app,
+        ApiRequest::new(parts.method, &path_and_query, parts.headers, body),
+    )
+    .await
 }
 
 fn to_hyper(resp: ApiResponse) -> hyper::Response<Full<Bytes>> {
@@ -52,5 +64,7 @@ fn to_hyper(resp: ApiResponse) -> hyper::Response<Full<Bytes>> {
     for (k, v) in &resp.headers {
         builder = builder.header(*k, v);
     }
-    builder.body(Full::new(resp.body)).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+    builder
+        .body(Full::new(resp.body))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }

@@ -65,20 +65,68 @@ const fn route(
     path: &'static str,
     access: Access,
 ) -> Route {
-    Route { endpoint, function, method, path, access }
+    Route {
+        endpoint,
+        function,
+        method,
+        path,
+        access,
+    }
 }
 
 use Access::{Read, Write};
 use Endpoint::*;
 
 pub const ROUTES: &[Route] = &[
-    route(ListPipelines, "list-pipelines", "GET", "/api/v1/pipelines", Read),
-    route(CreatePipeline, "create-pipeline", "POST", "/api/v1/pipelines", Write),
-    route(GetPipeline, "get-pipeline", "GET", "/api/v1/pipelines/{id}", Read),
-    route(ListBuilds, "list-builds", "GET", "/api/v1/pipeline_builds", Read),
-    route(CreateBuild, "create-build", "POST", "/api/v1/pipeline_builds", Write),
-    route(GetBuild, "get-build", "GET", "/api/v1/pipeline_builds/{id}", Read),
-    route(TriggerBuildRun, "trigger-build-run", "POST", "/api/v1/pipeline_builds/{id}/runs", Write),
+    route(
+        ListPipelines,
+        "list-pipelines",
+        "GET",
+        "/api/v1/pipelines",
+        Read,
+    ),
+    route(
+        CreatePipeline,
+        "create-pipeline",
+        "POST",
+        "/api/v1/pipelines",
+        Write,
+    ),
+    route(
+        GetPipeline,
+        "get-pipeline",
+        "GET",
+        "/api/v1/pipelines/{id}",
+        Read,
+    ),
+    route(
+        ListBuilds,
+        "list-builds",
+        "GET",
+        "/api/v1/pipeline_builds",
+        Read,
+    ),
+    route(
+        CreateBuild,
+        "create-build",
+        "POST",
+        "/api/v1/pipeline_builds",
+        Write,
+    ),
+    route(
+        GetBuild,
+        "get-build",
+        "GET",
+        "/api/v1/pipeline_builds/{id}",
+        Read,
+    ),
+    route(
+        TriggerBuildRun,
+        "trigger-build-run",
+        "POST",
+        "/api/v1/pipeline_builds/{id}/runs",
+        Write,
+    ),
     route(ListRuns, "list-runs", "GET", "/api/v1/runs", Read),
     route(GetRun, "get-run", "GET", "/api/v1/runs/{id}", Read),
     route(StopRun, "stop-run", "POST", "/api/v1/runs/{id}/stop", Write),
@@ -95,7 +143,10 @@ impl Route {
 
     /// The path parameters if `path` matches this route's pattern.
     pub fn match_path(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+        let path = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
         let mut pattern = self.path.split('/');
         let mut actual = path.split('/');
         let mut params = Vec::new();
@@ -124,7 +175,9 @@ pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<(String,
         }
     }
     if path_known {
-        Err(Error::MethodNotAllowed(format!("method {method} is not allowed on {path}")))
+        Err(Error::MethodNotAllowed(format!(
+            "method {method} is not allowed on {path}"
+        )))
     } else {
         Err(Error::NotFound(format!("no route for {path}")))
     }
@@ -186,10 +239,19 @@ mod tests {
         let (r, params) = find(&Method::POST, "/api/v1/pipeline_builds/abc/runs").unwrap();
         assert_eq!(r.function, "trigger-build-run");
         assert_eq!(params, vec![("id".to_string(), "abc".to_string())]);
-        assert!(matches!(find(&Method::DELETE, "/api/v1/pipelines"), Err(Error::MethodNotAllowed(_))));
-        assert!(matches!(find(&Method::GET, "/api/v1/nope"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            find(&Method::DELETE, "/api/v1/pipelines"),
+            Err(Error::MethodNotAllowed(_))
+        ));
+        assert!(matches!(
+            find(&Method::GET, "/api/v1/nope"),
+            Err(Error::NotFound(_))
+        ));
         assert!(matches!(find(&Method::GET, "/api/v1/pipelines//"), Err(_)));
-        assert_eq!(find(&Method::GET, "/api/v1/pipelines/").unwrap().0.function, "list-pipelines");
+        assert_eq!(
+            find(&Method::GET, "/api/v1/pipelines/").unwrap().0.function,
+            "list-pipelines"
+        );
     }
 
     #[test]

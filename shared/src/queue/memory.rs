@@ -54,16 +54,24 @@ impl RunQueue for MemoryQueue {
                 if !inner.ready.is_empty() {
                     let mut out = Vec::new();
                     while out.len() < max {
-                        let Some(m) = inner.ready.pop_front() else { break };
+                        let Some(m) = inner.ready.pop_front() else {
+                            break;
+                        };
                         inner.next_receipt += 1;
                         let receipt = format!("mem-{}", inner.next_receipt);
                         inner.in_flight.insert(receipt.clone(), m.clone());
-                        out.push(Received { message: m, receipt });
+                        out.push(Received {
+                            message: m,
+                            receipt,
+                        });
                     }
                     return Ok(out);
                 }
             }
-            if tokio::time::timeout_at(deadline, self.notify.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline, self.notify.notified())
+                .await
+                .is_err()
+            {
                 return Ok(Vec::new());
             }
         }

@@ -16,7 +16,10 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -31,7 +34,9 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        out.queue_url().map(str::to_string).ok_or_else(|| Error::Internal("queue without URL".into()))
+        out.queue_url()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Internal("queue without URL".into()))
     }
 }
 
@@ -61,10 +66,15 @@ impl RunQueue for SqsQueue {
             .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         let mut received = Vec::new();
         for m in out.messages() {
-            let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else { continue };
+            let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else {
+                continue;
+            };
             let message: Message = serde_json::from_str(body)
                 .map_err(|e| Error::Internal(format!("unreadable queue message: {e}")))?;
-            received.push(Received { message, receipt: receipt.to_string() });
+            received.push(Received {
+                message,
+                receipt: receipt.to_string(),
+            });
         }
         Ok(received)
     }

@@ -23,7 +23,12 @@ impl MemoryTable {
 #[async_trait]
 impl Table for MemoryTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        Ok(self.items.read().await.get(&(pk.to_string(), sk.to_string())).cloned())
+        Ok(self
+            .items
+            .read()
+            .await
+            .get(&(pk.to_string(), sk.to_string()))
+            .cloned())
     }
 
     async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
@@ -62,7 +67,12 @@ impl Table for MemoryTable {
             .filter(|i| i.index.as_ref().is_some_and(|(p, _)| p == index_pk))
             .cloned()
             .collect();
-        found.sort_by(|a, b| a.index.as_ref().map(|x| &x.1).cmp(&b.index.as_ref().map(|x| &x.1)));
+        found.sort_by(|a, b| {
+            a.index
+                .as_ref()
+                .map(|x| &x.1)
+                .cmp(&b.index.as_ref().map(|x| &x.1))
+        });
         Ok(found)
     }
 }

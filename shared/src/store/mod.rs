@@ -73,7 +73,14 @@ fn decode<T: DeserializeOwned>(item: &Item) -> Result<T> {
 }
 
 fn item(pk: String, sk: &str, index: Option<(String, String)>, doc: String) -> Item {
-    Item { pk, sk: sk.to_string(), index, version: 1, doc, expires_at: None }
+    Item {
+        pk,
+        sk: sk.to_string(),
+        index,
+        version: 1,
+        doc,
+        expires_at: None,
+    }
 }
 
 fn index_sort_key(created: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
@@ -97,9 +104,16 @@ impl Store {
         Self::new(Arc::new(memory::MemoryTable::new()))
     }
 
-    async fn get_doc<T: DeserializeOwned>(&self, pk: String, sk: &str) -> Result<Option<Versioned<T>>> {
+    async fn get_doc<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<Versioned<T>>> {
         match self.table.get(&pk, sk).await? {
-            Some(i) => Ok(Some(Versioned { value: decode(&i)?, version: i.version })),
+            Some(i) => Ok(Some(Versioned {
+                value: decode(&i)?,
+                version: i.version,
+            })),
             None => Ok(None),
         }
     }
@@ -112,13 +126,20 @@ impl Store {
 
     pub async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         let it = item(format!("APIKEY#{}", key.hash), "APIKEY", None, encode(key)?);
-        self.table.write(vec![Put { item: it, condition: Condition::Always }]).await.map_err(internal)
+        self.table
+            .write(vec![Put {
+                item: it,
+                condition: Condition::Always,
+            }])
+            .await
+            .map_err(internal)
     }
 
     /// The key whose secret this is, if any.
     pub async fn find_api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let hash = crate::domain::api_key::hash_secret(secret);
-        let found: Option<Versioned<ApiKey>> = self.get_doc(format!("APIKEY#{hash}"), "APIKEY").await?;
+        let found: Option<Versioned<ApiKey>> =
+            self.get_doc(format!("APIKEY#{hash}"), "APIKEY").await?;
         Ok(found.map(|v| v.value).filter(|k| k.matches(secret)))
     }
 
@@ -138,7 +159,12 @@ impl Store {
                 condition: Condition::Absent,
             },
             Put {
-                item: item(format!("PIPELINE_NAME#{}", p.name), &format!("VERSION#{}", p.version), None, doc),
+                item: item(
+                    format!("PIPELINE_NAME#{}", p.name),
+                    &format!("VERSION#{}", p.version),
+                    None,
+                    doc,
+                ),
                 condition: Condition::Absent,
             },
         ];
@@ -154,12 +180,20 @@ impl Store {
     }
 
     pub async fn get_pipeline(&self, id: Uuid) -> Result<Option<Pipeline>> {
-        Ok(self.get_doc(format!("PIPELINE#{id}"), "PIPELINE").await?.map(|v| v.value))
+        Ok(self
+            .get_doc(format!("PIPELINE#{id}"), "PIPELINE")
+            .await?
+            .map(|v| v.value))
     }
 
     /// Every version of a pipeline name.
     pub async fn pipeline_versions(&self, name: &str) -> Result<Vec<Pipeline>> {
-        Self::docs(self.table.query(&format!("PIPELINE_NAME#{name}"), "VERSION#").await?).await
+        Self::docs(
+            self.table
+                .query(&format!("PIPELINE_NAME#{name}"), "VERSION#")
+                .await?,
+        )
+        .await
     }
 
     pub async fn list_pipelines(&self) -> Result<Vec<Pipeline>> {
@@ -193,14 +227,22 @@ impl Store {
     }
 
     pub async fn create_build(&self, b: &Build) -> Result<()> {
-        self.table.write(Self::build_puts(b)?).await.map_err(|e| match e {
-            WriteError::ConditionFailed => Error::Conflict(format!("build {} already exists", b.id)),
-            WriteError::Other(e) => e,
-        })
+        self.table
+            .write(Self::build_puts(b)?)
+            .await
+            .map_err(|e| match e {
+                WriteError::ConditionFailed => {
+                    Error::Conflict(format!("build {} already exists", b.id))
+                }
+                WriteError::Other(e) => e,
+            })
     }
 
     pub async fn get_build(&self, id: Uuid) -> Result<Option<Build>> {
-        Ok(self.get_doc(format!("BUILD#{id}"), "BUILD").await?.map(|v| v.value))
+        Ok(self
+            .get_doc(format!("BUILD#{id}"), "BUILD")
+            .await?
+            .map(|v| v.value))
     }
 
     pub async fn list_builds(&self) -> Result<Vec<Build>> {
@@ -209,7 +251,12 @@ impl Store {
 
     /// The builds of one pipeline version, oldest first.
     pub async fn builds_of_pipeline(&self, pipeline_id: Uuid) -> Result<Vec<Build>> {
-        Self::docs(self.table.query(&format!("PIPELINE#{pipeline_id}"), "BUILD#").await?).await
+        Self::docs(
+            self.table
+                .query(&format!("PIPELINE#{pipeline_id}"), "BUILD#")
+                .await?,
+        )
+        .await
     }
 
     // --- runs -----------------------------------------------------------------------------------
@@ -226,7 +273,12 @@ impl Store {
     }
 
     fn block_run_item(b: &BlockRun, index: usize, version: u64) -> Result<Item> {
-        let mut it = item(format!("RUN#{}", b.run_uuid), &format!("BLOCK#{index:03}"), None, encode(b)?);
+        let mut it = item(
+            format!("RUN#{}", b.run_uuid),
+            &format!("BLOCK#{index:03}"),
+            None,
+            encode(b)?,
+        );
         it.version = version;
         Ok(it)
     }
@@ -242,7 +294,10 @@ impl Store {
     ) -> Result<()> {
         for _ in 0..8 {
             let mut puts = vec![
-                Put { item: Self::run_item(run, 1)?, condition: Condition::Absent },
+                Put {
+                    item: Self::run_item(run, 1)?,
+                    condition: Condition::Absent,
+                },
                 Put {
                     item: item(
                         format!("RUNID#{}", run.id),
@@ -254,7 +309,10 @@ impl Store {
                 },
             ];
             for (i, b) in blocks.iter().enumerate() {
-                puts.push(Put { item: Self::block_run_item(b, i, 1)?, condition: Condition::Absent });
+                puts.push(Put {
+                    item: Self::block_run_item(b, i, 1)?,
+                    condition: Condition::Absent,
+                });
             }
             match self.table.write(puts).await {
                 Ok(()) => return Ok(()),
@@ -262,7 +320,9 @@ impl Store {
                 Err(WriteError::Other(e)) => return Err(e),
             }
         }
-        Err(Error::Internal("could not claim a run id after 8 tries".into()))
+        Err(Error::Internal(
+            "could not claim a run id after 8 tries".into(),
+        ))
     }
 
     /// A run with its block runs, and the run item's version.
@@ -272,9 +332,15 @@ impl Store {
             return Ok(None);
         };
         let run: Run = decode(run_item)?;
-        let blocks: Vec<BlockRun> =
-            items.iter().filter(|i| i.sk.starts_with("BLOCK#")).map(decode).collect::<Result<_>>()?;
-        Ok(Some(Versioned { value: RunDetail { run, blocks }, version: run_item.version }))
+        let blocks: Vec<BlockRun> = items
+            .iter()
+            .filter(|i| i.sk.starts_with("BLOCK#"))
+            .map(decode)
+            .collect::<Result<_>>()?;
+        Ok(Some(Versioned {
+            value: RunDetail { run, blocks },
+            version: run_item.version,
+        }))
     }
 
     pub async fn get_run_by_id(&self, id: i64) -> Result<Option<Versioned<RunDetail>>> {
@@ -296,7 +362,10 @@ impl Store {
 
     /// Replaces a run if it still has `version`; `false` if someone changed it first.
     pub async fn update_run(&self, run: &Run, version: u64) -> Result<bool> {
-        let put = Put { item: Self::run_item(run, version + 1)?, condition: Condition::Version(version) };
+        let put = Put {
+            item: Self::run_item(run, version + 1)?,
+            condition: Condition::Version(version),
+        };
         match self.table.write(vec![put]).await {
             Ok(()) => Ok(true),
             Err(WriteError::ConditionFailed) => Ok(false),
@@ -329,12 +398,24 @@ impl Store {
 
     /// The block runs of a run with their versions and indexes.
     pub async fn block_runs(&self, run_uuid: Uuid) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
-        let items = self.table.query(&format!("RUN#{run_uuid}"), "BLOCK#").await?;
+        let items = self
+            .table
+            .query(&format!("RUN#{run_uuid}"), "BLOCK#")
+            .await?;
         items
             .iter()
             .map(|i| {
-                let index = i.sk.trim_start_matches("BLOCK#").parse::<usize>().map_err(Error::internal)?;
-                Ok((index, Versioned { value: decode(i)?, version: i.version }))
+                let index =
+                    i.sk.trim_start_matches("BLOCK#")
+                        .parse::<usize>()
+                        .map_err(Error::internal)?;
+                Ok((
+                    index,
+                    Versioned {
+                        value: decode(i)?,
+                        version: i.version,
+                    },
+                ))
             })
             .collect()
     }

@@ -75,20 +75,25 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(Error::Unprocessable(format!("{name}: {v:?} is not a boolean"))),
+        _ => Err(Error::Unprocessable(format!(
+            "{name}: {v:?} is not a boolean"
+        ))),
     }
 }
 
 fn parse_int(name: &str, v: &str, min: usize, max: usize) -> Result<usize> {
     match v.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(Error::Unprocessable(format!("{name}: must be a whole number from {min} to {max}, got {v:?}"))),
+        _ => Err(Error::Unprocessable(format!(
+            "{name}: must be a whole number from {min} to {max}, got {v:?}"
+        ))),
     }
 }
 
 /// The `hydrate` parameter, `default` when absent (lists: false; get-by-id: true).
 pub fn hydrate(req: &ApiRequest, default: bool) -> Result<bool> {
-    req.query_value("hydrate").map_or(Ok(default), |v| parse_bool("hydrate", v))
+    req.query_value("hydrate")
+        .map_or(Ok(default), |v| parse_bool("hydrate", v))
 }
 
 /// Parses a time as ZenML filters accept it.
@@ -96,18 +101,31 @@ pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, fmt) {
             return Some(t.and_utc());
         }
     }
-    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 impl ListQuery {
     /// Reads the list parameters; `filter_fields` are the resource's filters, `time_fields` those of
     /// them that are times, `sort_fields` what `sort_by` may name.
-    pub fn parse(req: &ApiRequest, filter_fields: &[&str], time_fields: &[&str], sort_fields: &[&str]) -> Result<Self> {
+    pub fn parse(
+        req: &ApiRequest,
+        filter_fields: &[&str],
+        time_fields: &[&str],
+        sort_fields: &[&str],
+    ) -> Result<Self> {
         let mut q = ListQuery {
             page: 1,
             size: 20,
@@ -126,7 +144,11 @@ impl ListQuery {
                     q.any = match v.as_str() {
                         "and" => false,
                         "or" => true,
-                        _ => return Err(Error::Unprocessable(format!("logical_operator: use and or or, got {v:?}"))),
+                        _ => {
+                            return Err(Error::Unprocessable(format!(
+                                "logical_operator: use and or or, got {v:?}"
+                            )))
+                        }
                     }
                 }
                 "sort_by" => {
@@ -145,22 +167,40 @@ impl ListQuery {
                     q.sort_field = field.to_string();
                 }
                 field if filter_fields.contains(&field) => {
-                    let (op, value) = match v.split_once(':').and_then(|(o, rest)| Op::parse(o).map(|o| (o, rest))) {
+                    let (op, value) = match v
+                        .split_once(':')
+                        .and_then(|(o, rest)| Op::parse(o).map(|o| (o, rest)))
+                    {
                         Some((op, rest)) => (op, rest.to_string()),
                         None => (Op::Equals, v.clone()),
                     };
                     let values = if op == Op::OneOf {
                         let list: Vec<Value> = serde_json::from_str(&value).map_err(|_| {
-                            Error::Unprocessable(format!("{field}: oneof takes a JSON list, got {value:?}"))
+                            Error::Unprocessable(format!(
+                                "{field}: oneof takes a JSON list, got {value:?}"
+                            ))
                         })?;
-                        list.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect()
+                        list.iter()
+                            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                            .collect()
                     } else {
                         Vec::new()
                     };
-                    if time_fields.contains(&field) && op != Op::OneOf && !matches!(op, Op::Contains | Op::StartsWith | Op::EndsWith) && parse_time(&value).is_none() {
-                        return Err(Error::Unprocessable(format!("{field}: {value:?} is not a date and time")));
+                    if time_fields.contains(&field)
+                        && op != Op::OneOf
+                        && !matches!(op, Op::Contains | Op::StartsWith | Op::EndsWith)
+                        && parse_time(&value).is_none()
+                    {
+                        return Err(Error::Unprocessable(format!(
+                            "{field}: {value:?} is not a date and time"
+                        )));
                     }
-                    q.filters.push(Filter { field: field.to_string(), op, value, values });
+                    q.filters.push(Filter {
+                        field: field.to_string(),
+                        op,
+                        value,
+                        values,
+                    });
                 }
                 _ => {}
             }
@@ -187,9 +227,13 @@ impl ListQuery {
         get: impl Fn(&T, &str) -> Option<FieldValue>,
         id: impl Fn(&T) -> String,
     ) -> Result<Page<T>> {
-        let mut kept: Vec<T> = items.into_iter().filter(|it| self.keeps(&|f| get(it, f))).collect();
+        let mut kept: Vec<T> = items
+            .into_iter()
+            .filter(|it| self.keeps(&|f| get(it, f)))
+            .collect();
         kept.sort_by(|a, b| {
-            let ord = compare(get(a, &self.sort_field), get(b, &self.sort_field)).then_with(|| id(a).cmp(&id(b)));
+            let ord = compare(get(a, &self.sort_field), get(b, &self.sort_field))
+                .then_with(|| id(a).cmp(&id(b)));
             if self.descending {
                 ord.reverse()
             } else {
@@ -204,8 +248,18 @@ impl ListQuery {
                 self.page, self.size
             )));
         }
-        let items = kept.into_iter().skip((self.page - 1) * self.size).take(self.size).collect();
-        Ok(Page { index: self.page, max_size: self.size, total_pages, total, items })
+        let items = kept
+            .into_iter()
+            .skip((self.page - 1) * self.size)
+            .take(self.size)
+            .collect();
+        Ok(Page {
+            index: self.page,
+            max_size: self.size,
+            total_pages,
+            total,
+            items,
+        })
     }
 }
 
@@ -235,10 +289,12 @@ impl<T> Page<T> {
 fn compare(a: Option<FieldValue>, b: Option<FieldValue>) -> Ordering {
     match (a, b) {
         (Some(FieldValue::Time(x)), Some(FieldValue::Time(y))) => x.cmp(&y),
-        (Some(FieldValue::Text(x)), Some(FieldValue::Text(y))) => match (x.parse::<f64>(), y.parse::<f64>()) {
-            (Ok(p), Ok(q)) => p.partial_cmp(&q).unwrap_or(Ordering::Equal),
-            _ => x.cmp(&y),
-        },
+        (Some(FieldValue::Text(x)), Some(FieldValue::Text(y))) => {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(p), Ok(q)) => p.partial_cmp(&q).unwrap_or(Ordering::Equal),
+                _ => x.cmp(&y),
+            }
+        }
         (a, b) => a.is_some().cmp(&b.is_some()),
     }
 }
@@ -288,12 +344,26 @@ mod tests {
     use http::{HeaderMap, Method};
 
     fn query(q: &str) -> Result<ListQuery> {
-        let req = ApiRequest::new(Method::GET, &format!("/x?{q}"), HeaderMap::new(), Bytes::new());
-        ListQuery::parse(&req, &["name", "version", "created"], &["created"], &["created", "name", "version"])
+        let req = ApiRequest::new(
+            Method::GET,
+            &format!("/x?{q}"),
+            HeaderMap::new(),
+            Bytes::new(),
+        );
+        ListQuery::parse(
+            &req,
+            &["name", "version", "created"],
+            &["created"],
+            &["created", "name", "version"],
+        )
     }
 
     fn items() -> Vec<(String, String)> {
-        vec![("alpha".into(), "9".into()), ("beta".into(), "45".into()), ("gamma".into(), "100".into())]
+        vec![
+            ("alpha".into(), "9".into()),
+            ("beta".into(), "45".into()),
+            ("gamma".into(), "100".into()),
+        ]
     }
 
     fn run(q: &str) -> Vec<String> {
@@ -320,9 +390,15 @@ mod tests {
         assert_eq!(run("name=startswith:g"), ["gamma"]);
         assert_eq!(run("name=endswith:ta"), ["beta"]);
         assert_eq!(run("version=gt:10&sort_by=version"), ["beta", "gamma"]);
-        assert_eq!(run("version=lte:45&sort_by=desc:version"), ["beta", "alpha"]);
+        assert_eq!(
+            run("version=lte:45&sort_by=desc:version"),
+            ["beta", "alpha"]
+        );
         assert_eq!(run("name=oneof:[\"alpha\",\"gamma\"]"), ["alpha", "gamma"]);
-        assert_eq!(run("name=alpha&version=100&logical_operator=or&sort_by=name"), ["alpha", "gamma"]);
+        assert_eq!(
+            run("name=alpha&version=100&logical_operator=or&sort_by=name"),
+            ["alpha", "gamma"]
+        );
         assert!(run("name=alpha&version=100").is_empty());
         // An unknown op prefix is part of the literal.
         assert!(run("name=weird:alpha").is_empty());
@@ -345,10 +421,21 @@ mod tests {
     #[test]
     fn pages_cut_and_count() {
         let q = query("size=2&page=2&sort_by=name").unwrap();
-        let page = q.apply(items(), |(n, _), _| Some(FieldValue::Text(n.clone())), |(n, _)| n.clone()).unwrap();
-        assert_eq!((page.index, page.max_size, page.total_pages, page.total), (2, 2, 2, 3));
+        let page = q
+            .apply(
+                items(),
+                |(n, _), _| Some(FieldValue::Text(n.clone())),
+                |(n, _)| n.clone(),
+            )
+            .unwrap();
+        assert_eq!(
+            (page.index, page.max_size, page.total_pages, page.total),
+            (2, 2, 2, 3)
+        );
         assert_eq!(page.items.len(), 1);
         let past = query("page=3&size=2").unwrap();
-        assert!(past.apply(items(), |_, _| None, |(n, _)| n.clone()).is_err());
+        assert!(past
+            .apply(items(), |_, _| None, |(n, _)| n.clone())
+            .is_err());
     }
 }

@@ -26,8 +26,11 @@ fn field(r: &Run, name: &str) -> Option<FieldValue> {
 pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let build_id = path_uuid(req.param("id"))?;
     let body = req.json_object()?;
-    let build =
-        app.store.get_build(build_id).await?.ok_or_else(|| Error::NotFound(format!("No build with id {build_id}")))?;
+    let build = app
+        .store
+        .get_build(build_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No build with id {build_id}")))?;
     let config = RunConfig::parse(body, &build)?;
     let detail = start_run(app, &build, config, RunOptions::default()).await?;
     Ok(ApiResponse::ok(&envelope::run(&detail, true)))
@@ -44,21 +47,35 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let mut details = Vec::with_capacity(page.items.len());
     for run in &page.items {
         let blocks = if q.hydrate {
-            app.store.get_run(run.uuid).await?.map(|v| v.value.blocks).unwrap_or_default()
+            app.store
+                .get_run(run.uuid)
+                .await?
+                .map(|v| v.value.blocks)
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
-        details.push(RunDetail { run: run.clone(), blocks });
+        details.push(RunDetail {
+            run: run.clone(),
+            blocks,
+        });
     }
     let mut json = page.to_json(|_| serde_json::Value::Null);
-    json["items"] = details.iter().map(|d| envelope::run(d, q.hydrate)).collect();
+    json["items"] = details
+        .iter()
+        .map(|d| envelope::run(d, q.hydrate))
+        .collect();
     Ok(ApiResponse::ok(&json))
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
     let hydrate = page::hydrate(req, true)?;
-    let d = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+    let d = app
+        .store
+        .get_run(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
     Ok(ApiResponse::ok(&envelope::run(&d.value, hydrate)))
 }
 
@@ -66,7 +83,11 @@ pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 pub async fn stop(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
     for _ in 0..5 {
-        let current = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+        let current = app
+            .store
+            .get_run(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
         if current.value.run.status.is_finished() {
             return Err(Error::Conflict(format!(
                 "run {id} is {} and cannot be stopped",
@@ -79,17 +100,31 @@ pub async fn stop(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         run.updated = now;
         let mut changed = Vec::new();
         for (i, b) in app.store.block_runs(id).await? {
-            if matches!(b.value.status, BlockRunStatus::Initial | BlockRunStatus::Queued) {
+            if matches!(
+                b.value.status,
+                BlockRunStatus::Initial | BlockRunStatus::Queued
+            ) {
                 let mut nb = b.clone();
                 nb.value.status = BlockRunStatus::Cancelled;
                 nb.value.updated = now;
                 changed.push((i, nb));
             }
         }
-        let versioned = crate::store::Versioned { value: run, version: current.version };
-        if app.store.update_run_and_blocks(&versioned, &changed).await? {
+        let versioned = crate::store::Versioned {
+            value: run,
+            version: current.version,
+        };
+        if app
+            .store
+            .update_run_and_blocks(&versioned, &changed)
+            .await?
+        {
             tracing::info!(run_uuid = %id, "run stopped");
-            let d = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+            let d = app
+                .store
+                .get_run(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
             return Ok(ApiResponse::ok(&envelope::run(&d.value, true)));
         }
     }

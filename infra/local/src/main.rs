@@ -1,0 +1,96 @@
+//! `kickoff-local`: every route of both dialects on one port, with an in-memory store and queue by
+//! default (or DynamoDB/SQS when `KICKOFF_TABLE` / `KICKOFF_QUEUE_URL` are set), a ready API key and
+//! the demo pipeline.
+//!
+//! ```text
+//! cargo run -p kickoff-local -- [--port 6789] [--host 127.0.0.1]
+//! ```
+//! `KICKOFF_DEV_API_KEY=<key>` makes that key a `write` key; otherwise a fresh one is printed.
+
+use std::sync::Arc;
+
+use kickoff::app::Config;
+use kickoff::domain::{ApiKey, Role};
+use kickoff::{demo, telemetry, App};
+use tokio::net::TcpListener;
+
+struct Args {
+    host: String,
+    port: u16,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        host: "127.0.0.1".into(),
+        port: 6789,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--port" => {
+                let v = it.next().ok_or("--port needs a value")?;
+                args.port = v
+                    .parse()
+                    .map_err(|_| format!("--port: {v:?} is not a port number"))?;
+            }
+            "--host" => args.host = it.next().ok_or("--host needs a value")?,
+            "-h" | "--help" => {
+                return Err("usage: kickoff-local [--port 6789] [--host 127.0.0.1]".into());
+            }
+            other => return Err(format!("unknown argument {other:?}; try --help")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    telemetry::init_local();
+    let args = parse_args()?;
+    let config = Config::from_env();
+    let app = App::from_config(&config).await?;
+    let now = app.clock.now();
+
+    let key = match std::env::var("KICKOFF_DEV_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        Some(secret) => {
+            app.store
+                .put_api_key(&ApiKey::from_secret(&secret, Role::Write, "dev", now))
+                .await?;
+            None
+        }
+        None => {
+            let (secret, record) = ApiKey::generate(Role::Write, "embedded", now);
+            app.store.put_api_key(&record).await?;
+            Some(secret)
+        }
+    };
+    let (pipeline, build) = demo::seed(&app).await?;
+
+    let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
+    let addr = listener.local_addr()?;
+    println!("Kickoff is listening on http://{addr}");
+    println!(
+        "  store: {}   queue: {}",
+        config
+            .table
+            .as_deref()
+            .map_or("in-memory".to_string(), |t| format!("DynamoDB table {t}")),
+        config
+            .queue_url
+            .as_deref()
+            .map_or("in-process".to_string(), |q| format!("SQS {q}")),
+    );
+    match key {
+        Some(secret) => println!("  API key (write): {secret}"),
+        None => println!("  API key (write): the value of KICKOFF_DEV_API_KEY"),
+    }
+    println!(
+        "  demo pipeline {:?} version {:?}: id {}, build {}",
+        pipeline.name, pipeline.version, pipeline.id, build.id
+    );
+    kickoff::http::local::serve(Arc::new(app), listener).await;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Helpers for Kickoff's tests: an HTTP client, the embedded server on a free port, and the local stack
+//! (DynamoDB Local and the SQS emulator, started by `infra/scripts/test-all.sh`).
+//!
+//! Tests that need the local stack call [`stack`]. Without it they print `SKIPPED` and pass under a
+//! plain `cargo test`; the README's test command sets `KICKOFF_REQUIRE_STACK=1`, which turns a missing
+//! stack into a failure, so nothing is skipped there.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use kickoff::domain::{ApiKey, Role};
+use kickoff::queue::memory::MemoryQueue;
+use kickoff::App;
+use serde_json::Value;
+
+/// An HTTP answer: status, headers and body (parsed as JSON when it is JSON, else `Value::Null`).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub raw: Bytes,
+    pub json: Value,
+}
+
+/// Sends one request; `headers` are `(name, value)` pairs.
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).expect("a valid request");
+    let resp = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let raw = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("a readable body")
+        .to_bytes();
+    let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        raw,
+        json,
+    }
+}
+
+/// The embedded server on a free port, with a write key and a read key.
+pub struct Server {
+    pub base: String,
+    pub app: App,
+    pub queue: Arc<MemoryQueue>,
+    pub write_key: String,
+    pub read_key: String,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `Authorization: Bearer <write key>`.
+    pub fn auth(&self) -> String {
+        format!("Bearer {}", self.write_key)
+    }
+
+    pub fn read_auth(&self) -> String {
+        format!("Bearer {}", self.read_key)
+    }
+}
+
+/// Starts the embedded server's HTTP surface on an in-memory app, with the demo pipeline seeded.
+pub async fn spawn_app() -> Server {
+    let (app, queue) = App::memory();
+    let now = app.clock.now();
+    let (write_key, w) = ApiKey::generate(Role::Write, "test-write", now);
+    let (read_key, r) = ApiKey::generate(Role::Read, "test-read", now);
+    app.store.put_api_key(&w).await.expect("write key");
+    app.store.put_api_key(&r).await.expect("read key");
+    kickoff::demo::seed(&app).await.expect("demo seed");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
+    Server {
+        base: format!("http://{addr}"),
+        app,
+        queue,
+        write_key,
+        read_key,
+    }
+}
+
+/// Endpoints of the local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dynamodb: String,
+    pub sqs: String,
+}
+
+/// The local stack, or `None` (after printing `SKIPPED: <test>`) when it is not running; panics if
+/// `KICKOFF_REQUIRE_STACK=1`.
+pub fn stack(test: &str) -> Option<Stack> {
+    let dynamodb = std::env::var("KICKOFF_TEST_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let sqs = std::env::var("KICKOFF_TEST_SQS_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (dynamodb, sqs) {
+        (Some(dynamodb), Some(sqs)) => Some(Stack { dynamodb, sqs }),
+        _ if std::env::var("KICKOFF_REQUIRE_STACK").as_deref() == Ok("1") => {
+            panic!("{test}: KICKOFF_REQUIRE_STACK=1 but the local stack's endpoints are not set")
+        }
+        _ => {
+            eprintln!("SKIPPED: {test} needs the local stack (run infra/scripts/test-all.sh)");
+            None
+        }
+    }
+}
+
+impl Stack {
+    /// AWS SDK config for the emulators (fixed test credentials, us-east-1).
+    pub async fn aws(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await
+    }
+
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(&self.aws().await)
+            .endpoint_url(&self.dynamodb)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::config::Builder::from(&self.aws().await)
+            .endpoint_url(&self.sqs)
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
+    /// A fresh table (a unique name per test) created from the one table definition.
+    pub async fn new_table(&self, prefix: &str) -> kickoff::store::dynamo::DynamoTable {
+        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let table = kickoff::store::dynamo::DynamoTable::new(self.dynamodb().await, name);
+        table
+            .create()
+            .await
+            .expect("create table on DynamoDB Local");
+        table
+    }
+
+    /// A fresh queue; returns its URL.
+    pub async fn new_queue(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        kickoff::queue::sqs::SqsQueue::create(&self.sqs().await, &name)
+            .await
+            .expect("create queue on the emulator")
+    }
+}
+
+/// The workspace root (for tests that read the repository's files).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
