@@ -188,3 +188,33 @@ pub fn workspace_root() -> std::path::PathBuf {
         .expect("workspace root")
         .to_path_buf()
 }
+
+/// A child process group (a server under test) that is killed, with its children, when dropped.
+pub struct ChildGroup {
+    child: std::process::Child,
+}
+
+impl ChildGroup {
+    /// Starts `cmd` in a process group of its own, output to `log`.
+    pub fn spawn(mut cmd: std::process::Command, log: &std::path::Path) -> ChildGroup {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = out.try_clone().expect("log file");
+        cmd.stdout(out).stderr(err).stdin(std::process::Stdio::null()).process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        ChildGroup { child }
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}

