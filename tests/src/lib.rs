@@ -200,8 +200,13 @@ impl ChildGroup {
         use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = out.try_clone().expect("log file");
-        cmd.stdout(out).stderr(err).stdin(std::process::Stdio::null()).process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        cmd.stdout(out)
+            .stderr(err)
+            .stdin(std::process::Stdio::null())
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         ChildGroup { child }
     }
 }
@@ -209,12 +214,17 @@ impl ChildGroup {
 impl Drop for ChildGroup {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status();
         let _ = self.child.wait();
     }
 }
 
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

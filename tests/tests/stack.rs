@@ -15,14 +15,18 @@ use serde_json::json;
 
 #[tokio::test]
 async fn the_store_conforms_on_dynamodb_local() {
-    let Some(stack) = stack("the_store_conforms_on_dynamodb_local") else { return };
+    let Some(stack) = stack("the_store_conforms_on_dynamodb_local") else {
+        return;
+    };
     let table = stack.new_table("conformance").await;
     kickoff::store::conformance::run_all(&Store::new(Arc::new(table))).await;
 }
 
 #[tokio::test]
 async fn the_queue_conforms_on_the_sqs_emulator() {
-    let Some(stack) = stack("the_queue_conforms_on_the_sqs_emulator") else { return };
+    let Some(stack) = stack("the_queue_conforms_on_the_sqs_emulator") else {
+        return;
+    };
     let url = stack.new_queue("conformance").await;
     kickoff::queue::conformance::run_all(&SqsQueue::new(stack.sqs().await, url)).await;
 }
@@ -31,23 +35,38 @@ async fn the_queue_conforms_on_the_sqs_emulator() {
 /// runs the seed's flow on DynamoDB Local and the SQS emulator.
 #[tokio::test]
 async fn the_embedded_server_runs_on_dynamodb_and_sqs_when_configured() {
-    let Some(stack) = stack("the_embedded_server_runs_on_dynamodb_and_sqs_when_configured") else { return };
+    let Some(stack) = stack("the_embedded_server_runs_on_dynamodb_and_sqs_when_configured") else {
+        return;
+    };
     let table = stack.new_table("embedded").await;
     let queue_url = stack.new_queue("embedded").await;
     // nextest runs each test in its own process, so these variables are this test's alone.
     std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
     std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
-    let config = Config { table: Some(table.table_name().to_string()), queue_url: Some(queue_url.clone()) };
-    let app = App::from_config(&config).await.expect("app on the local stack");
+    let config = Config {
+        table: Some(table.table_name().to_string()),
+        queue_url: Some(queue_url.clone()),
+    };
+    let app = App::from_config(&config)
+        .await
+        .expect("app on the local stack");
     let (secret, key) = ApiKey::generate(Role::Write, "stack", app.clock.now());
     app.store.put_api_key(&key).await.expect("key");
     let (_, build) = kickoff::demo::seed(&app).await.expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
 
     let auth = format!("Bearer {secret}");
-    let a = request("GET", &format!("{base}/api/v1/pipelines?name=training&version=45"), &[("authorization", &auth)], "").await;
+    let a = request(
+        "GET",
+        &format!("{base}/api/v1/pipelines?name=training&version=45"),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
     assert_eq!(a.json["items"][0]["id"], json!(build.pipeline_id));
     let a = request(
         "POST",
@@ -57,12 +76,25 @@ async fn the_embedded_server_runs_on_dynamodb_and_sqs_when_configured() {
     )
     .await;
     assert_eq!(a.status, 200, "{:?}", a.json);
-    let run_uuid: uuid::Uuid = a.json["id"].as_str().and_then(|s| s.parse().ok()).expect("run id");
+    let run_uuid: uuid::Uuid = a.json["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("run id");
 
     // The run is in the table, and its message is on the queue.
-    let stored = Store::new(Arc::new(table)).get_run(run_uuid).await.expect("get").expect("run in the table");
+    let stored = Store::new(Arc::new(table))
+        .get_run(run_uuid)
+        .await
+        .expect("get")
+        .expect("run in the table");
     assert_eq!(stored.value.blocks[1].parameters["model_type"], "rf");
     let queue = SqsQueue::new(stack.sqs().await, queue_url);
-    let got = queue.receive(10, Duration::from_secs(2)).await.expect("receive");
-    assert_eq!(got.iter().map(|r| r.message.clone()).collect::<Vec<_>>(), vec![Message::StartRun { run_uuid }]);
+    let got = queue
+        .receive(10, Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert_eq!(
+        got.iter().map(|r| r.message.clone()).collect::<Vec<_>>(),
+        vec![Message::StartRun { run_uuid }]
+    );
 }
