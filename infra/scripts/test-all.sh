@@ -47,9 +47,10 @@ export KICKOFF_TEST_SQS_ENDPOINT="http://127.0.0.1:$sqs_port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 
 # The function binaries, built the way `cargo lambda watch` runs them (`cargo run --bin <name>`), so that
-# the end-to-end tests do not wait for a compile.
+# the end-to-end tests do not wait for a compile; and kickoff-local's binaries, which tests run.
 functions=$(ls functions)
 cargo build $(for f in $functions; do printf -- '-p %s ' "$f"; done)
+cargo build -p kickoff-local --bins
 
 out="$logs/nextest.log"
 set +e

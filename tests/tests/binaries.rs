@@ -1,0 +1,145 @@
+//! The project's own binaries as a user runs them: `kickoff-local` (the README's run command) and
+//! `kickoff api-key create` against a DynamoDB table.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use kickoff::domain::Role;
+use kickoff::store::Store;
+use kickoff_tests::{free_port, request, stack, workspace_binary, ChildGroup};
+
+#[tokio::test]
+async fn kickoff_local_serves_the_demo_with_the_dev_key() {
+    let port = free_port();
+    let mut cmd = Command::new(workspace_binary("kickoff-local"));
+    cmd.args(["--port", &port.to_string()])
+        .env("KICKOFF_DEV_API_KEY", "dev-key")
+        .env_remove("KICKOFF_TABLE")
+        .env_remove("KICKOFF_QUEUE_URL");
+    let log = std::env::temp_dir().join(format!("kickoff-local-{port}.log"));
+    let _server = ChildGroup::spawn(cmd, &log);
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let a = request(
+        "GET",
+        &format!("{base}/api/v1/pipelines?hydrate=false&name=training&version=45"),
+        &[("authorization", "Bearer dev-key")],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["items"][0]["body"]["version"], "45");
+    let printed = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        printed.contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("dev-key"),
+        "the key is not printed back: {printed}"
+    );
+    let a = request(
+        "GET",
+        &format!("{base}/api/v1/pipelines"),
+        &[("authorization", "Bearer other")],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 401);
+}
+
+#[tokio::test]
+async fn kickoff_local_prints_a_fresh_key_without_a_dev_key() {
+    let port = free_port();
+    let mut child = Command::new(workspace_binary("kickoff-local"))
+        .args(["--port", &port.to_string()])
+        .env_remove("KICKOFF_DEV_API_KEY")
+        .env_remove("KICKOFF_TABLE")
+        .env_remove("KICKOFF_QUEUE_URL")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start kickoff-local");
+    let stdout = child.stdout.take().expect("stdout");
+    let key = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("API key (write): ").nth(1).map(str::to_string))
+        .expect("a printed key");
+    let a = request(
+        "GET",
+        &format!("http://127.0.0.1:{port}/api/v1/runs"),
+        &[("authorization", &format!("Bearer {key}"))],
+        "",
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+}
+
+#[tokio::test]
+async fn the_admin_command_creates_a_hashed_key_in_the_table() {
+    let Some(stack) = stack("the_admin_command_creates_a_hashed_key_in_the_table") else {
+        return;
+    };
+    let table = stack.new_table("cli").await;
+    let name = table.table_name().to_string();
+    let run = |args: &[&str]| {
+        Command::new(workspace_binary("kickoff"))
+            .args(args)
+            .env("KICKOFF_TABLE", &name)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .expect("run kickoff")
+    };
+    let out = run(&["api-key", "create", "--role", "read", "--name", "ci"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(secret.starts_with("kk_") && secret.len() == 67, "{secret}");
+    let store = Store::new(Arc::new(table));
+    assert_eq!(
+        store
+            .find_api_key(&secret)
+            .await
+            .expect("find")
+            .map(|k| k.role),
+        Some(Role::Read)
+    );
+
+    // The secret itself is nowhere in the table.
+    let items = stack
+        .dynamodb()
+        .await
+        .scan()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("scan");
+    let dump = format!("{:?}", items.items());
+    assert!(
+        !dump.contains(&secret) && !dump.contains(&secret[3..]),
+        "only the hash is stored"
+    );
+
+    let bad = run(&["api-key", "create", "--role", "admin"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
+    let missing = run(&["api-key", "create"]);
+    assert!(!missing.status.success());
+}
