@@ -39,11 +39,11 @@ pub fn new_token() -> String {
     hex(&random_bytes::<16>())
 }
 
-/// The integer id of a run: 10-millisecond ticks since 2024-01-01 shifted left by 6 bits, plus 6 random
+/// The integer id of a run or a schedule: 10-millisecond ticks since 2024-01-01 shifted left by 6 bits, plus 6 random
 /// bits. Time-ordered, below 2^46 for centuries, and made unique by the conditional write that claims it
 /// (a collision draws again), not by a hot counter item. Block runs number themselves from it
 /// ([`block_run_id`]), so their ids stay below 2^53 (safe in JavaScript) as well.
-pub fn new_run_id(now: DateTime<Utc>) -> i64 {
+pub fn new_int_id(now: DateTime<Utc>) -> i64 {
     const EPOCH_2024_MS: i64 = 1_704_067_200_000;
     let ticks = ((now.timestamp_millis() - EPOCH_2024_MS) / 10).max(0);
     let low = i64::from(random_bytes::<1>()[0] & 0x3f);
@@ -79,11 +79,11 @@ mod tests {
     fn int_ids_are_time_ordered_and_js_safe() {
         let t1 = Utc::now();
         let t2 = t1 + chrono::Duration::milliseconds(20);
-        let a = new_run_id(t1);
-        let b = new_run_id(t2);
+        let a = new_int_id(t1);
+        let b = new_int_id(t2);
         assert!(a < b);
         let far = t1 + chrono::Duration::days(365 * 300);
-        assert!(block_run_id(new_run_id(far), 127) < (1i64 << 53));
+        assert!(block_run_id(new_int_id(far), 127) < (1i64 << 53));
         assert_eq!(run_id_of_block_run(block_run_id(a, 5)), a);
     }
 }

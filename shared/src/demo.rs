@@ -1,16 +1,20 @@
 //! The demo the embedded server seeds, so that the seeds' worked examples run at once: pipeline
 //! `training` version `"45"`, blocks `data_loader` → `model_trainer` (parameter `model_type`, default
-//! `"svm"`) → `model_evaluator`, noop executors, with its first build.
+//! `"svm"`) → `model_evaluator`, noop executors, with its first build; and an active `api` schedule of
+//! it with id 71 (the id in Mage's trigger example) whose token is printed, or chosen with
+//! `KICKOFF_DEV_SCHEDULE_TOKEN`.
 
 use serde_json::json;
 
 use crate::domain::pipeline::NewPipeline;
-use crate::domain::{Build, Pipeline};
+use crate::domain::schedule::ScheduleFields;
+use crate::domain::{Build, Pipeline, Schedule, ScheduleStatus, ScheduleType};
 use crate::http::from_object;
 use crate::{App, Error, Result};
 
 pub const PIPELINE_NAME: &str = "training";
 pub const PIPELINE_VERSION: &str = "45";
+pub const SCHEDULE_ID: i64 = 71;
 
 /// Creates the demo pipeline unless it exists; returns it with its newest build.
 pub async fn seed(app: &App) -> Result<(Pipeline, Build)> {
@@ -45,4 +49,34 @@ pub async fn seed(app: &App) -> Result<(Pipeline, Build)> {
         .pop()
         .ok_or_else(|| Error::Internal("the demo pipeline has no build".into()))?;
     Ok((pipeline, build))
+}
+
+/// Creates the demo schedule (id 71) unless it exists; `token` replaces its token when given.
+pub async fn seed_schedule(app: &App, token: Option<String>) -> Result<Schedule> {
+    let now = app.clock.now();
+    if let Some(existing) = app.store.get_schedule(SCHEDULE_ID).await? {
+        let mut s = existing.value;
+        if let Some(t) = token.filter(|t| *t != s.token) {
+            s.token = t;
+            s.updated = now;
+            app.store.update_schedule(&s, existing.version).await?;
+        }
+        return Ok(s);
+    }
+    let fields = ScheduleFields {
+        name: Some("demo api trigger".into()),
+        description: Some("Kickoff's demo: trigger the training pipeline over HTTPS".into()),
+        schedule_type: Some(ScheduleType::Api),
+        status: Some(ScheduleStatus::Active),
+        ..ScheduleFields::default()
+    };
+    let s = Schedule::create(
+        SCHEDULE_ID,
+        PIPELINE_NAME,
+        fields,
+        token.unwrap_or_else(crate::clock::new_token),
+        now,
+    )?;
+    app.store.create_schedule(&s).await?;
+    Ok(s)
 }

@@ -7,6 +7,7 @@
 //! - [`app`] — the dependencies a handler gets, built once from the environment.
 
 pub mod app;
+pub mod cancel;
 pub mod clock;
 pub mod demo;
 pub mod domain;

@@ -3,17 +3,56 @@
 //!
 //! If the queue send fails after the write, the trigger still answers with the run: the scheduler tick
 //! re-queues runs left `initial`, so an answered trigger is never lost.
+//!
+//! `Idempotency-Key` (SPEC §4): the key is remembered for 24 hours with the SHA-256 of the request's
+//! canonical JSON, in the same transaction as the run. A repeat with the same body answers the same run
+//! and writes nothing; with another body it is a 422. Concurrent repeats race on that conditional write,
+//! so exactly one run is made.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::clock::{block_run_id, new_run_id};
+use crate::clock::hex;
+use crate::clock::{block_run_id, new_int_id};
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
 use crate::queue::Message;
-use crate::{App, Result};
+use crate::store::{CreateOutcome, IdempotencyRecord};
+use crate::{App, Error, Result};
+
+/// An `Idempotency-Key` with what it is scoped to and the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+impl Idempotency {
+    /// Checks the header's value (1–255 printable ASCII characters) and fingerprints the body.
+    pub fn new(
+        header: Option<&str>,
+        scope: String,
+        body: &Map<String, Value>,
+    ) -> Result<Option<Idempotency>> {
+        let Some(key) = header else { return Ok(None) };
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(Error::BadRequest(
+                "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+            ));
+        }
+        // serde_json's maps are sorted, so this text is canonical: key order and spacing do not matter.
+        let canonical = Value::Object(body.clone()).to_string();
+        Ok(Some(Idempotency {
+            scope,
+            key: key.to_string(),
+            request_hash: hex(&Sha256::digest(canonical.as_bytes())),
+        }))
+    }
+}
 
 /// What a trigger adds to the build and the run configuration.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +62,7 @@ pub struct RunOptions {
     pub event_variables: Option<Value>,
     /// Default: now.
     pub execution_date: Option<DateTime<Utc>>,
+    pub idempotency: Option<Idempotency>,
 }
 
 fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
@@ -82,12 +122,40 @@ pub async fn start_run(
             updated: now,
         })
         .collect();
-    renumber(&mut run, &mut blocks, new_run_id(now));
-    app.store
-        .create_run(&mut run, &mut blocks, |r, b| {
-            renumber(r, b, new_run_id(now))
+    renumber(&mut run, &mut blocks, new_int_id(now));
+    let record = opts.idempotency.map(|i| IdempotencyRecord {
+        scope: i.scope,
+        key: i.key,
+        request_hash: i.request_hash,
+        run_uuid: uuid,
+        created: now,
+    });
+    let outcome = app
+        .store
+        .create_run(&mut run, &mut blocks, record.as_ref(), |r, b| {
+            renumber(r, b, new_int_id(now))
         })
         .await?;
+    if let CreateOutcome::Replayed(earlier) = outcome {
+        let Some(record) = record else {
+            return Err(Error::Internal(
+                "a replay without an idempotency key".into(),
+            ));
+        };
+        if earlier.request_hash != record.request_hash {
+            return Err(Error::Unprocessable(
+                "Idempotency-Key was already used with a different request body".into(),
+            ));
+        }
+        let existing = app.store.get_run(earlier.run_uuid).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "idempotency record names missing run {}",
+                earlier.run_uuid
+            ))
+        })?;
+        tracing::info!(run_uuid = %earlier.run_uuid, "idempotent repeat answered with the earlier run");
+        return Ok(existing.value);
+    }
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, "run created");
     if let Err(e) = app
         .queue
@@ -97,4 +165,30 @@ pub async fn start_run(
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler will re-queue the run");
     }
     Ok(RunDetail { run, blocks })
+}
+
+/// The build a schedule runs: its pinned build, else the newest build of the pipeline's newest version.
+pub async fn build_for_schedule(app: &App, schedule: &crate::domain::Schedule) -> Result<Build> {
+    if let Some(id) = schedule.build_id {
+        return app.store.get_build(id).await?.ok_or_else(|| {
+            Error::Conflict(format!("the schedule's pinned build {id} no longer exists"))
+        });
+    }
+    let newest = app
+        .store
+        .pipeline_versions(&schedule.pipeline_uuid)
+        .await?
+        .into_iter()
+        .max_by_key(|p| crate::domain::pipeline::version_key(&p.version))
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "pipeline {:?} no longer exists",
+                schedule.pipeline_uuid
+            ))
+        })?;
+    app.store
+        .builds_of_pipeline(newest.id)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal(format!("pipeline {} has no build", newest.id)))
 }

@@ -93,6 +93,9 @@ pub async fn spawn_app() -> Server {
     app.store.put_api_key(&w).await.expect("write key");
     app.store.put_api_key(&r).await.expect("read key");
     kickoff::demo::seed(&app).await.expect("demo seed");
+    kickoff::demo::seed_schedule(&app, None)
+        .await
+        .expect("demo schedule");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -6,6 +6,7 @@
 //! cargo run -p kickoff-local -- [--port 6789] [--host 127.0.0.1]
 //! ```
 //! `KICKOFF_DEV_API_KEY=<key>` makes that key a `write` key; otherwise a fresh one is printed.
+//! `KICKOFF_DEV_SCHEDULE_TOKEN=<token>` sets the demo schedule's token; otherwise it is printed.
 
 use std::sync::Arc;
 
@@ -68,6 +69,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let (pipeline, build) = demo::seed(&app).await?;
+    let schedule_token = std::env::var("KICKOFF_DEV_SCHEDULE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let chosen_token = schedule_token.is_some();
+    let schedule = demo::seed_schedule(&app, schedule_token).await?;
 
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
@@ -90,6 +96,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  demo pipeline {:?} version {:?}: id {}, build {}",
         pipeline.name, pipeline.version, pipeline.id, build.id
+    );
+    println!(
+        "  demo pipeline schedule {} (api, active): token {}",
+        schedule.id,
+        if chosen_token {
+            "the value of KICKOFF_DEV_SCHEDULE_TOKEN".to_string()
+        } else {
+            schedule.token.clone()
+        }
     );
     kickoff::http::local::serve(Arc::new(app), listener).await;
     Ok(())

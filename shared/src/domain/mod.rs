@@ -6,8 +6,10 @@ pub mod build;
 pub mod pipeline;
 pub mod run;
 pub mod run_config;
+pub mod schedule;
 
 pub use api_key::{ApiKey, Role};
 pub use build::Build;
 pub use pipeline::{Block, Executor, NewPipeline, Pipeline};
 pub use run::{BlockRun, BlockRunStatus, Run, RunStatus};
+pub use schedule::{Schedule, ScheduleStatus, ScheduleType};

@@ -53,6 +53,9 @@ pub async fn authorize(
         (Some(Role::Read), Access::Write) => Err(Error::Forbidden(
             "this API key has the read role and may not write".into(),
         )),
-        (Some(_), _) => Ok(()),
+        (Some(_), Access::Read | Access::Write) => Ok(()),
+        (Some(_), Access::Token) => Err(Error::Internal(
+            "token routes are not API-key routes".into(),
+        )),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`routes`] — the route table: path + method → endpoint → function name → handler. Start here to
 //!   find any route's code.
-//! - [`zenml`] — the ZenML dialect's handlers (`/api/v1/...`).
+//! - [`zenml`] — the ZenML dialect's handlers (`/api/v1/...`); [`mage`] — the Mage dialect's (`/api/...`).
 //! - [`auth`], [`errors`] — API keys and the two dialects' error bodies, each decided once.
 //! - [`lambda`], [`local`] — adapters from API Gateway events and from a hyper server.
 
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod errors;
 pub mod lambda;
 pub mod local;
+pub mod mage;
 pub mod routes;
 pub mod zenml;
 

@@ -4,7 +4,7 @@
 
 use http::Method;
 
-use super::{auth, errors, zenml, ApiRequest, ApiResponse, MAX_BODY_BYTES};
+use super::{auth, errors, mage, zenml, ApiRequest, ApiResponse, MAX_BODY_BYTES};
 use crate::{App, Error, Result};
 
 /// Which REST dialect a route speaks (decides the error body).
@@ -31,6 +31,8 @@ pub enum Access {
     Read,
     /// A `write` API key.
     Write,
+    /// No API key: the handler checks the schedule's token.
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,20 @@ pub enum Endpoint {
     ListRuns,
     GetRun,
     StopRun,
+    CreateSchedule,
+    ListPipelineSchedules,
+    ListSchedules,
+    GetSchedule,
+    UpdateSchedule,
+    DeleteSchedule,
+    TriggerScheduleRun,
+    ApiTriggerScheduleRun,
+    RunScheduleNow,
+    ListScheduleRuns,
+    ListPipelineRuns,
+    GetPipelineRun,
+    UpdatePipelineRun,
+    ListBlockRuns,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,10 +90,11 @@ const fn route(
     }
 }
 
-use Access::{Read, Write};
+use Access::{Read, Token, Write};
 use Endpoint::*;
 
 pub const ROUTES: &[Route] = &[
+    // ZenML dialect
     route(
         ListPipelines,
         "list-pipelines",
@@ -130,6 +147,105 @@ pub const ROUTES: &[Route] = &[
     route(ListRuns, "list-runs", "GET", "/api/v1/runs", Read),
     route(GetRun, "get-run", "GET", "/api/v1/runs/{id}", Read),
     route(StopRun, "stop-run", "POST", "/api/v1/runs/{id}/stop", Write),
+    // Mage dialect
+    route(
+        CreateSchedule,
+        "create-schedule",
+        "POST",
+        "/api/pipelines/{pipeline_uuid}/pipeline_schedules",
+        Write,
+    ),
+    route(
+        ListPipelineSchedules,
+        "list-pipeline-schedules",
+        "GET",
+        "/api/pipelines/{pipeline_uuid}/pipeline_schedules",
+        Read,
+    ),
+    route(
+        ListSchedules,
+        "list-schedules",
+        "GET",
+        "/api/pipeline_schedules",
+        Read,
+    ),
+    route(
+        GetSchedule,
+        "get-schedule",
+        "GET",
+        "/api/pipeline_schedules/{id}",
+        Read,
+    ),
+    route(
+        UpdateSchedule,
+        "update-schedule",
+        "PUT",
+        "/api/pipeline_schedules/{id}",
+        Write,
+    ),
+    route(
+        DeleteSchedule,
+        "delete-schedule",
+        "DELETE",
+        "/api/pipeline_schedules/{id}",
+        Write,
+    ),
+    route(
+        TriggerScheduleRun,
+        "trigger-schedule-run",
+        "POST",
+        "/api/pipeline_schedules/{id}/pipeline_runs/{token}",
+        Token,
+    ),
+    route(
+        ApiTriggerScheduleRun,
+        "api-trigger-schedule-run",
+        "POST",
+        "/api/pipeline_schedules/{id}/api_trigger",
+        Token,
+    ),
+    route(
+        RunScheduleNow,
+        "run-schedule-now",
+        "POST",
+        "/api/pipeline_schedules/{id}/pipeline_runs",
+        Write,
+    ),
+    route(
+        ListScheduleRuns,
+        "list-schedule-runs",
+        "GET",
+        "/api/pipeline_schedules/{id}/pipeline_runs",
+        Read,
+    ),
+    route(
+        ListPipelineRuns,
+        "list-pipeline-runs",
+        "GET",
+        "/api/pipeline_runs",
+        Read,
+    ),
+    route(
+        GetPipelineRun,
+        "get-pipeline-run",
+        "GET",
+        "/api/pipeline_runs/{id}",
+        Read,
+    ),
+    route(
+        UpdatePipelineRun,
+        "update-pipeline-run",
+        "PUT",
+        "/api/pipeline_runs/{id}",
+        Write,
+    ),
+    route(
+        ListBlockRuns,
+        "list-block-runs",
+        "GET",
+        "/api/pipeline_runs/{id}/block_runs",
+        Read,
+    ),
 ];
 
 impl Route {
@@ -196,8 +312,10 @@ pub async fn dispatch(app: &App, route: &Route, mut req: ApiRequest) -> ApiRespo
         }
         req.params = route
             .match_path(&req.path)
-            .ok_or_else(|| Error::NotFound(format!("no route for {}", req.path)))?;
-        auth::authorize(app, &req, route.access, dialect).await?;
+            .ok_or_else(|| Error::NotFound("no route for this path".into()))?;
+        if route.access != Access::Token {
+            auth::authorize(app, &req, route.access, dialect).await?;
+        }
         call(app, route.endpoint, &req).await
     }
     .await;
@@ -227,6 +345,20 @@ async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResp
         ListRuns => zenml::runs::list(app, req).await,
         GetRun => zenml::runs::get(app, req).await,
         StopRun => zenml::runs::stop(app, req).await,
+        CreateSchedule => mage::schedules::create(app, req).await,
+        ListPipelineSchedules => mage::schedules::list_for_pipeline(app, req).await,
+        ListSchedules => mage::schedules::list(app, req).await,
+        GetSchedule => mage::schedules::get(app, req).await,
+        UpdateSchedule => mage::schedules::update(app, req).await,
+        DeleteSchedule => mage::schedules::delete(app, req).await,
+        TriggerScheduleRun => mage::triggers::with_path_token(app, req).await,
+        ApiTriggerScheduleRun => mage::triggers::with_bearer_token(app, req).await,
+        RunScheduleNow => mage::triggers::run_now(app, req).await,
+        ListScheduleRuns => mage::runs::list_for_schedule(app, req).await,
+        ListPipelineRuns => mage::runs::list(app, req).await,
+        GetPipelineRun => mage::runs::get(app, req).await,
+        UpdatePipelineRun => mage::runs::update(app, req).await,
+        ListBlockRuns => mage::runs::block_runs(app, req).await,
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::Map;
 use uuid::Uuid;
 
 use super::{Store, Versioned};
-use crate::clock::{block_run_id, new_run_id, Clock, SystemClock};
+use crate::clock::{block_run_id, new_int_id, Clock, SystemClock};
 use crate::domain::pipeline::{Block, Executor, Pipeline};
 use crate::domain::{ApiKey, BlockRun, BlockRunStatus, Build, Role, Run, RunStatus};
 use crate::Error;
@@ -194,10 +194,10 @@ async fn runs(store: &Store) {
     let build = Build::initial(&p);
     store.create_pipeline(&p, &build).await.expect("pipeline");
 
-    let id = new_run_id(Utc::now());
+    let id = new_int_id(Utc::now());
     let (mut run, mut blocks) = run_of(&build, id);
     store
-        .create_run(&mut run, &mut blocks, |_, _| {
+        .create_run(&mut run, &mut blocks, None, |_, _| {
             panic!("no collision expected")
         })
         .await
@@ -222,7 +222,7 @@ async fn runs(store: &Store) {
     let (mut other, mut other_blocks) = run_of(&build, id);
     let mut reassigned = 0;
     store
-        .create_run(&mut other, &mut other_blocks, |r, b| {
+        .create_run(&mut other, &mut other_blocks, None, |r, b| {
             reassigned += 1;
             r.id = id + 7;
             for (i, x) in b.iter_mut().enumerate() {

@@ -132,6 +132,10 @@ impl DynamoTable {
                 format!("{VERSION_ATTRIBUTE} = :expected"),
                 Some(AttributeValue::N(v.to_string())),
             )),
+            Condition::AbsentOrExpired(now) => Some((
+                format!("attribute_not_exists({PARTITION_KEY}) OR {TTL_ATTRIBUTE} < :expected"),
+                Some(AttributeValue::N(now.to_string())),
+            )),
         }
     }
 
@@ -285,6 +289,33 @@ impl Table for DynamoTable {
                 Error::Internal(format!("a transaction of {n} items is over DynamoDB's 100"))
                     .into(),
             ),
+        }
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(pk.to_string()))
+            .key(SORT_KEY, AttributeValue::S(sk.to_string()));
+        if let Some((expr, value)) = Self::condition(condition) {
+            req = req.condition_expression(expr);
+            if let Some(v) = value {
+                req = req.expression_attribute_values(":expected", v);
+            }
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+                {
+                    Err(WriteError::ConditionFailed)
+                } else {
+                    Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into())
+                }
+            }
         }
     }
 

@@ -20,6 +20,17 @@ impl MemoryTable {
     }
 }
 
+fn holds(condition: Condition, current: Option<&Item>) -> bool {
+    match condition {
+        Condition::Always => true,
+        Condition::Absent => current.is_none(),
+        Condition::Version(v) => current.is_some_and(|c| c.version == v),
+        Condition::AbsentOrExpired(now) => {
+            current.is_none_or(|c| c.expires_at.is_some_and(|t| t < now))
+        }
+    }
+}
+
 #[async_trait]
 impl Table for MemoryTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
@@ -35,18 +46,23 @@ impl Table for MemoryTable {
         let mut items = self.items.write().await;
         for put in &puts {
             let current = items.get(&(put.item.pk.clone(), put.item.sk.clone()));
-            let ok = match put.condition {
-                Condition::Always => true,
-                Condition::Absent => current.is_none(),
-                Condition::Version(v) => current.is_some_and(|c| c.version == v),
-            };
-            if !ok {
+            if !holds(put.condition, current) {
                 return Err(WriteError::ConditionFailed);
             }
         }
         for put in puts {
             items.insert((put.item.pk.clone(), put.item.sk.clone()), put.item);
         }
+        Ok(())
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {
+        let mut items = self.items.write().await;
+        let key = (pk.to_string(), sk.to_string());
+        if !holds(condition, items.get(&key)) {
+            return Err(WriteError::ConditionFailed);
+        }
+        items.remove(&key);
         Ok(())
     }
 

@@ -40,6 +40,9 @@ pub enum Condition {
     Absent,
     /// Only if the stored item has this version.
     Version(u64),
+    /// Only if no item has this key, or its `expires_at` is before this epoch second (DynamoDB's TTL
+    /// deletes expired items late, so an expired item must count as absent).
+    AbsentOrExpired(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +66,8 @@ pub trait Table: Send + Sync {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
     /// Writes all puts or none (one conditional put, or a transaction of up to 100).
     async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError>;
+    /// Deletes one item if the condition holds (`Condition::Version` or `Always`).
+    async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError>;
     /// The items of one partition whose sort key starts with `sk_prefix`, in sort key order.
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>>;
     /// The items of one index partition, in index sort key order.

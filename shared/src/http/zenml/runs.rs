@@ -3,11 +3,12 @@
 
 use super::page::{self, FieldValue, ListQuery};
 use super::{envelope, path_uuid};
+use crate::cancel::cancel_run;
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
-use crate::domain::{BlockRunStatus, Run, RunStatus};
+use crate::domain::Run;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::trigger::{start_run, RunOptions};
+use crate::trigger::{start_run, Idempotency, RunOptions};
 use crate::{App, Error, Result};
 
 fn field(r: &Run, name: &str) -> Option<FieldValue> {
@@ -31,8 +32,22 @@ pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         .get_build(build_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("No build with id {build_id}")))?;
+    let idempotency = Idempotency::new(
+        req.header("idempotency-key"),
+        format!("build:{build_id}"),
+        &body,
+    )?;
     let config = RunConfig::parse(body, &build)?;
-    let detail = start_run(app, &build, config, RunOptions::default()).await?;
+    let detail = start_run(
+        app,
+        &build,
+        config,
+        RunOptions {
+            idempotency,
+            ..RunOptions::default()
+        },
+    )
+    .await?;
     Ok(ApiResponse::ok(&envelope::run(&detail, true)))
 }
 
@@ -79,54 +94,9 @@ pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     Ok(ApiResponse::ok(&envelope::run(&d.value, hydrate)))
 }
 
-/// Cancels a run: it becomes `cancelled` (ZenML: `stopped`) and its blocks not yet started do too.
+/// Cancels a run (`cancel::cancel_run`); ZenML shows it as `stopped`.
 pub async fn stop(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
-    for _ in 0..5 {
-        let current = app
-            .store
-            .get_run(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
-        if current.value.run.status.is_finished() {
-            return Err(Error::Conflict(format!(
-                "run {id} is {} and cannot be stopped",
-                current.value.run.status.as_zenml()
-            )));
-        }
-        let now = app.clock.now();
-        let mut run = current.value.run.clone();
-        run.status = RunStatus::Cancelled;
-        run.updated = now;
-        let mut changed = Vec::new();
-        for (i, b) in app.store.block_runs(id).await? {
-            if matches!(
-                b.value.status,
-                BlockRunStatus::Initial | BlockRunStatus::Queued
-            ) {
-                let mut nb = b.clone();
-                nb.value.status = BlockRunStatus::Cancelled;
-                nb.value.updated = now;
-                changed.push((i, nb));
-            }
-        }
-        let versioned = crate::store::Versioned {
-            value: run,
-            version: current.version,
-        };
-        if app
-            .store
-            .update_run_and_blocks(&versioned, &changed)
-            .await?
-        {
-            tracing::info!(run_uuid = %id, "run stopped");
-            let d = app
-                .store
-                .get_run(id)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
-            return Ok(ApiResponse::ok(&envelope::run(&d.value, true)));
-        }
-    }
-    Err(Error::Conflict(format!("run {id} is changing; try again")))
+    let detail = cancel_run(app, id).await?;
+    Ok(ApiResponse::ok(&envelope::run(&detail, true)))
 }

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Generates what follows from the route table (shared/src/http/routes.rs), so that a new route is one
+line there plus its IAM actions here:
+
+- functions/<name>/ — the function crate (only when missing);
+- the [workspace.metadata.lambda.watch.router] section of Cargo.toml (cargo lambda watch's routes);
+- the function resources of infra/template.yaml, between the BEGIN/END FUNCTIONS markers.
+
+tests/tests/layout.rs checks that all three agree with the route table, so a forgotten run fails CI.
+Run: python3 infra/scripts/gen_functions.py
+"""
+import collections
+import os
+import re
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# One IAM action list per function: exactly the calls its handler makes (every API-key route also
+# reads the key with GetItem).
+ACTIONS = {
+    "list-pipelines": ["dynamodb:GetItem", "dynamodb:Query"],
+    "create-pipeline": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+    "get-pipeline": ["dynamodb:GetItem"],
+    "list-builds": ["dynamodb:GetItem", "dynamodb:Query"],
+    "create-build": ["dynamodb:GetItem", "dynamodb:PutItem"],
+    "get-build": ["dynamodb:GetItem"],
+    "trigger-build-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "list-runs": ["dynamodb:GetItem", "dynamodb:Query"],
+    "get-run": ["dynamodb:GetItem", "dynamodb:Query"],
+    "stop-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+    "create-schedule": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+    "list-pipeline-schedules": ["dynamodb:GetItem", "dynamodb:Query"],
+    "list-schedules": ["dynamodb:GetItem", "dynamodb:Query"],
+    "get-schedule": ["dynamodb:GetItem"],
+    "update-schedule": ["dynamodb:GetItem", "dynamodb:PutItem"],
+    "delete-schedule": ["dynamodb:GetItem", "dynamodb:DeleteItem"],
+    "trigger-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "api-trigger-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "run-schedule-now": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "list-schedule-runs": ["dynamodb:GetItem", "dynamodb:Query"],
+    "list-pipeline-runs": ["dynamodb:GetItem", "dynamodb:Query"],
+    "get-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query"],
+    "update-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+    "list-block-runs": ["dynamodb:GetItem", "dynamodb:Query"],
+}
+
+
+def routes():
+    src = open(os.path.join(ROOT, "shared/src/http/routes.rs")).read()
+    table = src.split("pub const ROUTES", 1)[1].split("];", 1)[0]
+    found = re.findall(r'route\(\s*(\w+),\s*"([a-z-]+)",\s*"(\w+)",\s*"([^"]+)",\s*(\w+),?\s*\)', table)
+    return [(fn, method, path) for _, fn, method, path, _ in found]
+
+
+def camel(fn):
+    return "".join(w.capitalize() for w in fn.split("-"))
+
+
+def write_crates(rs):
+    for fn, method, path in rs:
+        d = os.path.join(ROOT, "functions", fn)
+        if os.path.exists(d):
+            continue
+        os.makedirs(os.path.join(d, "src"))
+        with open(os.path.join(d, "Cargo.toml"), "w") as f:
+            f.write(f'''[package]
+name = "{fn}"
+description = "Kickoff: {method} {path}"
+version.workspace = true
+edition.workspace = true
+license.workspace = true
+publish.workspace = true
+
+[lints]
+workspace = true
+
+[dependencies]
+kickoff-shared.workspace = true
+tokio.workspace = true
+''')
+        with open(os.path.join(d, "src", "main.rs"), "w") as f:
+            f.write(f'''//! `{method} {path}`: the `{fn}` Lambda function. The handler is in `kickoff::http::routes`.
+
+#[tokio::main]
+async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {{
+    kickoff::http::lambda::serve("{fn}").await
+}}
+''')
+
+
+def write_router(rs):
+    by = collections.OrderedDict()
+    for fn, method, path in rs:
+        by.setdefault(path, []).append((method, fn))
+    lines = ["[workspace.metadata.lambda.watch.router]"]
+    for path, ms in by.items():
+        items = ", ".join(f'{{ method = "{m}", function = "{f}" }}' for m, f in ms)
+        lines.append(f'"{path}" = [{items}]')
+    p = os.path.join(ROOT, "Cargo.toml")
+    s = open(p).read()
+    s = re.sub(r"\[workspace\.metadata\.lambda\.watch\.router\]\n(?:.+\n)*", "\n".join(lines) + "\n", s)
+    open(p, "w").write(s)
+
+
+def write_template(rs):
+    out = []
+    for fn, method, path in rs:
+        actions = ACTIONS[fn]
+        ddb = "\n".join(f"                - {a}" for a in actions if a.startswith("dynamodb:"))
+        sqs = ""
+        if "sqs:SendMessage" in actions:
+            sqs = """
+            - Effect: Allow
+              Action:
+                - sqs:SendMessage
+              Resource: !GetAtt RunQueue.Arn"""
+        out.append(f"""
+  {camel(fn)}:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: ../target/lambda/{fn}/
+      Description: {method} {path}
+      Events:
+        Api:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref HttpApi
+            Method: {method}
+            Path: {path}
+      Policies:
+        - Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action:
+{ddb}
+              Resource:
+                - !GetAtt Table.Arn
+                - !Sub "${{Table.Arn}}/index/GSI1"{sqs}""")
+    p = os.path.join(ROOT, "infra/template.yaml")
+    s = open(p).read()
+    begin, end = "  # BEGIN FUNCTIONS (infra/scripts/gen_functions.py)\n", "  # END FUNCTIONS\n"
+    head, rest = s.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    open(p, "w").write(head + begin + "".join(out).lstrip("\n") + "\n" + end + tail)
+
+
+if __name__ == "__main__":
+    rs = routes()
+    missing = [fn for fn, _, _ in rs if fn not in ACTIONS]
+    if missing:
+        raise SystemExit(f"add IAM actions for {missing} to ACTIONS")
+    write_crates(rs)
+    write_router(rs)
+    write_template(rs)
+    print(f"{len(rs)} functions")

@@ -1,0 +1,63 @@
+//! Cancelling a run, for both dialects (ZenML `POST /runs/{id}/stop`, Mage `PUT /pipeline_runs/{id}`
+//! with `status: cancelled`): the run becomes `cancelled` and its blocks not yet started do too, in one
+//! conditional transaction. A running block keeps running; its result is recorded but changes nothing.
+
+use uuid::Uuid;
+
+use crate::domain::run::RunDetail;
+use crate::domain::{BlockRunStatus, RunStatus};
+use crate::store::Versioned;
+use crate::{App, Error, Result};
+
+/// Cancels an unfinished run; 409 if it has finished, 404 if there is none.
+pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
+    for _ in 0..5 {
+        let current = app
+            .store
+            .get_run(uuid)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("No run with id {uuid}")))?;
+        let status = current.value.run.status;
+        if status.is_finished() {
+            return Err(Error::Conflict(format!(
+                "the run is {} and cannot be cancelled",
+                status.as_mage()
+            )));
+        }
+        let now = app.clock.now();
+        let mut run = current.value.run.clone();
+        run.status = RunStatus::Cancelled;
+        run.updated = now;
+        let mut changed = Vec::new();
+        for (i, mut b) in app.store.block_runs(uuid).await? {
+            if matches!(
+                b.value.status,
+                BlockRunStatus::Initial | BlockRunStatus::Queued
+            ) {
+                b.value.status = BlockRunStatus::Cancelled;
+                b.value.updated = now;
+                changed.push((i, b));
+            }
+        }
+        if app
+            .store
+            .update_run_and_blocks(
+                &Versioned {
+                    value: run,
+                    version: current.version,
+                },
+                &changed,
+            )
+            .await?
+        {
+            tracing::info!(run_uuid = %uuid, "run cancelled");
+            return app
+                .store
+                .get_run(uuid)
+                .await?
+                .map(|v| v.value)
+                .ok_or_else(|| Error::NotFound(format!("No run with id {uuid}")));
+        }
+    }
+    Err(Error::Conflict("the run is changing; try again".into()))
+}

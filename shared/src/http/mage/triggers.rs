@@ -1,0 +1,150 @@
+//! Starting runs from a schedule: `POST /api/pipeline_schedules/{id}/pipeline_runs/{token}` and
+//! `POST /api/pipeline_schedules/{id}/api_trigger` (the schedule's token is the credential, in the
+//! path or as a Bearer token), and the authenticated run-now `POST /api/pipeline_schedules/{id}/pipeline_runs`.
+//!
+//! Body mapping, as in Mage: `pipeline_run.variables` becomes the run's `variables` (over the schedule's
+//! own), `pipeline_run.execution_date` may set the execution date, and every other top-level key goes
+//! into `event_variables` (`null` when there is none).
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::{path_id, view};
+use crate::domain::run_config::RunConfig;
+use crate::domain::schedule::parse_datetime;
+use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
+use crate::http::{auth, json_type_name, ApiRequest, ApiResponse};
+use crate::trigger::{build_for_schedule, start_run, Idempotency, RunOptions};
+use crate::{App, Error, Result};
+
+/// What a trigger body says, mapped as Mage maps it.
+struct TriggerBody {
+    variables: Map<String, Value>,
+    event_variables: Option<Value>,
+    execution_date: Option<DateTime<Utc>>,
+}
+
+fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
+    let mut out = TriggerBody {
+        variables: Map::new(),
+        event_variables: None,
+        execution_date: None,
+    };
+    if let Some(pr) = body.remove("pipeline_run") {
+        let Value::Object(pr) = pr else {
+            return Err(Error::Unprocessable(format!(
+                "pipeline_run: must be an object, got {}",
+                json_type_name(&pr)
+            )));
+        };
+        for (k, v) in pr {
+            match (k.as_str(), v) {
+                ("variables", Value::Object(vars)) => out.variables = vars,
+                ("variables", Value::Null) => {}
+                ("variables", other) => {
+                    return Err(Error::Unprocessable(format!(
+                        "pipeline_run.variables: must be an object, got {}",
+                        json_type_name(&other)
+                    )))
+                }
+                ("execution_date", Value::String(s)) => {
+                    out.execution_date = Some(parse_datetime("pipeline_run.execution_date", &s)?)
+                }
+                ("execution_date", Value::Null) => {}
+                ("execution_date", other) => {
+                    return Err(Error::Unprocessable(format!(
+                        "pipeline_run.execution_date: must be an ISO 8601 string, got {}",
+                        json_type_name(&other)
+                    )))
+                }
+                (other, _) => {
+                    return Err(Error::Unprocessable(format!(
+                        "pipeline_run: unknown field {other}; known fields are variables, execution_date"
+                    )))
+                }
+            }
+        }
+    }
+    if !body.is_empty() {
+        out.event_variables = Some(Value::Object(body));
+    }
+    Ok(out)
+}
+
+async fn load(app: &App, req: &ApiRequest) -> Result<Schedule> {
+    let id = path_id(req, "pipeline schedule")?;
+    Ok(app
+        .store
+        .get_schedule(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No pipeline schedule with id {id}")))?
+        .value)
+}
+
+/// Token triggers only: the token must match (constant time), the schedule be active and of type `api`.
+fn check_token_trigger(schedule: &Schedule, presented: Option<&str>) -> Result<()> {
+    let Some(token) = presented else {
+        return Err(Error::Unauthorized(
+            "a pipeline schedule token is required".into(),
+        ));
+    };
+    if !schedule.token_matches(token) {
+        return Err(Error::Unauthorized(
+            "the token does not match this pipeline schedule".into(),
+        ));
+    }
+    if schedule.status != ScheduleStatus::Active {
+        return Err(Error::Conflict(
+            "the pipeline schedule is inactive; activate it to trigger runs".into(),
+        ));
+    }
+    if schedule.schedule_type != ScheduleType::Api {
+        return Err(Error::Unprocessable(format!(
+            "the pipeline schedule is of type {}; only api schedules take API triggers",
+            schedule.schedule_type.as_str()
+        )));
+    }
+    Ok(())
+}
+
+async fn run(app: &App, req: &ApiRequest, schedule: Schedule) -> Result<ApiResponse> {
+    let body = req.json_object()?;
+    let idempotency = Idempotency::new(
+        req.header("idempotency-key"),
+        format!("schedule:{}", schedule.id),
+        &body,
+    )?;
+    let mapped = map_body(body)?;
+    let build = build_for_schedule(app, &schedule).await?;
+    let mut variables = schedule.variables.clone();
+    variables.extend(mapped.variables);
+    let opts = RunOptions {
+        schedule_id: Some(schedule.id),
+        variables: Some(Value::Object(variables)),
+        event_variables: mapped.event_variables,
+        execution_date: mapped.execution_date,
+        idempotency,
+    };
+    let detail = start_run(app, &build, RunConfig::parse(Map::new(), &build)?, opts).await?;
+    Ok(ApiResponse::ok(
+        &json!({ "pipeline_run": view::run(&detail, Some(&schedule)) }),
+    ))
+}
+
+pub async fn with_path_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let schedule = load(app, req).await?;
+    check_token_trigger(&schedule, Some(req.param("token")))?;
+    run(app, req, schedule).await
+}
+
+pub async fn with_bearer_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let schedule = load(app, req).await?;
+    check_token_trigger(&schedule, auth::bearer(req))?;
+    run(app, req, schedule).await
+}
+
+/// Run now, with an API key: any schedule, active or not, of either type.
+pub async fn run_now(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let schedule = load(app, req).await?;
+    run(app, req, schedule).await
+}

@@ -1,0 +1,80 @@
+//! How the Mage dialect shows schedules, runs and block runs.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::domain::run::RunDetail;
+use crate::domain::{BlockRun, Schedule};
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(time(t)))
+}
+
+pub fn schedule(s: &Schedule) -> Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "description": s.description,
+        "pipeline_uuid": s.pipeline_uuid,
+        "build_id": s.build_id,
+        "schedule_type": s.schedule_type.as_str(),
+        "schedule_interval": s.schedule_interval,
+        "timezone": s.timezone,
+        "start_time": opt_time(s.start_time),
+        "status": s.status.as_str(),
+        "variables": s.variables,
+        "sla": s.sla,
+        "settings": s.settings,
+        "token": s.token,
+        "last_enabled_at": opt_time(s.last_enabled_at),
+        "created_at": time(s.created),
+        "updated_at": time(s.updated),
+    })
+}
+
+pub fn block_run(b: &BlockRun) -> Value {
+    json!({
+        "id": b.id,
+        "block_uuid": b.block_uuid,
+        "pipeline_run_id": b.run_id,
+        "status": b.status.as_str(),
+        "attempts": b.attempts,
+        "metrics": b.metrics,
+        "started_at": opt_time(b.started_at),
+        "completed_at": opt_time(b.completed_at),
+        "created_at": time(b.created),
+        "updated_at": time(b.updated),
+    })
+}
+
+/// A run with every field of Mage's pipeline run object; `schedule` is the run's schedule if it still
+/// exists.
+pub fn run(d: &RunDetail, schedule: Option<&Schedule>) -> Value {
+    let r = &d.run;
+    json!({
+        "id": r.id,
+        "uuid": r.uuid,
+        "pipeline_uuid": r.pipeline_name,
+        "pipeline_schedule_id": r.schedule_id,
+        "pipeline_schedule_name": schedule.map(|s| s.name.clone()),
+        "pipeline_schedule_token": schedule.map(|s| s.token.clone()),
+        "pipeline_schedule_type": schedule.map(|s| s.schedule_type.as_str()),
+        "backfill_id": r.backfill_id,
+        "status": r.status.as_mage(),
+        "execution_date": time(r.execution_date),
+        "variables": r.variables.clone().unwrap_or_else(|| json!({})),
+        "event_variables": r.event_variables,
+        "passed_sla": r.passed_sla,
+        "metrics": r.metrics,
+        "started_at": opt_time(r.started_at),
+        "completed_at": opt_time(r.completed_at),
+        "created_at": time(r.created),
+        "updated_at": time(r.updated),
+        "block_runs": d.blocks.iter().map(block_run).collect::<Vec<_>>(),
+        "block_runs_count": d.blocks.len(),
+    })
+}

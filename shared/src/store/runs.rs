@@ -1,0 +1,324 @@
+//! Runs, block runs, run list views and idempotency records in the table (keys in `store`'s module
+//! docs).
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::table::{Condition, Item, Put, WriteError};
+use super::{decode, decode_all, encode, index_sort_key, item, Store, Versioned};
+use crate::domain::run::RunDetail;
+use crate::domain::{BlockRun, Run, RunStatus};
+use crate::{Error, Result};
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+
+/// One line of a run list view: what filtering and ordering need, without reading the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEntry {
+    pub uuid: Uuid,
+    pub id: i64,
+    pub execution_date: DateTime<Utc>,
+    pub status: RunStatus,
+    pub schedule_id: Option<i64>,
+    pub backfill_id: Option<i64>,
+    pub pipeline_name: String,
+}
+
+/// The run lists kept in the table, each a partition of entries ordered by execution date and id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunView {
+    All,
+    Schedule(i64),
+    Pipeline(String),
+}
+
+impl RunView {
+    fn pk(&self) -> String {
+        match self {
+            RunView::All => "RUNVIEW#ALL".into(),
+            RunView::Schedule(id) => format!("RUNVIEW#SCHEDULE#{id}"),
+            RunView::Pipeline(name) => format!("RUNVIEW#PIPELINE#{name}"),
+        }
+    }
+
+    fn of(run: &Run) -> Vec<RunView> {
+        let mut views = vec![RunView::All, RunView::Pipeline(run.pipeline_name.clone())];
+        views.extend(run.schedule_id.map(RunView::Schedule));
+        views
+    }
+}
+
+/// A remembered `Idempotency-Key`: which request it came with and which run it made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// What the key is scoped to (`schedule:<id>`, `build:<uuid>`).
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the canonical JSON of the request body.
+    pub request_hash: String,
+    pub run_uuid: Uuid,
+    pub created: DateTime<Utc>,
+}
+
+impl IdempotencyRecord {
+    fn pk(scope: &str, key: &str) -> String {
+        format!("IDEMPOTENCY#{scope}#{key}")
+    }
+
+    fn expires_at(&self) -> i64 {
+        (self.created + Duration::hours(IDEMPOTENCY_WINDOW_HOURS)).timestamp()
+    }
+}
+
+/// What `create_run` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created,
+    /// The idempotency key was used before (within the window); nothing was written.
+    Replayed(IdempotencyRecord),
+}
+
+fn entry_sort_key(run: &Run) -> String {
+    format!(
+        "{}#{:016}",
+        run.execution_date.format("%Y%m%dT%H%M%S%6f"),
+        run.id
+    )
+}
+
+impl Store {
+    fn run_item(run: &Run, version: u64) -> Result<Item> {
+        let mut it = item(
+            format!("RUN#{}", run.uuid),
+            "RUN",
+            Some(("RUNS".into(), index_sort_key(run.created, run.uuid))),
+            encode(run)?,
+        );
+        it.version = version;
+        Ok(it)
+    }
+
+    fn block_run_item(b: &BlockRun, index: usize, version: u64) -> Result<Item> {
+        let mut it = item(
+            format!("RUN#{}", b.run_uuid),
+            &format!("BLOCK#{index:03}"),
+            None,
+            encode(b)?,
+        );
+        it.version = version;
+        Ok(it)
+    }
+
+    /// The run's entries in its list views; rewritten with every change of the run, so that their
+    /// status is the run's.
+    fn view_puts(run: &Run) -> Result<Vec<Put>> {
+        let entry = encode(&RunEntry {
+            uuid: run.uuid,
+            id: run.id,
+            execution_date: run.execution_date,
+            status: run.status,
+            schedule_id: run.schedule_id,
+            backfill_id: run.backfill_id,
+            pipeline_name: run.pipeline_name.clone(),
+        })?;
+        Ok(RunView::of(run)
+            .iter()
+            .map(|v| Put {
+                item: item(v.pk(), &entry_sort_key(run), None, entry.clone()),
+                condition: Condition::Always,
+            })
+            .collect())
+    }
+
+    /// Writes a new run with its block runs and list entries in one transaction, with the idempotency
+    /// record if there is one. The run's integer id is claimed with a conditional write; if another run
+    /// holds it, `reassign` gives the run (and its blocks) a new id and the write is tried again. If the
+    /// idempotency key was used within the window, nothing is written and the earlier record returned.
+    pub async fn create_run(
+        &self,
+        run: &mut Run,
+        blocks: &mut [BlockRun],
+        idempotency: Option<&IdempotencyRecord>,
+        mut reassign: impl FnMut(&mut Run, &mut [BlockRun]),
+    ) -> Result<CreateOutcome> {
+        for _ in 0..8 {
+            let mut puts = vec![
+                Put {
+                    item: Self::run_item(run, 1)?,
+                    condition: Condition::Absent,
+                },
+                Put {
+                    item: item(
+                        format!("RUNID#{}", run.id),
+                        "RUNID",
+                        None,
+                        encode(&serde_json::json!({ "uuid": run.uuid }))?,
+                    ),
+                    condition: Condition::Absent,
+                },
+            ];
+            for (i, b) in blocks.iter().enumerate() {
+                puts.push(Put {
+                    item: Self::block_run_item(b, i, 1)?,
+                    condition: Condition::Absent,
+                });
+            }
+            puts.extend(Self::view_puts(run)?);
+            if let Some(rec) = idempotency {
+                let mut it = item(
+                    IdempotencyRecord::pk(&rec.scope, &rec.key),
+                    "IDEMPOTENCY",
+                    None,
+                    encode(rec)?,
+                );
+                it.expires_at = Some(rec.expires_at());
+                puts.push(Put {
+                    item: it,
+                    condition: Condition::AbsentOrExpired(rec.created.timestamp()),
+                });
+            }
+            match self.table.write(puts).await {
+                Ok(()) => return Ok(CreateOutcome::Created),
+                Err(WriteError::ConditionFailed) => {
+                    if let Some(rec) = idempotency {
+                        if let Some(earlier) = self
+                            .idempotency_record(&rec.scope, &rec.key, rec.created)
+                            .await?
+                        {
+                            return Ok(CreateOutcome::Replayed(earlier));
+                        }
+                    }
+                    reassign(run, blocks);
+                }
+                Err(WriteError::Other(e)) => return Err(e),
+            }
+        }
+        Err(Error::Internal(
+            "could not write the run after 8 tries".into(),
+        ))
+    }
+
+    /// The record of an idempotency key, unless it has expired by `now`.
+    pub async fn idempotency_record(
+        &self,
+        scope: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let found = self
+            .table
+            .get(&IdempotencyRecord::pk(scope, key), "IDEMPOTENCY")
+            .await?;
+        match found {
+            Some(it) if it.expires_at.is_none_or(|t| t >= now.timestamp()) => {
+                Ok(Some(decode(&it)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A run with its block runs, and the run item's version.
+    pub async fn get_run(&self, uuid: Uuid) -> Result<Option<Versioned<RunDetail>>> {
+        let items = self.table.query(&format!("RUN#{uuid}"), "").await?;
+        let Some(run_item) = items.iter().find(|i| i.sk == "RUN") else {
+            return Ok(None);
+        };
+        let run: Run = decode(run_item)?;
+        let blocks: Vec<BlockRun> = items
+            .iter()
+            .filter(|i| i.sk.starts_with("BLOCK#"))
+            .map(decode)
+            .collect::<Result<_>>()?;
+        Ok(Some(Versioned {
+            value: RunDetail { run, blocks },
+            version: run_item.version,
+        }))
+    }
+
+    pub async fn get_run_by_id(&self, id: i64) -> Result<Option<Versioned<RunDetail>>> {
+        let Some(claim) = self.table.get(&format!("RUNID#{id}"), "RUNID").await? else {
+            return Ok(None);
+        };
+        let v: serde_json::Value = decode(&claim)?;
+        let uuid = v
+            .get("uuid")
+            .and_then(|u| u.as_str())
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .ok_or_else(|| Error::Internal(format!("corrupt run id claim {id}")))?;
+        self.get_run(uuid).await
+    }
+
+    /// Every run (the ZenML list), oldest first.
+    pub async fn list_runs(&self) -> Result<Vec<Run>> {
+        decode_all(&self.table.query_index("RUNS").await?)
+    }
+
+    /// The entries of a run list view, newest execution date first, ties by id, highest first.
+    pub async fn run_entries(&self, view: &RunView) -> Result<Vec<RunEntry>> {
+        let mut entries: Vec<RunEntry> = decode_all(&self.table.query(&view.pk(), "").await?)?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// Replaces a run if it still has `version`; `false` if someone changed it first.
+    pub async fn update_run(&self, run: &Run, version: u64) -> Result<bool> {
+        self.update_run_and_blocks(
+            &Versioned {
+                value: run.clone(),
+                version,
+            },
+            &[],
+        )
+        .await
+    }
+
+    /// Replaces the run and block runs together, each conditioned on the version it was read at.
+    pub async fn update_run_and_blocks(
+        &self,
+        run: &Versioned<Run>,
+        blocks: &[(usize, Versioned<BlockRun>)],
+    ) -> Result<bool> {
+        let mut puts = vec![Put {
+            item: Self::run_item(&run.value, run.version + 1)?,
+            condition: Condition::Version(run.version),
+        }];
+        for (i, b) in blocks {
+            puts.push(Put {
+                item: Self::block_run_item(&b.value, *i, b.version + 1)?,
+                condition: Condition::Version(b.version),
+            });
+        }
+        puts.extend(Self::view_puts(&run.value)?);
+        match self.table.write(puts).await {
+            Ok(()) => Ok(true),
+            Err(WriteError::ConditionFailed) => Ok(false),
+            Err(WriteError::Other(e)) => Err(e),
+        }
+    }
+
+    /// The block runs of a run with their versions and indexes.
+    pub async fn block_runs(&self, run_uuid: Uuid) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
+        let items = self
+            .table
+            .query(&format!("RUN#{run_uuid}"), "BLOCK#")
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let index =
+                    i.sk.trim_start_matches("BLOCK#")
+                        .parse::<usize>()
+                        .map_err(Error::internal)?;
+                Ok((
+                    index,
+                    Versioned {
+                        value: decode(i)?,
+                        version: i.version,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
