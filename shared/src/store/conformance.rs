@@ -5,10 +5,12 @@ use chrono::Utc;
 use serde_json::Map;
 use uuid::Uuid;
 
-use super::{Store, Versioned};
+use super::{CreateOutcome, IdempotencyRecord, RunView, Store, Versioned};
 use crate::clock::{block_run_id, new_int_id, Clock, SystemClock};
 use crate::domain::pipeline::{Block, Executor, Pipeline};
+use crate::domain::schedule::ScheduleFields;
 use crate::domain::{ApiKey, BlockRun, BlockRunStatus, Build, Role, Run, RunStatus};
+use crate::domain::{Schedule, ScheduleType};
 use crate::Error;
 
 fn pipeline(name: &str, version: &str) -> Pipeline {
@@ -97,6 +99,10 @@ pub async fn run_all(store: &Store) {
     api_keys(store).await;
     pipelines_and_builds(store).await;
     runs(store).await;
+    schedules(store).await;
+    run_views(store).await;
+    idempotency(store).await;
+    idempotency_race(store).await;
 }
 
 async fn api_keys(store: &Store) {
@@ -304,6 +310,245 @@ async fn runs(store: &Store) {
 
     let listed = store.list_runs().await.expect("list runs");
     assert_eq!(listed.len(), 2);
+    let entries = store
+        .run_entries(&RunView::Pipeline("conf-runs".into()))
+        .await
+        .expect("entries");
+    assert_eq!(entries.len(), 2, "both runs are in their pipeline's view");
+}
+
+async fn schedules(store: &Store) {
+    let now = SystemClock.now();
+    let fields = |name: &str| ScheduleFields {
+        name: Some(name.into()),
+        schedule_type: Some(ScheduleType::Api),
+        ..ScheduleFields::default()
+    };
+    let a = Schedule::create(11, "conf-pipe", fields("a"), "t".repeat(32), now).expect("schedule");
+    assert!(store.create_schedule(&a).await.expect("create"));
+    let taken =
+        Schedule::create(11, "conf-pipe", fields("b"), "u".repeat(32), now).expect("schedule");
+    assert!(
+        !store.create_schedule(&taken).await.expect("create"),
+        "a taken id is refused"
+    );
+    let b = Schedule::create(
+        12,
+        "other",
+        fields("b"),
+        "u".repeat(32),
+        now + chrono::Duration::seconds(1),
+    )
+    .expect("schedule");
+    assert!(store.create_schedule(&b).await.expect("create"));
+
+    let got = store.get_schedule(11).await.expect("get").expect("exists");
+    assert_eq!(got.value, a);
+    let mut renamed = got.value.clone();
+    renamed.name = "renamed".into();
+    assert!(store
+        .update_schedule(&renamed, got.version)
+        .await
+        .expect("update"));
+    assert!(
+        !store
+            .update_schedule(&renamed, got.version)
+            .await
+            .expect("stale"),
+        "a stale update is refused"
+    );
+    let ids: Vec<i64> = store
+        .list_schedules()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, [11, 12], "schedules list oldest first");
+
+    let now11 = store.get_schedule(11).await.expect("get").expect("exists");
+    assert!(!store
+        .delete_schedule(11, got.version)
+        .await
+        .expect("stale delete"));
+    assert!(store
+        .delete_schedule(11, now11.version)
+        .await
+        .expect("delete"));
+    assert!(store.get_schedule(11).await.expect("get").is_none());
+    assert_eq!(store.list_schedules().await.expect("list").len(), 1);
+}
+
+async fn run_views(store: &Store) {
+    let p = pipeline("conf-views", "1");
+    let build = Build::initial(&p);
+    store.create_pipeline(&p, &build).await.expect("pipeline");
+    let base = Utc::now();
+    // Execution dates out of creation order, two on the same date (ordered by id then).
+    let plan = [
+        (0, 100, Some(7)),
+        (5, 101, Some(7)),
+        (5, 102, None),
+        (-3, 103, Some(8)),
+    ];
+    for (minutes, id, schedule) in plan {
+        let (mut run, mut blocks) = run_of(&build, id);
+        run.execution_date = base + chrono::Duration::minutes(minutes);
+        run.schedule_id = schedule;
+        store
+            .create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision"))
+            .await
+            .expect("run");
+    }
+    let ids = |v: Vec<super::RunEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let all: Vec<i64> = ids(store.run_entries(&RunView::All).await.expect("all"))
+        .into_iter()
+        .filter(|id| (100..104).contains(id))
+        .collect();
+    assert_eq!(
+        all,
+        [102, 101, 100, 103],
+        "execution date desc, then id desc"
+    );
+    assert_eq!(
+        ids(store.run_entries(&RunView::Schedule(7)).await.expect("7")),
+        [101, 100]
+    );
+    assert_eq!(
+        ids(store
+            .run_entries(&RunView::Pipeline("conf-views".into()))
+            .await
+            .expect("p")),
+        [102, 101, 100, 103]
+    );
+    assert!(store
+        .run_entries(&RunView::Schedule(9))
+        .await
+        .expect("none")
+        .is_empty());
+
+    // A status change shows in the views.
+    let run = store
+        .get_run_by_id(101)
+        .await
+        .expect("get")
+        .expect("exists");
+    let mut changed = run.value.run.clone();
+    changed.status = RunStatus::Cancelled;
+    assert!(store
+        .update_run(&changed, run.version)
+        .await
+        .expect("update"));
+    let entry = store
+        .run_entries(&RunView::Schedule(7))
+        .await
+        .expect("7")
+        .remove(0);
+    assert_eq!((entry.id, entry.status), (101, RunStatus::Cancelled));
+}
+
+fn record(key: &str, hash: &str, run: Uuid) -> IdempotencyRecord {
+    IdempotencyRecord {
+        scope: "schedule:1".into(),
+        key: key.into(),
+        request_hash: hash.into(),
+        run_uuid: run,
+        created: SystemClock.now(),
+    }
+}
+
+async fn idempotency(store: &Store) {
+    let p = pipeline("conf-idem", "1");
+    let build = Build::initial(&p);
+    store.create_pipeline(&p, &build).await.expect("pipeline");
+    let (mut first, mut first_blocks) = run_of(&build, 200);
+    let rec = record("key-1", "h1", first.uuid);
+    let outcome = store
+        .create_run(&mut first, &mut first_blocks, Some(&rec), |_, _| {
+            panic!("no collision")
+        })
+        .await;
+    assert_eq!(outcome.expect("first"), CreateOutcome::Created);
+
+    let (mut again, mut again_blocks) = run_of(&build, 201);
+    let rec2 = record("key-1", "h2", again.uuid);
+    let outcome = store
+        .create_run(&mut again, &mut again_blocks, Some(&rec2), |_, _| {})
+        .await
+        .expect("again");
+    match outcome {
+        CreateOutcome::Replayed(earlier) => {
+            assert_eq!(earlier.run_uuid, first.uuid);
+            assert_eq!(earlier.request_hash, "h1");
+        }
+        other => panic!("a used key is replayed, got {other:?}"),
+    }
+    assert!(
+        store.get_run(again.uuid).await.expect("get").is_none(),
+        "a replay writes no run"
+    );
+    assert!(store.get_run_by_id(201).await.expect("get").is_none());
+
+    // After the window the key is free again.
+    let mut late = record("key-1", "h3", Uuid::new_v4());
+    late.created = SystemClock.now() + chrono::Duration::hours(25);
+    let (mut third, mut third_blocks) = run_of(&build, 202);
+    late.run_uuid = third.uuid;
+    let outcome = store
+        .create_run(&mut third, &mut third_blocks, Some(&late), |_, _| {})
+        .await
+        .expect("late");
+    assert_eq!(
+        outcome,
+        CreateOutcome::Created,
+        "an expired key counts as unused"
+    );
+}
+
+/// Many concurrent triggers with one key: exactly one run is written, every caller learns its id.
+async fn idempotency_race(store: &Store) {
+    let p = pipeline("conf-race", "1");
+    let build = Build::initial(&p);
+    store.create_pipeline(&p, &build).await.expect("pipeline");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let build = build.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut run, mut blocks) = run_of(&build, 300 + i);
+            let rec = record("race", "same", run.uuid);
+            let outcome = store
+                .create_run(&mut run, &mut blocks, Some(&rec), |r, b| {
+                    r.id += 1000;
+                    for (j, x) in b.iter_mut().enumerate() {
+                        x.id = block_run_id(r.id, j);
+                        x.run_id = r.id;
+                    }
+                })
+                .await
+                .expect("create");
+            match outcome {
+                CreateOutcome::Created => run.uuid,
+                CreateOutcome::Replayed(r) => r.run_uuid,
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.push(t.await.expect("task"));
+    }
+    winners.dedup();
+    assert_eq!(
+        winners.len(),
+        1,
+        "every caller gets the same run: {winners:?}"
+    );
+    let runs = store
+        .run_entries(&RunView::Pipeline("conf-race".into()))
+        .await
+        .expect("entries");
+    assert_eq!(runs.len(), 1, "exactly one run is written");
+    assert_eq!(runs[0].uuid, winners[0]);
 }
 
 #[cfg(test)]
