@@ -245,3 +245,80 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// The functions as deployed, locally: a fresh table and queue on the local stack with a write key and
+/// the demo data, and the function binaries under `cargo lambda watch` on a free port, routed as
+/// API Gateway routes them (the workspace's router metadata).
+pub struct Deployed {
+    pub base: String,
+    pub store: kickoff::store::Store,
+    pub queue: kickoff::queue::sqs::SqsQueue,
+    pub write_key: String,
+    pub schedule_token: String,
+    _watch: ChildGroup,
+}
+
+pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
+    let table = stack.new_table(prefix).await;
+    let table_name = table.table_name().to_string();
+    let queue_url = stack.new_queue(prefix).await;
+    let store = kickoff::store::Store::new(Arc::new(table));
+
+    // The deployment's data: a write key (as `kickoff api-key create` makes it) and the demo.
+    let (app, _) = App::memory();
+    let app = App {
+        store: store.clone(),
+        ..app
+    };
+    let (write_key, key) = ApiKey::generate(Role::Write, prefix, app.clock.now());
+    store.put_api_key(&key).await.expect("key");
+    kickoff::demo::seed(&app).await.expect("seed");
+    let schedule = kickoff::demo::seed_schedule(&app, None)
+        .await
+        .expect("demo schedule");
+
+    let port = free_port();
+    let mut cmd = std::process::Command::new("cargo");
+    cmd.current_dir(workspace_root()).args([
+        "lambda",
+        "watch",
+        "--ignore-changes",
+        "--invoke-address",
+        "127.0.0.1",
+        "--invoke-port",
+        &port.to_string(),
+    ]);
+    for (k, v) in [
+        ("KICKOFF_TABLE", table_name.as_str()),
+        ("KICKOFF_QUEUE_URL", queue_url.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", stack.sqs.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        cmd.args(["--env-var", &format!("{k}={v}")]);
+    }
+    let log = workspace_root()
+        .join("target")
+        .join(format!("cargo-lambda-watch-{prefix}-{port}.log"));
+    let watch = ChildGroup::spawn(cmd, &log);
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(180),
+            "cargo lambda watch did not start; see {}",
+            log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let queue = kickoff::queue::sqs::SqsQueue::new(stack.sqs().await, queue_url);
+    Deployed {
+        base: format!("http://127.0.0.1:{port}"),
+        store,
+        queue,
+        write_key,
+        schedule_token: schedule.token,
+        _watch: watch,
+    }
+}

@@ -1,88 +1,25 @@
-//! End to end: the seed's three ZenML calls through the real function binaries under
+//! End to end: the seeds' worked examples through the real function binaries under
 //! `cargo lambda watch` (routes mapped as API Gateway maps them, from the workspace router), on
-//! DynamoDB Local and the SQS emulator. The run must be in the table and its message on the queue.
+//! DynamoDB Local and the SQS emulator.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kickoff::domain::{ApiKey, Role};
-use kickoff::queue::sqs::SqsQueue;
 use kickoff::queue::{Message, RunQueue};
-use kickoff::store::Store;
-use kickoff::App;
-use kickoff_tests::{free_port, request, stack, workspace_root, ChildGroup};
+use kickoff_tests::{deploy, request, stack};
+use serde_json::json;
 
 #[tokio::test]
 async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
     let Some(stack) = stack("the_seed_zenml_flow_runs_through_the_function_binaries") else {
         return;
     };
-    let table = stack.new_table("e2e").await;
-    let table_name = table.table_name().to_string();
-    let queue_url = stack.new_queue("e2e").await;
-    let store = Store::new(Arc::new(table));
-
-    // The deployment's data: a write key (as `kickoff api-key create` makes it) and the demo pipeline.
-    let (app, _) = App::memory();
-    let app = App {
-        store: store.clone(),
-        ..app
-    };
-    let (secret, key) = ApiKey::generate(Role::Write, "e2e", app.clock.now());
-    store.put_api_key(&key).await.expect("key");
-    kickoff::demo::seed(&app).await.expect("seed");
-
-    let port = free_port();
-    let mut cmd = std::process::Command::new("cargo");
-    cmd.current_dir(workspace_root()).args([
-        "lambda",
-        "watch",
-        "--ignore-changes",
-        "--invoke-address",
-        "127.0.0.1",
-        "--invoke-port",
-        &port.to_string(),
-    ]);
-    for (k, v) in [
-        ("KICKOFF_TABLE", table_name.as_str()),
-        ("KICKOFF_QUEUE_URL", queue_url.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.as_str()),
-        ("AWS_ENDPOINT_URL_SQS", stack.sqs.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ] {
-        cmd.args(["--env-var", &format!("{k}={v}")]);
-    }
-    let log = workspace_root()
-        .join("target")
-        .join(format!("cargo-lambda-watch-{port}.log"));
-    let _watch = ChildGroup::spawn(cmd, &log);
-    let base = format!("http://127.0.0.1:{port}");
-    let auth = format!("Bearer {secret}");
+    let d = deploy(&stack, "e2e-zenml").await;
+    let base = &d.base;
+    let auth = format!("Bearer {}", d.write_key);
     let headers = [
         ("accept", "application/json"),
         ("authorization", auth.as_str()),
     ];
-
-    // Wait for the emulator to answer (the first call of each function may compile or start it).
-    let started = Instant::now();
-    loop {
-        let ok = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await;
-        if matches!(ok, Ok(Ok(_))) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "cargo lambda watch did not start; see {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 
     // 1. GET /pipelines?name=…&version=…
     let a = request(
@@ -133,7 +70,8 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
         .expect("run uuid");
 
     // The run exists in the table, with the configuration applied …
-    let stored = store
+    let stored = d
+        .store
         .get_run(run_uuid)
         .await
         .expect("get run")
@@ -147,8 +85,8 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
         .expect("block run");
     assert_eq!(trainer.parameters["model_type"], "rf");
     // … and its message is on the queue.
-    let queue = SqsQueue::new(stack.sqs().await, queue_url);
-    let got = queue
+    let got = d
+        .queue
         .receive(10, Duration::from_secs(2))
         .await
         .expect("receive");
@@ -157,8 +95,142 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
         vec![Message::StartRun { run_uuid }]
     );
 
+    // The same run through the Mage dialect's function.
+    let run_id = stored.value.run.id;
+    let a = request(
+        "GET",
+        &format!("{base}/api/pipeline_runs/{run_id}"),
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["pipeline_run"]["uuid"], json!(run_uuid));
+
     // Errors come back from the binaries in ZenML's shape too.
     let a = request("GET", &format!("{base}/api/v1/pipelines"), &[], "").await;
     assert_eq!(a.status, 401);
     assert_eq!(a.json["detail"], "Not authenticated");
+}
+
+#[tokio::test]
+async fn the_seed_mage_examples_run_through_the_function_binaries() {
+    let Some(stack) = stack("the_seed_mage_examples_run_through_the_function_binaries") else {
+        return;
+    };
+    let d = deploy(&stack, "e2e-mage").await;
+    let base = &d.base;
+
+    // curl --request POST --url '<host>/api/pipeline_schedules/71/pipeline_runs/<token>' --data '{"env": "dev", "test": 1}'
+    let a = request(
+        "POST",
+        &format!(
+            "{base}/api/pipeline_schedules/71/pipeline_runs/{}",
+            d.schedule_token
+        ),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "{\n\"env\": \"dev\",\n\"test\": 1\n}",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["pipeline_run"]["status"], "initial");
+    assert_eq!(
+        a.json["pipeline_run"]["event_variables"],
+        json!({"env": "dev", "test": 1})
+    );
+    let uuid: uuid::Uuid = a.json["pipeline_run"]["uuid"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("uuid");
+    assert!(
+        d.store.get_run(uuid).await.expect("get").is_some(),
+        "the run is in the table"
+    );
+    let got = d
+        .queue
+        .receive(10, Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert_eq!(
+        got.into_iter().map(|r| r.message).collect::<Vec<_>>(),
+        vec![Message::StartRun { run_uuid: uuid }]
+    );
+
+    // Twenty-one more (one through api_trigger with an Idempotency-Key sent twice).
+    for i in 0..20 {
+        let a = request(
+            "POST",
+            &format!(
+                "{base}/api/pipeline_schedules/71/pipeline_runs/{}",
+                d.schedule_token
+            ),
+            &[],
+            json!({"n": i}).to_string(),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+    }
+    let bearer = format!("Bearer {}", d.schedule_token);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let a = request(
+            "POST",
+            &format!("{base}/api/pipeline_schedules/71/api_trigger"),
+            &[
+                ("authorization", bearer.as_str()),
+                ("idempotency-key", "delivery-7"),
+            ],
+            r#"{"n": 21}"#,
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+        ids.push(a.json["pipeline_run"]["id"].clone());
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "a repeated Idempotency-Key answers the same run"
+    );
+
+    // curl --request GET --url '<host>/api/pipeline_schedules/71/pipeline_runs?api_key=<key>' --header 'Authorization: Bearer …'
+    let list = |limit: usize, offset: usize| {
+        format!("{base}/api/pipeline_schedules/71/pipeline_runs?api_key={}&_limit={limit}&_offset={offset}", d.write_key)
+    };
+    let a = request(
+        "GET",
+        &format!(
+            "{base}/api/pipeline_schedules/71/pipeline_runs?api_key={}",
+            d.write_key
+        ),
+        &[(
+            "authorization",
+            "Bearer ZKXScwLKLZUujbw7vwMeWnhtTTSLqifw8_RnBHYipww",
+        )],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["metadata"], json!({"count": 22, "next": false}));
+    for (limit, offset, len, next) in [
+        (10, 0, 10, true),
+        (10, 10, 10, true),
+        (10, 20, 2, false),
+        (5, 22, 0, false),
+    ] {
+        let a = request("GET", &list(limit, offset), &[], "").await;
+        assert_eq!(
+            a.json["metadata"],
+            json!({"count": 22, "next": next}),
+            "limit {limit} offset {offset}"
+        );
+        assert_eq!(a.json["pipeline_runs"].as_array().expect("runs").len(), len);
+    }
+    let a = request(
+        "POST",
+        &format!("{base}/api/pipeline_schedules/71/pipeline_runs/0123456789abcdef0123456789abcdef"),
+        &[],
+        "{}",
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json["error"]["code"], 401);
 }

@@ -98,3 +98,60 @@ async fn the_embedded_server_runs_on_dynamodb_and_sqs_when_configured() {
         vec![Message::StartRun { run_uuid }]
     );
 }
+
+/// Many concurrent token triggers with one Idempotency-Key, over HTTP, on DynamoDB Local: one run.
+#[tokio::test]
+async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
+    let Some(stack) = stack("concurrent_idempotent_triggers_make_one_run_on_dynamodb") else {
+        return;
+    };
+    let table = stack.new_table("race").await;
+    let queue_url = stack.new_queue("race").await;
+    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
+    std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
+    let config = Config {
+        table: Some(table.table_name().to_string()),
+        queue_url: Some(queue_url),
+    };
+    let app = App::from_config(&config).await.expect("app");
+    kickoff::demo::seed(&app).await.expect("seed");
+    let schedule = kickoff::demo::seed_schedule(&app, None)
+        .await
+        .expect("schedule");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/api/pipeline_schedules/71/pipeline_runs/{}",
+        listener.local_addr().expect("addr"),
+        schedule.token
+    );
+    tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
+
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            request(
+                "POST",
+                &url,
+                &[("idempotency-key", "race-1")],
+                r#"{"a": 1}"#,
+            )
+            .await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let a = t.await.expect("task");
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+        ids.insert(a.json["pipeline_run"]["id"].as_i64().expect("id"));
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let runs = app
+        .store
+        .run_entries(&kickoff::store::RunView::Schedule(71))
+        .await
+        .expect("entries");
+    assert_eq!(runs.len(), 1, "exactly one run in the table");
+}
