@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
-/// The most blocks a pipeline may have: a trigger writes the run, its id claim, an idempotency record
-/// and every block run in one DynamoDB transaction of at most 100 items.
-pub const MAX_BLOCKS: usize = 96;
+/// The most blocks a pipeline may have: a trigger writes the run, its id claim, its three list-view
+/// entries, an idempotency record and every block run in one DynamoDB transaction of at most 100 items
+/// (6 + 90, with room to spare).
+pub const MAX_BLOCKS: usize = 90;
 
 /// What running a block means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

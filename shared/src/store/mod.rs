@@ -13,28 +13,43 @@
 //! | pipeline by name | `PIPELINE_NAME#<name>` | `VERSION#<version>` | — |
 //! | build | `BUILD#<uuid>` | `BUILD` | `BUILDS` / `<created>#<uuid>` |
 //! | build of a pipeline | `PIPELINE#<uuid>` | `BUILD#<created>#<uuid>` | — |
+//! | schedule | `SCHEDULE#<id>` | `SCHEDULE` | `SCHEDULES` / `<created>#<id>` |
 //! | run | `RUN#<uuid>` | `RUN` | `RUNS` / `<created>#<uuid>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
+//! | run list entry | `RUNVIEW#ALL`, `RUNVIEW#SCHEDULE#<id>`, `RUNVIEW#PIPELINE#<name>` | `<execution date>#<id, 16 digits>` | — |
+//! | idempotency key | `IDEMPOTENCY#<scope>#<key>` | `IDEMPOTENCY` (TTL `expires_at`) | — |
 //!
 //! Pipelines and builds are immutable, so their extra copies (by name, by pipeline) never go stale;
-//! they are written in the same transaction as the entity.
+//! they are written in the same transaction as the entity. Run list entries are small (ids, execution
+//! date, status, schedule, backfill, pipeline name) and rewritten in the same transaction as every change
+//! of their run, so their status is always the run's.
 //!
 //! # Access patterns and their cost
 //!
 //! - API key by secret: one `GetItem` on the hash (the secret is never stored).
-//! - Create a pipeline version: one transaction of 3 puts (pipeline, name/version claim with
-//!   `attribute_not_exists` — the 409 — and its first build's 2 items): 4 items.
-//! - Pipeline / build / run by id: one `GetItem`; a run with its block runs: one `Query` on `RUN#<uuid>`.
+//! - Create a pipeline version: one transaction of 4 puts (pipeline, name/version claim with
+//!   `attribute_not_exists` — the 409 —, and its first build's 2 items).
+//! - Pipeline / build / schedule by id: one `GetItem`; a run with its block runs: one `Query` on `RUN#<uuid>`.
 //! - Versions of a pipeline name: one `Query` on `PIPELINE_NAME#<name>`.
 //! - Builds of a pipeline: one `Query` on `PIPELINE#<uuid>`, prefix `BUILD#`.
 //! - Run by integer id: `GetItem` on the claim, then the run's `Query`.
 //! - Trigger: one transaction: the run, its id claim (`attribute_not_exists`; a collision draws a new id),
-//!   and one item per block run: 2 + blocks items.
-//! - Run status change: `PutItem` conditioned on the version read (optimistic concurrency).
+//!   its 2–3 list entries, the idempotency record if a key was sent (`attribute_not_exists` or expired —
+//!   the race between repeats is decided here), and one item per block run: 5 + blocks (+1) items.
+//! - Run status change: one transaction: the run conditioned on the version read (optimistic
+//!   concurrency), the block runs that change (each conditioned on its version), and the list entries.
+//! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`): one
+//!   `Query` of the view's partition, which is already ordered (`execution_date` desc, then `id` desc, by
+//!   reading it backwards). The entries are about 200 bytes, so the query costs one read unit per ~20 runs
+//!   in the view (eventually consistent: half that); `metadata.count` is exact because it counts those
+//!   entries after the `status`/`backfill_id` filters, and a run and its entries are written in one
+//!   transaction. Then one `Query` per run on the page (`_limit`, default 40) for the run and its block
+//!   runs, and one `GetItem` per distinct schedule on the page. No request scans the table.
 //! - ZenML lists (pipelines, builds, runs): one `Query` of the entity's `GSI1` partition, all pages;
-//!   filtering, sorting and paging happen in the function. That is fine for pipelines and builds (few);
-//!   for runs it reads every run, which the Mage run history will replace with a keyed, counted index.
+//!   filtering, sorting and paging happen in the function (ZenML's filters are free-form). Fine for
+//!   pipelines, builds and schedules (few); for runs it reads every run document — the ZenML run list
+//!   should move to the run list views too.
 
 pub mod conformance;
 pub mod dynamo;
