@@ -35,10 +35,7 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Config {
-            table: var("KICKOFF_TABLE"),
-            queue_url: var("KICKOFF_QUEUE_URL"),
-        }
+        Config { table: var("KICKOFF_TABLE"), queue_url: var("KICKOFF_QUEUE_URL") }
     }
 }
 
@@ -46,11 +43,7 @@ impl App {
     /// An app on an in-memory store and queue; the queue is returned too, for whoever drains it.
     pub fn memory() -> (App, Arc<MemoryQueue>) {
         let queue = Arc::new(MemoryQueue::new());
-        let app = App {
-            store: Store::memory(),
-            queue: queue.clone(),
-            clock: Arc::new(SystemClock),
-        };
+        let app = App { store: Store::memory(), queue: queue.clone(), clock: Arc::new(SystemClock) };
         (app, queue)
     }
 
@@ -75,9 +68,7 @@ impl App {
     pub async fn for_lambda() -> Result<App> {
         let config = Config::from_env();
         if config.table.is_none() || config.queue_url.is_none() {
-            return Err(Error::Internal(
-                "KICKOFF_TABLE and KICKOFF_QUEUE_URL must be set".into(),
-            ));
+            return Err(Error::Internal("KICKOFF_TABLE and KICKOFF_QUEUE_URL must be set".into()));
         }
         App::from_config(&config).await
     }

@@ -19,10 +19,7 @@ pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
             .ok_or_else(|| Error::NotFound(format!("No run with id {uuid}")))?;
         let status = current.value.run.status;
         if status.is_finished() {
-            return Err(Error::Conflict(format!(
-                "the run is {} and cannot be cancelled",
-                status.as_mage()
-            )));
+            return Err(Error::Conflict(format!("the run is {} and cannot be cancelled", status.as_mage())));
         }
         let now = app.clock.now();
         let mut run = current.value.run.clone();
@@ -30,10 +27,7 @@ pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
         run.updated = now;
         let mut changed = Vec::new();
         for (i, mut b) in app.store.block_runs(uuid).await? {
-            if matches!(
-                b.value.status,
-                BlockRunStatus::Initial | BlockRunStatus::Queued
-            ) {
+            if matches!(b.value.status, BlockRunStatus::Initial | BlockRunStatus::Queued) {
                 b.value.status = BlockRunStatus::Cancelled;
                 b.value.updated = now;
                 changed.push((i, b));
@@ -41,13 +35,7 @@ pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
         }
         if app
             .store
-            .update_run_and_blocks(
-                &Versioned {
-                    value: run,
-                    version: current.version,
-                },
-                &changed,
-            )
+            .update_run_and_blocks(&Versioned { value: run, version: current.version }, true, &changed)
             .await?
         {
             tracing::info!(run_uuid = %uuid, "run cancelled");

@@ -15,6 +15,26 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock tests move forward: the system time plus an offset (to expire leases and time-outs without
+/// sleeping).
+#[derive(Default)]
+pub struct ManualClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_ms.fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now()
+            + chrono::Duration::milliseconds(self.offset_ms.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// `N` bytes from the OS CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
@@ -69,9 +89,7 @@ mod tests {
         let a = new_token();
         let b = new_token();
         assert_eq!(a.len(), 32);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
     }
 

@@ -18,8 +18,5 @@ pub fn init_lambda() {
 }
 
 pub fn init_local() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_target(false)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_target(false).try_init();
 }

@@ -18,7 +18,7 @@ use crate::clock::hex;
 use crate::clock::{block_run_id, new_int_id};
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
-use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
+use crate::domain::{BlockRun, Build, Run, RunStatus};
 use crate::queue::Message;
 use crate::store::{CreateOutcome, IdempotencyRecord};
 use crate::{App, Error, Result};
@@ -63,6 +63,8 @@ pub struct RunOptions {
     /// Default: now.
     pub execution_date: Option<DateTime<Utc>>,
     pub idempotency: Option<Idempotency>,
+    /// From the schedule's settings.
+    pub allow_blocks_to_fail: bool,
 }
 
 fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
@@ -74,12 +76,7 @@ fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
 }
 
 /// Writes a new run of `build` and queues it.
-pub async fn start_run(
-    app: &App,
-    build: &Build,
-    config: RunConfig,
-    opts: RunOptions,
-) -> Result<RunDetail> {
+pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOptions) -> Result<RunDetail> {
     let now = app.clock.now();
     let uuid = Uuid::new_v4();
     let mut run = Run {
@@ -99,6 +96,7 @@ pub async fn start_run(
         config: config.raw,
         passed_sla: false,
         metrics: None,
+        allow_blocks_to_fail: opts.allow_blocks_to_fail,
         started_at: None,
         completed_at: None,
         created: now,
@@ -107,19 +105,10 @@ pub async fn start_run(
     let mut blocks: Vec<BlockRun> = build
         .blocks
         .iter()
-        .map(|b| BlockRun {
-            id: 0,
-            run_id: 0,
-            run_uuid: uuid,
-            block_uuid: b.name.clone(),
-            status: BlockRunStatus::Initial,
-            attempts: 0,
-            parameters: config.parameters.get(&b.name).cloned().unwrap_or_default(),
-            metrics: None,
-            started_at: None,
-            completed_at: None,
-            created: now,
-            updated: now,
+        .enumerate()
+        .map(|(i, b)| {
+            let parameters = config.parameters.get(&b.name).cloned().unwrap_or_default();
+            BlockRun::new(uuid, 0, i, &b.name, parameters, now)
         })
         .collect();
     renumber(&mut run, &mut blocks, new_int_id(now));
@@ -132,15 +121,11 @@ pub async fn start_run(
     });
     let outcome = app
         .store
-        .create_run(&mut run, &mut blocks, record.as_ref(), |r, b| {
-            renumber(r, b, new_int_id(now))
-        })
+        .create_run(&mut run, &mut blocks, record.as_ref(), |r, b| renumber(r, b, new_int_id(now)))
         .await?;
     if let CreateOutcome::Replayed(earlier) = outcome {
         let Some(record) = record else {
-            return Err(Error::Internal(
-                "a replay without an idempotency key".into(),
-            ));
+            return Err(Error::Internal("a replay without an idempotency key".into()));
         };
         if earlier.request_hash != record.request_hash {
             return Err(Error::Unprocessable(
@@ -148,20 +133,13 @@ pub async fn start_run(
             ));
         }
         let existing = app.store.get_run(earlier.run_uuid).await?.ok_or_else(|| {
-            Error::Internal(format!(
-                "idempotency record names missing run {}",
-                earlier.run_uuid
-            ))
+            Error::Internal(format!("idempotency record names missing run {}", earlier.run_uuid))
         })?;
         tracing::info!(run_uuid = %earlier.run_uuid, "idempotent repeat answered with the earlier run");
         return Ok(existing.value);
     }
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, "run created");
-    if let Err(e) = app
-        .queue
-        .send(&Message::StartRun { run_uuid: run.uuid })
-        .await
-    {
+    if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler will re-queue the run");
     }
     Ok(RunDetail { run, blocks })
@@ -170,9 +148,11 @@ pub async fn start_run(
 /// The build a schedule runs: its pinned build, else the newest build of the pipeline's newest version.
 pub async fn build_for_schedule(app: &App, schedule: &crate::domain::Schedule) -> Result<Build> {
     if let Some(id) = schedule.build_id {
-        return app.store.get_build(id).await?.ok_or_else(|| {
-            Error::Conflict(format!("the schedule's pinned build {id} no longer exists"))
-        });
+        return app
+            .store
+            .get_build(id)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("the schedule's pinned build {id} no longer exists")));
     }
     let newest = app
         .store
@@ -180,12 +160,7 @@ pub async fn build_for_schedule(app: &App, schedule: &crate::domain::Schedule) -
         .await?
         .into_iter()
         .max_by_key(|p| crate::domain::pipeline::version_key(&p.version))
-        .ok_or_else(|| {
-            Error::Conflict(format!(
-                "pipeline {:?} no longer exists",
-                schedule.pipeline_uuid
-            ))
-        })?;
+        .ok_or_else(|| Error::Conflict(format!("pipeline {:?} no longer exists", schedule.pipeline_uuid)))?;
     app.store
         .builds_of_pipeline(newest.id)
         .await?

@@ -27,37 +27,19 @@ pub struct Answer {
 }
 
 /// Sends one request; `headers` are `(name, value)` pairs.
-pub async fn request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Answer {
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(body.into())).expect("a valid request");
-    let resp = client
-        .request(req)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let resp = client.request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let raw = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("a readable body")
-        .to_bytes();
+    let raw = resp.into_body().collect().await.expect("a readable body").to_bytes();
     let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        raw,
-        json,
-    }
+    Answer { status, headers, raw, json }
 }
 
 /// The embedded server on a free port, with a write key and a read key.
@@ -93,21 +75,11 @@ pub async fn spawn_app() -> Server {
     app.store.put_api_key(&w).await.expect("write key");
     app.store.put_api_key(&r).await.expect("read key");
     kickoff::demo::seed(&app).await.expect("demo seed");
-    kickoff::demo::seed_schedule(&app, None)
-        .await
-        .expect("demo schedule");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    kickoff::demo::seed_schedule(&app, None).await.expect("demo schedule");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
-    Server {
-        base: format!("http://{addr}"),
-        app,
-        queue,
-        write_key,
-        read_key,
-    }
+    Server { base: format!("http://{addr}"), app, queue, write_key, read_key }
 }
 
 /// Endpoints of the local stack.
@@ -120,12 +92,8 @@ pub struct Stack {
 /// The local stack, or `None` (after printing `SKIPPED: <test>`) when it is not running; panics if
 /// `KICKOFF_REQUIRE_STACK=1`.
 pub fn stack(test: &str) -> Option<Stack> {
-    let dynamodb = std::env::var("KICKOFF_TEST_DYNAMODB_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let sqs = std::env::var("KICKOFF_TEST_SQS_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty());
+    let dynamodb = std::env::var("KICKOFF_TEST_DYNAMODB_ENDPOINT").ok().filter(|v| !v.is_empty());
+    let sqs = std::env::var("KICKOFF_TEST_SQS_ENDPOINT").ok().filter(|v| !v.is_empty());
     match (dynamodb, sqs) {
         (Some(dynamodb), Some(sqs)) => Some(Stack { dynamodb, sqs }),
         _ if std::env::var("KICKOFF_REQUIRE_STACK").as_deref() == Ok("1") => {
@@ -151,16 +119,13 @@ impl Stack {
     }
 
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let conf = aws_sdk_dynamodb::config::Builder::from(&self.aws().await)
-            .endpoint_url(&self.dynamodb)
-            .build();
+        let conf =
+            aws_sdk_dynamodb::config::Builder::from(&self.aws().await).endpoint_url(&self.dynamodb).build();
         aws_sdk_dynamodb::Client::from_conf(conf)
     }
 
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
-        let conf = aws_sdk_sqs::config::Builder::from(&self.aws().await)
-            .endpoint_url(&self.sqs)
-            .build();
+        let conf = aws_sdk_sqs::config::Builder::from(&self.aws().await).endpoint_url(&self.sqs).build();
         aws_sdk_sqs::Client::from_conf(conf)
     }
 
@@ -168,10 +133,7 @@ impl Stack {
     pub async fn new_table(&self, prefix: &str) -> kickoff::store::dynamo::DynamoTable {
         let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
         let table = kickoff::store::dynamo::DynamoTable::new(self.dynamodb().await, name);
-        table
-            .create()
-            .await
-            .expect("create table on DynamoDB Local");
+        table.create().await.expect("create table on DynamoDB Local");
         table
     }
 
@@ -186,10 +148,7 @@ impl Stack {
 
 /// The workspace root (for tests that read the repository's files).
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 /// A child process group (a server under test) that is killed, with its children, when dropped.
@@ -203,13 +162,8 @@ impl ChildGroup {
         use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = out.try_clone().expect("log file");
-        cmd.stdout(out)
-            .stderr(err)
-            .stdin(std::process::Stdio::null())
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        cmd.stdout(out).stderr(err).stdin(std::process::Stdio::null()).process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         ChildGroup { child }
     }
 }
@@ -217,9 +171,7 @@ impl ChildGroup {
 impl Drop for ChildGroup {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", "--", &group])
-            .status();
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -238,11 +190,7 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace` first",
-        path.display()
-    );
+    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first", path.display());
     path
 }
 
@@ -266,16 +214,11 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
 
     // The deployment's data: a write key (as `kickoff api-key create` makes it) and the demo.
     let (app, _) = App::memory();
-    let app = App {
-        store: store.clone(),
-        ..app
-    };
+    let app = App { store: store.clone(), ..app };
     let (write_key, key) = ApiKey::generate(Role::Write, prefix, app.clock.now());
     store.put_api_key(&key).await.expect("key");
     kickoff::demo::seed(&app).await.expect("seed");
-    let schedule = kickoff::demo::seed_schedule(&app, None)
-        .await
-        .expect("demo schedule");
+    let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("demo schedule");
 
     let port = free_port();
     let mut cmd = std::process::Command::new("cargo");
@@ -299,9 +242,7 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
     ] {
         cmd.args(["--env-var", &format!("{k}={v}")]);
     }
-    let log = workspace_root()
-        .join("target")
-        .join(format!("cargo-lambda-watch-{prefix}-{port}.log"));
+    let log = workspace_root().join("target").join(format!("cargo-lambda-watch-{prefix}-{port}.log"));
     let watch = ChildGroup::spawn(cmd, &log);
     let started = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -36,21 +36,10 @@ async fn kickoff_local_serves_the_demo_with_the_dev_key() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["items"][0]["body"]["version"], "45");
     let printed = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        printed.contains(&format!("listening on http://127.0.0.1:{port}")),
-        "{printed}"
-    );
-    assert!(
-        !printed.contains("dev-key"),
-        "the key is not printed back: {printed}"
-    );
-    let a = request(
-        "GET",
-        &format!("{base}/api/v1/pipelines"),
-        &[("authorization", "Bearer other")],
-        "",
-    )
-    .await;
+    assert!(printed.contains(&format!("listening on http://127.0.0.1:{port}")), "{printed}");
+    assert!(!printed.contains("dev-key"), "the key is not printed back: {printed}");
+    let a =
+        request("GET", &format!("{base}/api/v1/pipelines"), &[("authorization", "Bearer other")], "").await;
     assert_eq!(a.status, 401);
 }
 
@@ -102,40 +91,16 @@ async fn the_admin_command_creates_a_hashed_key_in_the_table() {
             .expect("run kickoff")
     };
     let out = run(&["api-key", "create", "--role", "read", "--name", "ci"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let secret = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
     assert!(secret.starts_with("kk_") && secret.len() == 67, "{secret}");
     let store = Store::new(Arc::new(table));
-    assert_eq!(
-        store
-            .find_api_key(&secret)
-            .await
-            .expect("find")
-            .map(|k| k.role),
-        Some(Role::Read)
-    );
+    assert_eq!(store.find_api_key(&secret).await.expect("find").map(|k| k.role), Some(Role::Read));
 
     // The secret itself is nowhere in the table.
-    let items = stack
-        .dynamodb()
-        .await
-        .scan()
-        .table_name(&name)
-        .send()
-        .await
-        .expect("scan");
+    let items = stack.dynamodb().await.scan().table_name(&name).send().await.expect("scan");
     let dump = format!("{:?}", items.items());
-    assert!(
-        !dump.contains(&secret) && !dump.contains(&secret[3..]),
-        "only the hash is stored"
-    );
+    assert!(!dump.contains(&secret) && !dump.contains(&secret[3..]), "only the hash is stored");
 
     let bad = run(&["api-key", "create", "--role", "admin"]);
     assert!(!bad.status.success());

@@ -16,10 +16,7 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
     let d = deploy(&stack, "e2e-zenml").await;
     let base = &d.base;
     let auth = format!("Bearer {}", d.write_key);
-    let headers = [
-        ("accept", "application/json"),
-        ("authorization", auth.as_str()),
-    ];
+    let headers = [("accept", "application/json"), ("authorization", auth.as_str())];
 
     // 1. GET /pipelines?name=…&version=…
     let a = request(
@@ -31,10 +28,7 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["total"], 1);
-    let pipeline_id = a.json["items"][0]["id"]
-        .as_str()
-        .expect("pipeline id")
-        .to_string();
+    let pipeline_id = a.json["items"][0]["id"].as_str().expect("pipeline id").to_string();
 
     // 2. GET /pipeline_builds?pipeline_id=…
     let a = request(
@@ -45,10 +39,7 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
-    let build_id = a.json["items"][0]["id"]
-        .as_str()
-        .expect("build id")
-        .to_string();
+    let build_id = a.json["items"][0]["id"].as_str().expect("build id").to_string();
 
     // 3. POST /pipeline_builds/{id}/runs
     let a = request(
@@ -64,36 +55,16 @@ async fn the_seed_zenml_flow_runs_through_the_function_binaries() {
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["body"]["status"], "initializing");
-    let run_uuid: uuid::Uuid = a.json["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("run uuid");
+    let run_uuid: uuid::Uuid = a.json["id"].as_str().and_then(|s| s.parse().ok()).expect("run uuid");
 
     // The run exists in the table, with the configuration applied …
-    let stored = d
-        .store
-        .get_run(run_uuid)
-        .await
-        .expect("get run")
-        .expect("the run is in the table");
+    let stored = d.store.get_run(run_uuid).await.expect("get run").expect("the run is in the table");
     assert_eq!(stored.value.run.build_id.to_string(), build_id);
-    let trainer = stored
-        .value
-        .blocks
-        .iter()
-        .find(|b| b.block_uuid == "model_trainer")
-        .expect("block run");
+    let trainer = stored.value.blocks.iter().find(|b| b.block_uuid == "model_trainer").expect("block run");
     assert_eq!(trainer.parameters["model_type"], "rf");
     // … and its message is on the queue.
-    let got = d
-        .queue
-        .receive(10, Duration::from_secs(2))
-        .await
-        .expect("receive");
-    assert_eq!(
-        got.into_iter().map(|r| r.message).collect::<Vec<_>>(),
-        vec![Message::StartRun { run_uuid }]
-    );
+    let got = d.queue.receive(10, Duration::from_secs(2)).await.expect("receive");
+    assert_eq!(got.into_iter().map(|r| r.message).collect::<Vec<_>>(), vec![Message::StartRun { run_uuid }]);
 
     // The same run through the Mage dialect's function.
     let run_id = stored.value.run.id;
@@ -124,33 +95,18 @@ async fn the_seed_mage_examples_run_through_the_function_binaries() {
     // curl --request POST --url '<host>/api/pipeline_schedules/71/pipeline_runs/<token>' --data '{"env": "dev", "test": 1}'
     let a = request(
         "POST",
-        &format!(
-            "{base}/api/pipeline_schedules/71/pipeline_runs/{}",
-            d.schedule_token
-        ),
+        &format!("{base}/api/pipeline_schedules/71/pipeline_runs/{}", d.schedule_token),
         &[("content-type", "application/x-www-form-urlencoded")],
         "{\n\"env\": \"dev\",\n\"test\": 1\n}",
     )
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["pipeline_run"]["status"], "initial");
-    assert_eq!(
-        a.json["pipeline_run"]["event_variables"],
-        json!({"env": "dev", "test": 1})
-    );
-    let uuid: uuid::Uuid = a.json["pipeline_run"]["uuid"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("uuid");
-    assert!(
-        d.store.get_run(uuid).await.expect("get").is_some(),
-        "the run is in the table"
-    );
-    let got = d
-        .queue
-        .receive(10, Duration::from_secs(2))
-        .await
-        .expect("receive");
+    assert_eq!(a.json["pipeline_run"]["event_variables"], json!({"env": "dev", "test": 1}));
+    let uuid: uuid::Uuid =
+        a.json["pipeline_run"]["uuid"].as_str().and_then(|s| s.parse().ok()).expect("uuid");
+    assert!(d.store.get_run(uuid).await.expect("get").is_some(), "the run is in the table");
+    let got = d.queue.receive(10, Duration::from_secs(2)).await.expect("receive");
     assert_eq!(
         got.into_iter().map(|r| r.message).collect::<Vec<_>>(),
         vec![Message::StartRun { run_uuid: uuid }]
@@ -160,10 +116,7 @@ async fn the_seed_mage_examples_run_through_the_function_binaries() {
     for i in 0..20 {
         let a = request(
             "POST",
-            &format!(
-                "{base}/api/pipeline_schedules/71/pipeline_runs/{}",
-                d.schedule_token
-            ),
+            &format!("{base}/api/pipeline_schedules/71/pipeline_runs/{}", d.schedule_token),
             &[],
             json!({"n": i}).to_string(),
         )
@@ -176,52 +129,36 @@ async fn the_seed_mage_examples_run_through_the_function_binaries() {
         let a = request(
             "POST",
             &format!("{base}/api/pipeline_schedules/71/api_trigger"),
-            &[
-                ("authorization", bearer.as_str()),
-                ("idempotency-key", "delivery-7"),
-            ],
+            &[("authorization", bearer.as_str()), ("idempotency-key", "delivery-7")],
             r#"{"n": 21}"#,
         )
         .await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
         ids.push(a.json["pipeline_run"]["id"].clone());
     }
-    assert_eq!(
-        ids[0], ids[1],
-        "a repeated Idempotency-Key answers the same run"
-    );
+    assert_eq!(ids[0], ids[1], "a repeated Idempotency-Key answers the same run");
 
     // curl --request GET --url '<host>/api/pipeline_schedules/71/pipeline_runs?api_key=<key>' --header 'Authorization: Bearer …'
     let list = |limit: usize, offset: usize| {
-        format!("{base}/api/pipeline_schedules/71/pipeline_runs?api_key={}&_limit={limit}&_offset={offset}", d.write_key)
+        format!(
+            "{base}/api/pipeline_schedules/71/pipeline_runs?api_key={}&_limit={limit}&_offset={offset}",
+            d.write_key
+        )
     };
     let a = request(
         "GET",
-        &format!(
-            "{base}/api/pipeline_schedules/71/pipeline_runs?api_key={}",
-            d.write_key
-        ),
-        &[(
-            "authorization",
-            "Bearer ZKXScwLKLZUujbw7vwMeWnhtTTSLqifw8_RnBHYipww",
-        )],
+        &format!("{base}/api/pipeline_schedules/71/pipeline_runs?api_key={}", d.write_key),
+        &[("authorization", "Bearer ZKXScwLKLZUujbw7vwMeWnhtTTSLqifw8_RnBHYipww")],
         "",
     )
     .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["metadata"], json!({"count": 22, "next": false}));
-    for (limit, offset, len, next) in [
-        (10, 0, 10, true),
-        (10, 10, 10, true),
-        (10, 20, 2, false),
-        (5, 22, 0, false),
-    ] {
+    for (limit, offset, len, next) in
+        [(10, 0, 10, true), (10, 10, 10, true), (10, 20, 2, false), (5, 22, 0, false)]
+    {
         let a = request("GET", &list(limit, offset), &[], "").await;
-        assert_eq!(
-            a.json["metadata"],
-            json!({"count": 22, "next": next}),
-            "limit {limit} offset {offset}"
-        );
+        assert_eq!(a.json["metadata"], json!({"count": 22, "next": next}), "limit {limit} offset {offset}");
         assert_eq!(a.json["pipeline_runs"].as_array().expect("runs").len(), len);
     }
     let a = request(

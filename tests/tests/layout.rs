@@ -12,9 +12,7 @@ fn camel(function: &str) -> String {
         .split('-')
         .map(|w| {
             let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
         })
         .collect()
 }
@@ -26,10 +24,7 @@ fn read(path: &str) -> String {
 /// The resources of the template: logical id → its lines.
 fn template_resources() -> Vec<(String, String)> {
     let text = read("infra/template.yaml");
-    let resources = text
-        .split("\nResources:\n")
-        .nth(1)
-        .expect("a Resources section");
+    let resources = text.split("\nResources:\n").nth(1).expect("a Resources section");
     let resources = resources.split("\nOutputs:").next().unwrap_or(resources);
     let mut out: Vec<(String, String)> = Vec::new();
     for line in resources.lines() {
@@ -57,11 +52,7 @@ fn function_crates_match_the_route_table() {
     assert_eq!(dirs, routes);
     for r in ROUTES {
         let main = read(&format!("functions/{}/src/main.rs", r.function));
-        assert!(
-            main.contains(&format!("serve(\"{}\")", r.function)),
-            "{} serves itself",
-            r.function
-        );
+        assert!(main.contains(&format!("serve(\"{}\")", r.function)), "{} serves itself", r.function);
         let manifest = read(&format!("functions/{}/Cargo.toml", r.function));
         assert!(manifest.contains(&format!("name = \"{}\"", r.function)));
     }
@@ -79,29 +70,14 @@ fn the_cargo_lambda_router_maps_every_route_and_nothing_else() {
         let (path, rest) = line.split_once(" = ").expect("path = [...]");
         let path = path.trim_matches('"');
         for entry in rest.split("{ ").skip(1) {
-            let method = entry
-                .split("method = \"")
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .expect("method");
-            let function = entry
-                .split("function = \"")
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .expect("function");
+            let method = entry.split("method = \"").nth(1).and_then(|s| s.split('"').next()).expect("method");
+            let function =
+                entry.split("function = \"").nth(1).and_then(|s| s.split('"').next()).expect("function");
             mapped.insert((path.to_string(), method.to_string(), function.to_string()));
         }
     }
-    let expected: BTreeSet<_> = ROUTES
-        .iter()
-        .map(|r| {
-            (
-                r.path.to_string(),
-                r.method.to_string(),
-                r.function.to_string(),
-            )
-        })
-        .collect();
+    let expected: BTreeSet<_> =
+        ROUTES.iter().map(|r| (r.path.to_string(), r.method.to_string(), r.function.to_string())).collect();
     assert_eq!(mapped, expected);
 }
 
@@ -116,51 +92,21 @@ fn the_sam_template_declares_every_function_with_its_route() {
     let expected: BTreeSet<String> = ROUTES.iter().map(|r| camel(r.function)).collect();
     assert_eq!(functions, expected);
     for r in ROUTES {
-        let (_, body) = resources
-            .iter()
-            .find(|(id, _)| *id == camel(r.function))
-            .expect("resource");
-        assert!(
-            body.contains(&format!("CodeUri: ../target/lambda/{}/", r.function)),
-            "{}",
-            r.function
-        );
-        assert!(
-            body.contains(&format!("Method: {}\n", r.method)),
-            "{} method",
-            r.function
-        );
-        assert!(
-            body.contains(&format!("Path: {}\n", r.path)),
-            "{} path",
-            r.function
-        );
+        let (_, body) = resources.iter().find(|(id, _)| *id == camel(r.function)).expect("resource");
+        assert!(body.contains(&format!("CodeUri: ../target/lambda/{}/", r.function)), "{}", r.function);
+        assert!(body.contains(&format!("Method: {}\n", r.method)), "{} method", r.function);
+        assert!(body.contains(&format!("Path: {}\n", r.path)), "{} path", r.function);
     }
 }
 
 #[test]
 fn the_sam_template_table_matches_the_table_definition() {
     let resources = template_resources();
-    let (_, table_def) = resources
-        .iter()
-        .find(|(id, _)| id == "Table")
-        .expect("a Table resource");
-    for key in [
-        table::PARTITION_KEY,
-        table::SORT_KEY,
-        table::INDEX_PARTITION_KEY,
-        table::INDEX_SORT_KEY,
-    ] {
-        assert!(
-            table_def.contains(&format!("AttributeName: {key}\n")),
-            "attribute {key}"
-        );
+    let (_, table_def) = resources.iter().find(|(id, _)| id == "Table").expect("a Table resource");
+    for key in [table::PARTITION_KEY, table::SORT_KEY, table::INDEX_PARTITION_KEY, table::INDEX_SORT_KEY] {
+        assert!(table_def.contains(&format!("AttributeName: {key}\n")), "attribute {key}");
     }
-    let compact: String = table_def
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let compact: String = table_def.lines().map(str::trim).collect::<Vec<_>>().join("\n");
     assert!(compact.contains(&format!(
         "KeySchema:\n- AttributeName: {}\nKeyType: HASH\n- AttributeName: {}\nKeyType: RANGE",
         table::PARTITION_KEY,

@@ -7,24 +7,11 @@ use kickoff_tests::{request, spawn_app, Answer, Server};
 use serde_json::{json, Value};
 
 async fn call(s: &Server, method: &str, path: &str, body: &str) -> Answer {
-    request(
-        method,
-        &s.url(path),
-        &[("authorization", &s.auth())],
-        body.to_string(),
-    )
-    .await
+    request(method, &s.url(path), &[("authorization", &s.auth())], body.to_string()).await
 }
 
 async fn token(s: &Server, id: i64) -> String {
-    s.app
-        .store
-        .get_schedule(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .value
-        .token
+    s.app.store.get_schedule(id).await.unwrap().unwrap().value.token
 }
 
 async fn new_api_schedule(s: &Server, status: &str) -> (i64, String) {
@@ -32,16 +19,12 @@ async fn new_api_schedule(s: &Server, status: &str) -> (i64, String) {
         s,
         "POST",
         "/api/pipelines/training/pipeline_schedules",
-        &json!({"pipeline_schedule": {"name": "hook", "schedule_type": "api", "status": status}})
-            .to_string(),
+        &json!({"pipeline_schedule": {"name": "hook", "schedule_type": "api", "status": status}}).to_string(),
     )
     .await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     let sch = &a.json["pipeline_schedule"];
-    (
-        sch["id"].as_i64().unwrap(),
-        sch["token"].as_str().unwrap().to_string(),
-    )
+    (sch["id"].as_i64().unwrap(), sch["token"].as_str().unwrap().to_string())
 }
 
 #[tokio::test]
@@ -65,9 +48,7 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
     assert_eq!(run["event_variables"], json!({"env": "dev", "test": 1}));
     assert_eq!(run["variables"], json!({}));
     assert_eq!(run["passed_sla"], false);
-    assert!(
-        run["completed_at"].is_null() && run["metrics"].is_null() && run["backfill_id"].is_null()
-    );
+    assert!(run["completed_at"].is_null() && run["metrics"].is_null() && run["backfill_id"].is_null());
     let created = run["created_at"].as_str().unwrap();
     assert!(
         created.ends_with("+00:00") && created.len() == "2023-04-01 00:36:23.507282+00:00".len(),
@@ -79,14 +60,8 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
     //      --header 'Authorization: Bearer <oauth token>'
     let a = request(
         "GET",
-        &s.url(&format!(
-            "/api/pipeline_schedules/71/pipeline_runs?api_key={}",
-            s.read_key
-        )),
-        &[(
-            "authorization",
-            "Bearer ZKXScwLKLZUujbw7vwMeWnhtTTSLqifw8_RnBHYipww",
-        )],
+        &s.url(&format!("/api/pipeline_schedules/71/pipeline_runs?api_key={}", s.read_key)),
+        &[("authorization", "Bearer ZKXScwLKLZUujbw7vwMeWnhtTTSLqifw8_RnBHYipww")],
         "",
     )
     .await;
@@ -113,10 +88,7 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
         "updated_at",
         "variables",
     ] {
-        assert!(
-            item.get(field).is_some(),
-            "the run object has {field}: {item}"
-        );
+        assert!(item.get(field).is_some(), "the run object has {field}: {item}");
     }
     assert_eq!(item["block_runs_count"], 3);
     assert_eq!(item["pipeline_schedule_type"], "api");
@@ -133,20 +105,13 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
         "status",
         "updated_at",
     ] {
-        assert!(
-            block.get(field).is_some(),
-            "a block run has {field}: {block}"
-        );
+        assert!(block.get(field).is_some(), "a block run has {field}: {block}");
     }
     assert_eq!(block["pipeline_run_id"], item["id"]);
     // X-API-KEY works as well.
-    let a = request(
-        "GET",
-        &s.url("/api/pipeline_schedules/71/pipeline_runs"),
-        &[("x-api-key", &s.read_key)],
-        "",
-    )
-    .await;
+    let a =
+        request("GET", &s.url("/api/pipeline_schedules/71/pipeline_runs"), &[("x-api-key", &s.read_key)], "")
+            .await;
     assert_eq!(a.status, 200);
 }
 
@@ -170,37 +135,23 @@ async fn twenty_two_triggers_page_with_exact_count_and_next() {
             let a = call(
                 &s,
                 "GET",
-                &format!(
-                    "/api/pipeline_schedules/71/pipeline_runs?_limit={limit}&_offset={offset}"
-                ),
+                &format!("/api/pipeline_schedules/71/pipeline_runs?_limit={limit}&_offset={offset}"),
                 "",
             )
             .await;
             assert_eq!(a.status, 200);
             let items = a.json["pipeline_runs"].as_array().unwrap();
-            assert_eq!(
-                a.json["metadata"]["count"], 22,
-                "limit {limit} offset {offset}"
-            );
+            assert_eq!(a.json["metadata"]["count"], 22, "limit {limit} offset {offset}");
             assert_eq!(
                 items.len(),
                 limit.min(22usize.saturating_sub(offset)),
                 "limit {limit} offset {offset}"
             );
-            assert_eq!(
-                a.json["metadata"]["next"],
-                offset + limit < 22,
-                "limit {limit} offset {offset}"
-            );
+            assert_eq!(a.json["metadata"]["next"], offset + limit < 22, "limit {limit} offset {offset}");
             if limit == 40 && offset == 0 {
                 seen = items
                     .iter()
-                    .map(|r| {
-                        (
-                            r["execution_date"].as_str().unwrap().to_string(),
-                            r["id"].as_i64().unwrap(),
-                        )
-                    })
+                    .map(|r| (r["execution_date"].as_str().unwrap().to_string(), r["id"].as_i64().unwrap()))
                     .collect();
             }
         }
@@ -232,12 +183,7 @@ async fn schedules_are_created_read_updated_rotated_and_deleted() {
     assert_eq!(sch["status"], "inactive", "Mage's default status");
     assert_eq!(sch["timezone"], "Europe/Berlin");
     let tok = sch["token"].as_str().unwrap();
-    assert!(
-        tok.len() == 32
-            && tok
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    );
+    assert!(tok.len() == 32 && tok.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     let id = sch["id"].as_i64().unwrap();
     assert!(id < (1i64 << 53));
 
@@ -261,10 +207,7 @@ async fn schedules_are_created_read_updated_rotated_and_deleted() {
     let updated = &a.json["pipeline_schedule"];
     assert_eq!(updated["status"], "active");
     assert!(updated["last_enabled_at"].is_string());
-    assert_ne!(
-        updated["token"], sch["token"],
-        "rotate_token issues a new token"
-    );
+    assert_ne!(updated["token"], sch["token"], "rotate_token issues a new token");
 
     let a = call(&s, "DELETE", &format!("/api/pipeline_schedules/{id}"), "").await;
     assert_eq!(a.status, 200);
@@ -287,21 +230,9 @@ async fn api_trigger_run_now_and_a_rotated_token() {
     .await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     assert_eq!(a.json["pipeline_run"]["variables"], json!({"x": 1}));
-    assert_eq!(
-        a.json["pipeline_run"]["event_variables"],
-        json!({"ref": "main"})
-    );
-    assert_eq!(
-        a.json["pipeline_run"]["execution_date"],
-        "2024-01-02 03:04:05.000000+00:00"
-    );
-    let a = request(
-        "POST",
-        &s.url(&format!("/api/pipeline_schedules/{id}/api_trigger")),
-        &[],
-        "{}",
-    )
-    .await;
+    assert_eq!(a.json["pipeline_run"]["event_variables"], json!({"ref": "main"}));
+    assert_eq!(a.json["pipeline_run"]["execution_date"], "2024-01-02 03:04:05.000000+00:00");
+    let a = request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/api_trigger")), &[], "{}").await;
     assert_eq!(a.status, 401);
 
     // Rotating the token retires the old one.
@@ -312,42 +243,20 @@ async fn api_trigger_run_now_and_a_rotated_token() {
         r#"{"pipeline_schedule": {"rotate_token": true}}"#,
     )
     .await;
-    let new_tok = a.json["pipeline_schedule"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let a = request(
-        "POST",
-        &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{tok}")),
-        &[],
-        "",
-    )
-    .await;
+    let new_tok = a.json["pipeline_schedule"]["token"].as_str().unwrap().to_string();
+    let a =
+        request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{tok}")), &[], "").await;
     assert_eq!(a.status, 401);
-    let a = request(
-        "POST",
-        &s.url(&format!(
-            "/api/pipeline_schedules/{id}/pipeline_runs/{new_tok}"
-        )),
-        &[],
-        "",
-    )
-    .await;
+    let a =
+        request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{new_tok}")), &[], "")
+            .await;
     assert_eq!(a.status, 200);
-    assert!(
-        a.json["pipeline_run"]["event_variables"].is_null(),
-        "an empty body leaves event_variables null"
-    );
+    assert!(a.json["pipeline_run"]["event_variables"].is_null(), "an empty body leaves event_variables null");
 
     // Run now with an API key works on an inactive schedule too.
     let (inactive, _) = new_api_schedule(&s, "inactive").await;
-    let a = call(
-        &s,
-        "POST",
-        &format!("/api/pipeline_schedules/{inactive}/pipeline_runs"),
-        r#"{"a": 1}"#,
-    )
-    .await;
+    let a =
+        call(&s, "POST", &format!("/api/pipeline_schedules/{inactive}/pipeline_runs"), r#"{"a": 1}"#).await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     assert_eq!(a.json["pipeline_run"]["pipeline_schedule_id"], inactive);
 }
@@ -365,13 +274,8 @@ async fn one_run_is_visible_in_both_dialects_and_can_be_cancelled() {
     .await;
     let mage_id = a.json["pipeline_run"]["id"].as_i64().unwrap();
     let uuid = a.json["pipeline_run"]["uuid"].as_str().unwrap().to_string();
-    let z = request(
-        "GET",
-        &s.url(&format!("/api/v1/runs/{uuid}")),
-        &[("authorization", &s.auth())],
-        "",
-    )
-    .await;
+    let z =
+        request("GET", &s.url(&format!("/api/v1/runs/{uuid}")), &[("authorization", &s.auth())], "").await;
     assert_eq!(z.status, 200);
     assert_eq!(z.json["body"]["run_id"], mage_id);
     assert_eq!(z.json["metadata"]["event_variables"], json!({"k": "v"}));
@@ -390,13 +294,7 @@ async fn one_run_is_visible_in_both_dialects_and_can_be_cancelled() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json["pipeline_run"]["uuid"], z.json["id"]);
     assert!(a.json["pipeline_run"]["pipeline_schedule_id"].is_null());
-    let a = call(
-        &s,
-        "GET",
-        &format!("/api/pipeline_runs/{run_id}/block_runs"),
-        "",
-    )
-    .await;
+    let a = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}/block_runs"), "").await;
     assert_eq!(a.json["metadata"]["count"], 3);
     assert_eq!(a.json["block_runs"][1]["block_uuid"], "model_trainer");
 
@@ -421,13 +319,8 @@ async fn one_run_is_visible_in_both_dialects_and_can_be_cancelled() {
         .unwrap()
         .iter()
         .all(|b| b["status"] == "cancelled"));
-    let z = request(
-        "GET",
-        &s.url(&format!("/api/v1/runs/{uuid}")),
-        &[("authorization", &s.auth())],
-        "",
-    )
-    .await;
+    let z =
+        request("GET", &s.url(&format!("/api/v1/runs/{uuid}")), &[("authorization", &s.auth())], "").await;
     assert_eq!(z.json["body"]["status"], "stopped");
     let a = call(&s, "GET", "/api/pipeline_runs?status=cancelled", "").await;
     assert_eq!(a.json["metadata"]["count"], 1);
@@ -446,34 +339,13 @@ async fn idempotency_keys_make_one_run_on_both_dialects() {
     let s = spawn_app().await;
     let token = token(&s, SCHEDULE_ID).await;
     let url = s.url(&format!("/api/pipeline_schedules/71/pipeline_runs/{token}"));
-    let first = request(
-        "POST",
-        &url,
-        &[("idempotency-key", "delivery-1")],
-        r#"{"a": 1, "b": 2}"#,
-    )
-    .await;
+    let first = request("POST", &url, &[("idempotency-key", "delivery-1")], r#"{"a": 1, "b": 2}"#).await;
     assert_eq!(first.status, 200);
     // Same body (other key order and spacing): the same run, nothing new.
-    let again = request(
-        "POST",
-        &url,
-        &[("idempotency-key", "delivery-1")],
-        r#"{ "b": 2, "a": 1 }"#,
-    )
-    .await;
+    let again = request("POST", &url, &[("idempotency-key", "delivery-1")], r#"{ "b": 2, "a": 1 }"#).await;
     assert_eq!(again.status, 200);
-    assert_eq!(
-        again.json["pipeline_run"]["id"],
-        first.json["pipeline_run"]["id"]
-    );
-    let other = request(
-        "POST",
-        &url,
-        &[("idempotency-key", "delivery-1")],
-        r#"{"a": 9}"#,
-    )
-    .await;
+    assert_eq!(again.json["pipeline_run"]["id"], first.json["pipeline_run"]["id"]);
+    let other = request("POST", &url, &[("idempotency-key", "delivery-1")], r#"{"a": 9}"#).await;
     assert_eq!(other.status, 422);
     assert_eq!(s.app.store.list_runs().await.unwrap().len(), 1);
     assert_eq!(s.queue.len().await, 1, "a repeat is not queued again");
@@ -501,10 +373,7 @@ async fn idempotency_keys_make_one_run_on_both_dialects() {
     // The ZenML trigger honours the header too.
     let build = s.app.store.list_builds().await.unwrap().remove(0).id;
     let zurl = s.url(&format!("/api/v1/pipeline_builds/{build}/runs"));
-    let h = [
-        ("authorization", s.auth()),
-        ("idempotency-key", "z-1".to_string()),
-    ];
+    let h = [("authorization", s.auth()), ("idempotency-key", "z-1".to_string())];
     let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let z1 = request("POST", &zurl, &h, "{}").await;
     let z2 = request("POST", &zurl, &h, "{}").await;
@@ -521,10 +390,7 @@ async fn snapshot(s: &Server) -> (usize, usize, usize, Vec<String>) {
         s.app.store.list_runs().await.unwrap().len(),
         schedules.len(),
         s.queue.len().await,
-        schedules
-            .iter()
-            .map(|x| format!("{}{}{:?}", x.token, x.name, x.status))
-            .collect(),
+        schedules.iter().map(|x| format!("{}{}{:?}", x.token, x.name, x.status)).collect(),
     )
 }
 
@@ -533,12 +399,15 @@ async fn bad_input_gets_a_clear_4xx_in_mage_shape_and_changes_nothing() {
     let s = spawn_app().await;
     let token = token(&s, SCHEDULE_ID).await;
     let (inactive, inactive_tok) = new_api_schedule(&s, "inactive").await;
-    let a = call(&s, "POST", "/api/pipelines/training/pipeline_schedules", r#"{"pipeline_schedule": {"name": "t", "schedule_interval": "@daily", "status": "active"}}"#).await;
+    let a = call(
+        &s,
+        "POST",
+        "/api/pipelines/training/pipeline_schedules",
+        r#"{"pipeline_schedule": {"name": "t", "schedule_interval": "@daily", "status": "active"}}"#,
+    )
+    .await;
     let time_id = a.json["pipeline_schedule"]["id"].as_i64().unwrap();
-    let time_tok = a.json["pipeline_schedule"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let time_tok = a.json["pipeline_schedule"]["token"].as_str().unwrap().to_string();
     let wrong = "0123456789abcdef0123456789abcdef";
     let big = format!("{{\"x\": \"{}\"}}", "y".repeat(300 * 1024));
     let write = s.auth();
@@ -595,41 +464,16 @@ async fn bad_input_gets_a_clear_4xx_in_mage_shape_and_changes_nothing() {
         let a = request(method, &s.url(&path), &h, body).await;
         let shown = String::from_utf8_lossy(&a.raw).to_string();
         assert_eq!(a.status, status, "{method} {path}: {shown:.300}");
-        assert_eq!(
-            a.json["error"]["code"], status,
-            "{method} {path}: Mage's error body: {shown:.300}"
-        );
+        assert_eq!(a.json["error"]["code"], status, "{method} {path}: Mage's error body: {shown:.300}");
         assert!(a.json["error"]["type"].is_string() && a.json["error"]["message"].is_string());
-        for secret in [
-            token.as_str(),
-            inactive_tok.as_str(),
-            time_tok.as_str(),
-            wrong,
-            s.read_key.as_str(),
-        ] {
-            assert!(
-                !shown.contains(secret),
-                "{method} {path} echoes a secret: {shown:.300}"
-            );
+        for secret in [token.as_str(), inactive_tok.as_str(), time_tok.as_str(), wrong, s.read_key.as_str()] {
+            assert!(!shown.contains(secret), "{method} {path} echoes a secret: {shown:.300}");
         }
-        assert_eq!(
-            snapshot(&s).await,
-            before,
-            "{method} {path} changed stored data"
-        );
+        assert_eq!(snapshot(&s).await, before, "{method} {path} changed stored data");
     }
     // Past the end: an empty page, next false.
-    let a = call(
-        &s,
-        "GET",
-        "/api/pipeline_schedules/71/pipeline_runs?_offset=500",
-        "",
-    )
-    .await;
+    let a = call(&s, "GET", "/api/pipeline_schedules/71/pipeline_runs?_offset=500", "").await;
     assert_eq!(a.status, 200);
-    assert_eq!(
-        a.json,
-        json!({"pipeline_runs": [], "metadata": {"count": 0, "next": false}})
-    );
+    assert_eq!(a.json, json!({"pipeline_runs": [], "metadata": {"count": 0, "next": false}}));
     let _: Value = a.json;
 }

@@ -43,19 +43,12 @@ async fn the_embedded_server_runs_on_dynamodb_and_sqs_when_configured() {
     // nextest runs each test in its own process, so these variables are this test's alone.
     std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
     std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
-    let config = Config {
-        table: Some(table.table_name().to_string()),
-        queue_url: Some(queue_url.clone()),
-    };
-    let app = App::from_config(&config)
-        .await
-        .expect("app on the local stack");
+    let config = Config { table: Some(table.table_name().to_string()), queue_url: Some(queue_url.clone()) };
+    let app = App::from_config(&config).await.expect("app on the local stack");
     let (secret, key) = ApiKey::generate(Role::Write, "stack", app.clock.now());
     app.store.put_api_key(&key).await.expect("key");
     let (_, build) = kickoff::demo::seed(&app).await.expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
 
@@ -76,23 +69,13 @@ async fn the_embedded_server_runs_on_dynamodb_and_sqs_when_configured() {
     )
     .await;
     assert_eq!(a.status, 200, "{:?}", a.json);
-    let run_uuid: uuid::Uuid = a.json["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("run id");
+    let run_uuid: uuid::Uuid = a.json["id"].as_str().and_then(|s| s.parse().ok()).expect("run id");
 
     // The run is in the table, and its message is on the queue.
-    let stored = Store::new(Arc::new(table))
-        .get_run(run_uuid)
-        .await
-        .expect("get")
-        .expect("run in the table");
+    let stored = Store::new(Arc::new(table)).get_run(run_uuid).await.expect("get").expect("run in the table");
     assert_eq!(stored.value.blocks[1].parameters["model_type"], "rf");
     let queue = SqsQueue::new(stack.sqs().await, queue_url);
-    let got = queue
-        .receive(10, Duration::from_secs(2))
-        .await
-        .expect("receive");
+    let got = queue.receive(10, Duration::from_secs(2)).await.expect("receive");
     assert_eq!(
         got.iter().map(|r| r.message.clone()).collect::<Vec<_>>(),
         vec![Message::StartRun { run_uuid }]
@@ -109,18 +92,11 @@ async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
     let queue_url = stack.new_queue("race").await;
     std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
     std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
-    let config = Config {
-        table: Some(table.table_name().to_string()),
-        queue_url: Some(queue_url),
-    };
+    let config = Config { table: Some(table.table_name().to_string()), queue_url: Some(queue_url) };
     let app = App::from_config(&config).await.expect("app");
     kickoff::demo::seed(&app).await.expect("seed");
-    let schedule = kickoff::demo::seed_schedule(&app, None)
-        .await
-        .expect("schedule");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("schedule");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!(
         "http://{}/api/pipeline_schedules/71/pipeline_runs/{}",
         listener.local_addr().expect("addr"),
@@ -132,13 +108,7 @@ async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
     for _ in 0..24 {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            request(
-                "POST",
-                &url,
-                &[("idempotency-key", "race-1")],
-                r#"{"a": 1}"#,
-            )
-            .await
+            request("POST", &url, &[("idempotency-key", "race-1")], r#"{"a": 1}"#).await
         }));
     }
     let mut ids = std::collections::BTreeSet::new();
@@ -148,10 +118,6 @@ async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
         ids.insert(a.json["pipeline_run"]["id"].as_i64().expect("id"));
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let runs = app
-        .store
-        .run_entries(&kickoff::store::RunView::Schedule(71))
-        .await
-        .expect("entries");
+    let runs = app.store.run_entries(&kickoff::store::RunView::Schedule(71)).await.expect("entries");
     assert_eq!(runs.len(), 1, "exactly one run in the table");
 }

@@ -5,23 +5,14 @@ use kickoff_tests::{request, spawn_app, Answer, Server};
 use serde_json::{json, Value};
 
 async fn get(s: &Server, path: &str) -> Answer {
-    request(
-        "GET",
-        &s.url(path),
-        &[("accept", "application/json"), ("authorization", &s.auth())],
-        "",
-    )
-    .await
+    request("GET", &s.url(path), &[("accept", "application/json"), ("authorization", &s.auth())], "").await
 }
 
 async fn post(s: &Server, path: &str, body: &str) -> Answer {
     request(
         "POST",
         &s.url(path),
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &s.auth()),
-        ],
+        &[("content-type", "application/json"), ("authorization", &s.auth())],
         body.to_string(),
     )
     .await
@@ -41,11 +32,7 @@ async fn snapshot(s: &Server) -> (usize, usize, usize, usize) {
 async fn the_seed_worked_example_triggers_a_run_with_its_configuration() {
     let s = spawn_app().await;
     // 1. Find the pipeline by name and version.
-    let a = get(
-        &s,
-        "/api/v1/pipelines?hydrate=false&name=training&version=45",
-    )
-    .await;
+    let a = get(&s, "/api/v1/pipelines?hydrate=false&name=training&version=45").await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     assert_eq!(a.json["total"], 1);
     assert_eq!(a.json["index"], 1);
@@ -67,11 +54,7 @@ async fn the_seed_worked_example_triggers_a_run_with_its_configuration() {
     assert_eq!(a.json["total"], 1);
     let build_id = a.json["items"][0]["id"].as_str().unwrap().to_string();
     let created = a.json["items"][0]["body"]["created"].as_str().unwrap();
-    assert_eq!(
-        created.len(),
-        "2024-05-01T10:00:00.123456".len(),
-        "ZenML time format: {created}"
-    );
+    assert_eq!(created.len(), "2024-05-01T10:00:00.123456".len(), "ZenML time format: {created}");
 
     // 3. Run it with a different configuration.
     assert_eq!(s.queue.len().await, 0);
@@ -89,41 +72,21 @@ async fn the_seed_worked_example_triggers_a_run_with_its_configuration() {
     let steps = &a.json["metadata"]["steps"];
     assert_eq!(steps["model_trainer"]["parameters"]["model_type"], "rf");
     assert_eq!(steps["data_loader"]["status"], "initializing");
-    assert_eq!(
-        a.json["metadata"]["config"]["steps"]["model_trainer"]["parameters"]["model_type"],
-        "rf"
-    );
+    assert_eq!(a.json["metadata"]["config"]["steps"]["model_trainer"]["parameters"]["model_type"], "rf");
     assert!(a.json["name"].as_str().unwrap().starts_with("training-"));
 
     // The run is stored with its block runs, queued once, and not executed.
     let run_id = a.json["id"].as_str().unwrap();
-    let stored = s
-        .app
-        .store
-        .get_run(run_id.parse().unwrap())
-        .await
-        .unwrap()
-        .expect("stored run");
+    let stored = s.app.store.get_run(run_id.parse().unwrap()).await.unwrap().expect("stored run");
     assert_eq!(stored.value.blocks.len(), 3);
-    assert!(stored
-        .value
-        .blocks
-        .iter()
-        .all(|b| b.status.as_str() == "initial"));
+    assert!(stored.value.blocks.iter().all(|b| b.status.as_str() == "initial"));
     assert_eq!(s.queue.len().await, 1, "one queue message per trigger");
 
     // And it is readable by id and in the list.
     let a = get(&s, &format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(a.status, 200);
-    assert_eq!(
-        a.json["metadata"]["steps"]["model_trainer"]["parameters"]["model_type"],
-        "rf"
-    );
-    let a = get(
-        &s,
-        &format!("/api/v1/runs?build_id={build_id}&status=initializing"),
-    )
-    .await;
+    assert_eq!(a.json["metadata"]["steps"]["model_trainer"]["parameters"]["model_type"], "rf");
+    let a = get(&s, &format!("/api/v1/runs?build_id={build_id}&status=initializing")).await;
     assert_eq!(a.json["total"], 1, "{:?}", a.json);
 }
 
@@ -140,10 +103,7 @@ async fn pipelines_builds_and_runs_can_be_created_listed_and_stopped() {
     });
     let a = post(&s, "/api/v1/pipelines", &body.to_string()).await;
     assert_eq!(a.status, 200, "{:?}", a.json);
-    assert_eq!(
-        a.json["body"]["version"], "1",
-        "the first version defaults to 1"
-    );
+    assert_eq!(a.json["body"]["version"], "1", "the first version defaults to 1");
     assert_eq!(a.json["metadata"]["description"], "nightly");
     let pid = a.json["id"].as_str().unwrap().to_string();
     let a = post(&s, "/api/v1/pipelines", &body.to_string()).await;
@@ -170,30 +130,21 @@ async fn pipelines_builds_and_runs_can_be_created_listed_and_stopped() {
     let a = get(&s, "/api/v1/pipelines?size=1&page=3&sort_by=created").await;
     assert_eq!(a.json["total_pages"], 3);
     assert_eq!(a.json["items"].as_array().unwrap().len(), 1);
-    let a = get(
-        &s,
-        "/api/v1/pipelines?name=etl&version=45&logical_operator=or",
-    )
-    .await;
+    let a = get(&s, "/api/v1/pipelines?name=etl&version=45&logical_operator=or").await;
     assert_eq!(a.json["total"], 3, "{:?}", a.json);
 
     // A new build with another executor for one block.
     let a = post(
         &s,
         "/api/v1/pipeline_builds",
-        &json!({"pipeline_id": pid, "executors": {"load": {"type": "noop"}}, "checksum": "abc"})
-            .to_string(),
+        &json!({"pipeline_id": pid, "executors": {"load": {"type": "noop"}}, "checksum": "abc"}).to_string(),
     )
     .await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     assert_eq!(a.json["metadata"]["blocks"][1]["executor"]["type"], "noop");
     assert_eq!(a.json["metadata"]["pipeline"]["id"], pid.as_str());
     let bid = a.json["id"].as_str().unwrap().to_string();
-    let a = get(
-        &s,
-        &format!("/api/v1/pipeline_builds?pipeline_id={pid}&sort_by=desc:created"),
-    )
-    .await;
+    let a = get(&s, &format!("/api/v1/pipeline_builds?pipeline_id={pid}&sort_by=desc:created")).await;
     assert_eq!(a.json["total"], 2);
     assert_eq!(a.json["items"][0]["id"], bid.as_str());
     let a = get(&s, &format!("/api/v1/pipeline_builds/{bid}")).await;
@@ -205,14 +156,7 @@ async fn pipelines_builds_and_runs_can_be_created_listed_and_stopped() {
     )
     .await;
     assert_eq!(a.status, 422);
-    assert!(
-        a.json["detail"][1]
-            .as_str()
-            .unwrap()
-            .contains("extract, load"),
-        "{:?}",
-        a.json
-    );
+    assert!(a.json["detail"][1].as_str().unwrap().contains("extract, load"), "{:?}", a.json);
 
     // Run with a name template, then stop it.
     let a = post(
@@ -223,14 +167,8 @@ async fn pipelines_builds_and_runs_can_be_created_listed_and_stopped() {
     .await;
     assert_eq!(a.status, 200, "{:?}", a.json);
     let name = a.json["name"].as_str().unwrap();
-    assert!(
-        name.starts_with("nightly-2") && !name.contains('{'),
-        "{name}"
-    );
-    assert_eq!(
-        a.json["metadata"]["steps"]["extract"]["parameters"]["source"], "s3",
-        "defaults apply"
-    );
+    assert!(name.starts_with("nightly-2") && !name.contains('{'), "{name}");
+    assert_eq!(a.json["metadata"]["steps"]["extract"]["parameters"]["source"], "s3", "defaults apply");
     let rid = a.json["id"].as_str().unwrap().to_string();
     let a = post(&s, &format!("/api/v1/runs/{rid}/stop"), "").await;
     assert_eq!(a.status, 200, "{:?}", a.json);
@@ -243,10 +181,7 @@ async fn pipelines_builds_and_runs_can_be_created_listed_and_stopped() {
     let a = get(&s, "/api/v1/runs?status=initializing").await;
     assert_eq!(a.json["total"], 0);
     let a = get(&s, "/api/v1/runs?hydrate=true").await;
-    assert_eq!(
-        a.json["items"][0]["metadata"]["steps"]["load"]["name"],
-        "load"
-    );
+    assert_eq!(a.json["items"][0]["metadata"]["steps"]["load"]["name"], "load");
 }
 
 /// Each case: (method, path, auth, body, expected status, text the answer must contain).
@@ -317,32 +252,17 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         let a = request(method, &s.url(&path), &headers, body).await;
         let shown = String::from_utf8_lossy(&a.raw).to_string();
         assert_eq!(a.status, status, "{method} {path}: {shown}");
-        assert!(
-            shown.contains(text),
-            "{method} {path}: {shown:.300} should mention {text:?}"
-        );
+        assert!(shown.contains(text), "{method} {path}: {shown:.300} should mention {text:?}");
         // Every error has ZenML's body.
         let detail = &a.json["detail"];
         if status == 401 && text == "Not authenticated" {
             assert_eq!(detail, &Value::String("Not authenticated".into()));
         } else {
-            assert!(
-                detail.is_array() && detail.as_array().unwrap().len() == 2,
-                "{shown:.300}"
-            );
+            assert!(detail.is_array() && detail.as_array().unwrap().len() == 2, "{shown:.300}");
         }
         if status == 401 {
-            assert_eq!(
-                a.headers
-                    .get("www-authenticate")
-                    .map(|v| v.to_str().unwrap()),
-                Some("Bearer")
-            );
+            assert_eq!(a.headers.get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
         }
-        assert_eq!(
-            snapshot(&s).await,
-            before,
-            "{method} {path} changed stored data"
-        );
+        assert_eq!(snapshot(&s).await, before, "{method} {path} changed stored data");
     }
 }

@@ -21,18 +21,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        host: "127.0.0.1".into(),
-        port: 6789,
-    };
+    let mut args = Args { host: "127.0.0.1".into(), port: 6789 };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--port" => {
                 let v = it.next().ok_or("--port needs a value")?;
-                args.port = v
-                    .parse()
-                    .map_err(|_| format!("--port: {v:?} is not a port number"))?;
+                args.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port number"))?;
             }
             "--host" => args.host = it.next().ok_or("--host needs a value")?,
             "-h" | "--help" => {
@@ -52,14 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = App::from_config(&config).await?;
     let now = app.clock.now();
 
-    let key = match std::env::var("KICKOFF_DEV_API_KEY")
-        .ok()
-        .filter(|k| !k.is_empty())
-    {
+    let key = match std::env::var("KICKOFF_DEV_API_KEY").ok().filter(|k| !k.is_empty()) {
         Some(secret) => {
-            app.store
-                .put_api_key(&ApiKey::from_secret(&secret, Role::Write, "dev", now))
-                .await?;
+            app.store.put_api_key(&ApiKey::from_secret(&secret, Role::Write, "dev", now)).await?;
             None
         }
         None => {
@@ -69,9 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let (pipeline, build) = demo::seed(&app).await?;
-    let schedule_token = std::env::var("KICKOFF_DEV_SCHEDULE_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+    let schedule_token = std::env::var("KICKOFF_DEV_SCHEDULE_TOKEN").ok().filter(|t| !t.is_empty());
     let chosen_token = schedule_token.is_some();
     let schedule = demo::seed_schedule(&app, schedule_token).await?;
 
@@ -80,14 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Kickoff is listening on http://{addr}");
     println!(
         "  store: {}   queue: {}",
-        config
-            .table
-            .as_deref()
-            .map_or("in-memory".to_string(), |t| format!("DynamoDB table {t}")),
-        config
-            .queue_url
-            .as_deref()
-            .map_or("in-process".to_string(), |q| format!("SQS {q}")),
+        config.table.as_deref().map_or("in-memory".to_string(), |t| format!("DynamoDB table {t}")),
+        config.queue_url.as_deref().map_or("in-process".to_string(), |q| format!("SQS {q}")),
     );
     match key {
         Some(secret) => println!("  API key (write): {secret}"),

@@ -46,20 +46,12 @@ impl ApiKey {
 
     /// The record for a known secret (the embedded server's `KICKOFF_DEV_API_KEY`).
     pub fn from_secret(secret: &str, role: Role, name: &str, now: DateTime<Utc>) -> ApiKey {
-        ApiKey {
-            hash: hash_secret(secret),
-            role,
-            name: name.to_string(),
-            created: now,
-        }
+        ApiKey { hash: hash_secret(secret), role, name: name.to_string(), created: now }
     }
 
     /// Whether `secret` is this key, compared in constant time.
     pub fn matches(&self, secret: &str) -> bool {
-        hash_secret(secret)
-            .as_bytes()
-            .ct_eq(self.hash.as_bytes())
-            .into()
+        hash_secret(secret).as_bytes().ct_eq(self.hash.as_bytes()).into()
     }
 }
 

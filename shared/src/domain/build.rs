@@ -55,22 +55,13 @@ impl Build {
 
     /// A later build: named blocks get new executors, the others keep the pipeline's.
     pub fn from_request(pipeline: &Pipeline, req: NewBuild, now: DateTime<Utc>) -> Result<Build> {
-        let unknown: Vec<&str> = req
-            .executors
-            .keys()
-            .filter(|k| pipeline.block(k).is_none())
-            .map(String::as_str)
-            .collect();
+        let unknown: Vec<&str> =
+            req.executors.keys().filter(|k| pipeline.block(k).is_none()).map(String::as_str).collect();
         if !unknown.is_empty() {
             return Err(Error::Unprocessable(format!(
                 "executors: unknown block(s) {}; the pipeline's blocks are {}",
                 unknown.join(", "),
-                pipeline
-                    .blocks
-                    .iter()
-                    .map(|b| b.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                pipeline.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
         let blocks: Vec<Block> = pipeline

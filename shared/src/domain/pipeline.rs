@@ -86,15 +86,11 @@ pub struct Pipeline {
 pub fn validate_block_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
-        Err(Error::Unprocessable(format!(
-            "invalid block name {name:?}: use 1 to 100 of A-Z a-z 0-9 _ -"
-        )))
+        Err(Error::Unprocessable(format!("invalid block name {name:?}: use 1 to 100 of A-Z a-z 0-9 _ -")))
     }
 }
 
@@ -104,9 +100,7 @@ pub fn validate_identifier(what: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 100
         && !value.starts_with('.')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if ok {
         Ok(())
     } else {
@@ -120,9 +114,7 @@ pub fn validate_identifier(what: &str, value: &str) -> Result<()> {
 /// no cycle, and sane executor settings.
 pub fn validate_blocks(blocks: &[Block]) -> Result<()> {
     if blocks.is_empty() {
-        return Err(Error::Unprocessable(
-            "blocks: a pipeline needs at least one block".into(),
-        ));
+        return Err(Error::Unprocessable("blocks: a pipeline needs at least one block".into()));
     }
     if blocks.len() > MAX_BLOCKS {
         return Err(Error::Unprocessable(format!(
@@ -134,10 +126,7 @@ pub fn validate_blocks(blocks: &[Block]) -> Result<()> {
     for b in blocks {
         validate_block_name(&b.name)?;
         if !names.insert(b.name.as_str()) {
-            return Err(Error::Unprocessable(format!(
-                "duplicate block name {:?}",
-                b.name
-            )));
+            return Err(Error::Unprocessable(format!("duplicate block name {:?}", b.name)));
         }
         validate_executor(&b.name, &b.executor)?;
         if b.max_delay_s < b.delay_s {
@@ -157,18 +146,12 @@ pub fn validate_blocks(blocks: &[Block]) -> Result<()> {
                 )));
             }
             if !seen.insert(up.as_str()) {
-                return Err(Error::Unprocessable(format!(
-                    "block {:?} names upstream {up:?} twice",
-                    b.name
-                )));
+                return Err(Error::Unprocessable(format!("block {:?} names upstream {up:?} twice", b.name)));
             }
         }
     }
     if let Some(cycle) = find_cycle(blocks) {
-        return Err(Error::Unprocessable(format!(
-            "the blocks form a cycle through {}",
-            cycle.join(" -> ")
-        )));
+        return Err(Error::Unprocessable(format!("the blocks form a cycle through {}", cycle.join(" -> "))));
     }
     Ok(())
 }
@@ -198,24 +181,15 @@ fn validate_executor(block: &str, executor: &Executor) -> Result<()> {
 
 /// Kahn's algorithm; returns the names of blocks left on a cycle, if any.
 fn find_cycle(blocks: &[Block]) -> Option<Vec<String>> {
-    let mut indegree: HashMap<&str, usize> = blocks
-        .iter()
-        .map(|b| (b.name.as_str(), b.upstream.len()))
-        .collect();
+    let mut indegree: HashMap<&str, usize> =
+        blocks.iter().map(|b| (b.name.as_str(), b.upstream.len())).collect();
     let mut downstream: HashMap<&str, Vec<&str>> = HashMap::new();
     for b in blocks {
         for up in &b.upstream {
-            downstream
-                .entry(up.as_str())
-                .or_default()
-                .push(b.name.as_str());
+            downstream.entry(up.as_str()).or_default().push(b.name.as_str());
         }
     }
-    let mut ready: Vec<&str> = indegree
-        .iter()
-        .filter(|(_, d)| **d == 0)
-        .map(|(n, _)| *n)
-        .collect();
+    let mut ready: Vec<&str> = indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
     let mut done = 0;
     while let Some(n) = ready.pop() {
         done += 1;
@@ -231,21 +205,15 @@ fn find_cycle(blocks: &[Block]) -> Option<Vec<String>> {
     if done == blocks.len() {
         return None;
     }
-    let mut left: Vec<String> = indegree
-        .into_iter()
-        .filter(|(_, d)| *d > 0)
-        .map(|(n, _)| n.to_string())
-        .collect();
+    let mut left: Vec<String> =
+        indegree.into_iter().filter(|(_, d)| *d > 0).map(|(n, _)| n.to_string()).collect();
     left.sort();
     Some(left)
 }
 
 /// The version after the newest: one past the largest numeric version, or "1".
 pub fn next_version<'a>(existing: impl IntoIterator<Item = &'a str>) -> String {
-    let max = existing
-        .into_iter()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .max();
+    let max = existing.into_iter().filter_map(|v| v.parse::<u64>().ok()).max();
     (max.map_or(1, |m| m + 1)).to_string()
 }
 
@@ -308,12 +276,7 @@ mod tests {
 
     #[test]
     fn accepts_a_diamond() {
-        let blocks = vec![
-            block("a", &[]),
-            block("b", &["a"]),
-            block("c", &["a"]),
-            block("d", &["b", "c"]),
-        ];
+        let blocks = vec![block("a", &[]), block("b", &["a"]), block("c", &["a"]), block("d", &["b", "c"])];
         assert_eq!(validate_blocks(&blocks), Ok(()));
     }
 
@@ -321,30 +284,15 @@ mod tests {
     fn rejects_cycles_unknown_upstreams_duplicates_and_bad_names() {
         let cycle = vec![block("a", &["c"]), block("b", &["a"]), block("c", &["b"])];
         let err = validate_blocks(&cycle).unwrap_err().to_string();
-        assert!(
-            err.contains("cycle") && err.contains("a -> b -> c"),
-            "{err}"
-        );
+        assert!(err.contains("cycle") && err.contains("a -> b -> c"), "{err}");
         let selfloop = vec![block("a", &["a"])];
-        assert!(validate_blocks(&selfloop)
-            .unwrap_err()
-            .to_string()
-            .contains("cycle"));
+        assert!(validate_blocks(&selfloop).unwrap_err().to_string().contains("cycle"));
         let unknown = vec![block("a", &["zz"])];
-        assert!(validate_blocks(&unknown)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown upstream \"zz\""));
+        assert!(validate_blocks(&unknown).unwrap_err().to_string().contains("unknown upstream \"zz\""));
         let dup = vec![block("a", &[]), block("a", &[])];
-        assert!(validate_blocks(&dup)
-            .unwrap_err()
-            .to_string()
-            .contains("duplicate"));
+        assert!(validate_blocks(&dup).unwrap_err().to_string().contains("duplicate"));
         let bad = vec![block("a b", &[])];
-        assert!(validate_blocks(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("invalid block name"));
+        assert!(validate_blocks(&bad).unwrap_err().to_string().contains("invalid block name"));
         assert!(validate_blocks(&[]).is_err());
     }
 
@@ -356,8 +304,7 @@ mod tests {
 
     #[test]
     fn executors_parse_with_their_type_tag() {
-        let e: Executor =
-            serde_json::from_str(r#"{"type":"http","url":"https://example.com/x"}"#).unwrap();
+        let e: Executor = serde_json::from_str(r#"{"type":"http","url":"https://example.com/x"}"#).unwrap();
         assert!(matches!(e, Executor::Http { .. }));
         assert!(serde_json::from_str::<Executor>(r#"{"type":"ftp"}"#).is_err());
         assert!(serde_json::from_str::<Executor>(r#"{"type":"noop","x":1}"#).is_err());

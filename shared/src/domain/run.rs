@@ -47,10 +47,7 @@ impl RunStatus {
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
-        )
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
     }
 }
 
@@ -122,6 +119,9 @@ pub struct Run {
     pub config: Map<String, Value>,
     pub passed_sla: bool,
     pub metrics: Option<Value>,
+    /// From the schedule's settings: a failed block fails only its descendants, not the run.
+    #[serde(default)]
+    pub allow_blocks_to_fail: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
@@ -144,6 +144,53 @@ pub struct BlockRun {
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// Failed attempts, counted against the block's `retries` (an attempt lost with a worker is not one).
+    #[serde(default)]
+    pub failures: u32,
+    /// While an attempt runs in a worker: when that worker is presumed gone.
+    #[serde(default)]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// While an accepted (202) attempt waits for its callback: SHA-256 of the one-time callback token.
+    #[serde(default)]
+    pub callback_hash: Option<String>,
+    /// While an accepted attempt waits: when it times out.
+    #[serde(default)]
+    pub callback_deadline: Option<DateTime<Utc>>,
+    /// A queued retry waits until then.
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+impl BlockRun {
+    /// The `index`-th block run of a new run, `initial`.
+    pub fn new(
+        run_uuid: Uuid,
+        run_id: i64,
+        index: usize,
+        block: &str,
+        parameters: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        BlockRun {
+            id: crate::clock::block_run_id(run_id, index),
+            run_id,
+            run_uuid,
+            block_uuid: block.to_string(),
+            status: BlockRunStatus::Initial,
+            attempts: 0,
+            parameters,
+            metrics: None,
+            started_at: None,
+            completed_at: None,
+            created: now,
+            updated: now,
+            failures: 0,
+            lease_until: None,
+            callback_hash: None,
+            callback_deadline: None,
+            not_before: None,
+        }
+    }
 }
 
 /// A run with its block runs, as handlers show it.

@@ -104,9 +104,7 @@ fn check_keys(path: &str, object: &Map<String, Value>, known: &[(&str, Kind)]) -
     if unknown.is_empty() {
         Ok(())
     } else {
-        let at = path
-            .strip_suffix('.')
-            .map_or(String::new(), |p| format!("{p}: "));
+        let at = path.strip_suffix('.').map_or(String::new(), |p| format!("{p}: "));
         Err(Error::Unprocessable(format!(
             "{at}unknown field(s) {}; known fields are {}",
             unknown.join(", "),
@@ -136,20 +134,10 @@ impl RunConfig {
             }
         }
         check_keys("", &raw, RUN_KEYS)?;
-        let mut parameters: BTreeMap<String, Map<String, Value>> = build
-            .blocks
-            .iter()
-            .map(|b| (b.name.clone(), b.parameters.clone()))
-            .collect();
+        let mut parameters: BTreeMap<String, Map<String, Value>> =
+            build.blocks.iter().map(|b| (b.name.clone(), b.parameters.clone())).collect();
         if let Some(Value::Object(steps)) = raw.get("steps") {
-            let names = || {
-                build
-                    .blocks
-                    .iter()
-                    .map(|b| b.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let names = || build.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ");
             for (step, conf) in steps {
                 let Some(block) = build.blocks.iter().find(|b| &b.name == step) else {
                     return Err(Error::Unprocessable(format!(
@@ -158,9 +146,7 @@ impl RunConfig {
                     )));
                 };
                 let Value::Object(conf) = conf else {
-                    return Err(Error::Unprocessable(format!(
-                        "steps.{step}: must be an object"
-                    )));
+                    return Err(Error::Unprocessable(format!("steps.{step}: must be an object")));
                 };
                 check_keys(&format!("steps.{step}."), conf, STEP_KEYS)?;
                 if let Some(Value::Object(given)) = conf.get("parameters") {
@@ -174,11 +160,7 @@ impl RunConfig {
     /// The run's name: `run_name` (default `{pipeline}-{date}-{time}`) with `{date}`, `{time}` and the
     /// configuration's `substitutions` filled in.
     pub fn run_name(&self, pipeline: &str, now: DateTime<Utc>) -> String {
-        let template = self
-            .raw
-            .get("run_name")
-            .and_then(Value::as_str)
-            .unwrap_or("{pipeline}-{date}-{time}");
+        let template = self.raw.get("run_name").and_then(Value::as_str).unwrap_or("{pipeline}-{date}-{time}");
         let mut name = template
             .replace("{pipeline}", pipeline)
             .replace("{date}", &now.format("%Y_%m_%d").to_string())
@@ -193,27 +175,16 @@ impl RunConfig {
     }
 }
 
-fn apply_parameters(
-    block: &Block,
-    given: &Map<String, Value>,
-    into: &mut Map<String, Value>,
-) -> Result<()> {
-    let unknown: Vec<&str> = given
-        .keys()
-        .filter(|k| !block.parameters.contains_key(*k))
-        .map(String::as_str)
-        .collect();
+fn apply_parameters(block: &Block, given: &Map<String, Value>, into: &mut Map<String, Value>) -> Result<()> {
+    let unknown: Vec<&str> =
+        given.keys().filter(|k| !block.parameters.contains_key(*k)).map(String::as_str).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = block.parameters.keys().map(String::as_str).collect();
         return Err(Error::Unprocessable(format!(
             "steps.{}.parameters: unknown parameter(s) {}; the step's parameters are {}",
             block.name,
             unknown.join(", "),
-            if known.is_empty() {
-                "(none)".to_string()
-            } else {
-                known.join(", ")
-            }
+            if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
         )));
     }
     for (k, v) in given {

@@ -106,18 +106,14 @@ pub struct ScheduleFields {
 /// `@once`, `@hourly`, `@daily`, `@weekly`, `@monthly`, or five cron fields of `0-9 * , - /`
 /// (with names of months and weekdays).
 pub fn validate_interval(interval: &str) -> Result<()> {
-    if matches!(
-        interval,
-        "@once" | "@hourly" | "@daily" | "@weekly" | "@monthly"
-    ) {
+    if matches!(interval, "@once" | "@hourly" | "@daily" | "@weekly" | "@monthly") {
         return Ok(());
     }
     let fields: Vec<&str> = interval.split_whitespace().collect();
     let ok = fields.len() == 5
-        && fields.iter().all(|f| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/'))
-        });
+        && fields
+            .iter()
+            .all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/')));
     if ok {
         Ok(())
     } else {
@@ -135,12 +131,7 @@ pub fn parse_datetime(field: &str, value: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f%:z") {
         return Ok(t.with_timezone(&Utc));
     }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, fmt) {
             return Ok(t.and_utc());
         }
@@ -150,9 +141,7 @@ pub fn parse_datetime(field: &str, value: &str) -> Result<DateTime<Utc>> {
             return Ok(t.and_utc());
         }
     }
-    Err(Error::Unprocessable(format!(
-        "{field}: {value:?} is not an ISO 8601 date and time"
-    )))
+    Err(Error::Unprocessable(format!("{field}: {value:?} is not an ISO 8601 date and time")))
 }
 
 fn validate_timezone(tz: &str) -> Result<()> {
@@ -160,15 +149,11 @@ fn validate_timezone(tz: &str) -> Result<()> {
     let ok = tz == "UTC"
         || (tz.contains('/')
             && tz.len() <= 64
-            && tz
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')));
+            && tz.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')));
     if ok {
         Ok(())
     } else {
-        Err(Error::Unprocessable(format!(
-            "timezone: {tz:?} is not an IANA time zone name"
-        )))
+        Err(Error::Unprocessable(format!("timezone: {tz:?} is not an IANA time zone name")))
     }
 }
 
@@ -183,14 +168,10 @@ impl Schedule {
         now: DateTime<Utc>,
     ) -> Result<Schedule> {
         if f.rotate_token {
-            return Err(Error::Unprocessable(
-                "rotate_token: only an update may rotate the token".into(),
-            ));
+            return Err(Error::Unprocessable("rotate_token: only an update may rotate the token".into()));
         }
-        let name = f
-            .name
-            .clone()
-            .ok_or_else(|| Error::Unprocessable("name: a schedule needs a name".into()))?;
+        let name =
+            f.name.clone().ok_or_else(|| Error::Unprocessable("name: a schedule needs a name".into()))?;
         let mut s = Schedule {
             id,
             pipeline_uuid: pipeline_uuid.to_string(),
@@ -259,8 +240,7 @@ impl Schedule {
         }
         if self.schedule_type == ScheduleType::Time && self.schedule_interval.is_none() {
             return Err(Error::Unprocessable(
-                "schedule_interval: a time schedule needs an interval (@once, @hourly, … or cron)"
-                    .into(),
+                "schedule_interval: a time schedule needs an interval (@once, @hourly, … or cron)".into(),
             ));
         }
         self.updated = now;
@@ -269,8 +249,7 @@ impl Schedule {
 
     /// Whether `presented` is this schedule's token, compared in constant time.
     pub fn token_matches(&self, presented: &str) -> bool {
-        presented.len() == self.token.len()
-            && bool::from(presented.as_bytes().ct_eq(self.token.as_bytes()))
+        presented.len() == self.token.len() && bool::from(presented.as_bytes().ct_eq(self.token.as_bytes()))
     }
 }
 
@@ -280,13 +259,7 @@ mod tests {
 
     #[test]
     fn intervals_are_checked() {
-        for ok in [
-            "@once",
-            "@daily",
-            "*/5 * * * *",
-            "0 9 * * MON-FRI",
-            "0 0 1,15 * *",
-        ] {
+        for ok in ["@once", "@daily", "*/5 * * * *", "0 9 * * MON-FRI", "0 0 1,15 * *"] {
             assert!(validate_interval(ok).is_ok(), "{ok}");
         }
         for bad in ["@sometimes", "* * *", "* * * * * *", "0 9 * * ;rm"] {
@@ -296,12 +269,9 @@ mod tests {
 
     #[test]
     fn datetimes_parse_in_mage_and_iso_forms() {
-        for v in [
-            "2023-04-01T00:36:39Z",
-            "2023-04-01 00:36:39.904371+00:00",
-            "2023-04-01T00:36:39",
-            "2023-04-01",
-        ] {
+        for v in
+            ["2023-04-01T00:36:39Z", "2023-04-01 00:36:39.904371+00:00", "2023-04-01T00:36:39", "2023-04-01"]
+        {
             assert!(parse_datetime("x", v).is_ok(), "{v}");
         }
         assert!(parse_datetime("x", "yesterday").is_err());

@@ -14,10 +14,7 @@ use crate::{App, Error, Result};
 pub fn bearer(req: &ApiRequest) -> Option<&str> {
     let value = req.header("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
@@ -30,12 +27,7 @@ fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
 }
 
 /// Ok if the request carries a key whose role allows `access`.
-pub async fn authorize(
-    app: &App,
-    req: &ApiRequest,
-    access: Access,
-    dialect: Dialect,
-) -> Result<()> {
+pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dialect) -> Result<()> {
     let presented = credentials(req, dialect);
     if presented.is_empty() {
         return Err(Error::Unauthenticated);
@@ -50,12 +42,10 @@ pub async fn authorize(
     }
     match (best, access) {
         (None, _) => Err(Error::Unauthorized("Invalid API key".into())),
-        (Some(Role::Read), Access::Write) => Err(Error::Forbidden(
-            "this API key has the read role and may not write".into(),
-        )),
+        (Some(Role::Read), Access::Write) => {
+            Err(Error::Forbidden("this API key has the read role and may not write".into()))
+        }
         (Some(_), Access::Read | Access::Write) => Ok(()),
-        (Some(_), Access::Token) => Err(Error::Internal(
-            "token routes are not API-key routes".into(),
-        )),
+        (Some(_), Access::Token) => Err(Error::Internal("token routes are not API-key routes".into())),
     }
 }

@@ -16,8 +16,7 @@ pub type LambdaError = lambda_http::Error;
 /// Runs the Lambda function named `function` (its name in the route table) until the runtime stops.
 pub async fn serve(function: &str) -> Result<(), LambdaError> {
     telemetry::init_lambda();
-    let route =
-        Route::by_function(function).ok_or_else(|| format!("no route for function {function}"))?;
+    let route = Route::by_function(function).ok_or_else(|| format!("no route for function {function}"))?;
     let app = App::for_lambda().await?;
     let app = &app;
     lambda_http::run(service_fn(move |event: Request| async move {
@@ -29,11 +28,7 @@ pub async fn serve(function: &str) -> Result<(), LambdaError> {
 
 pub fn from_event(event: Request) -> ApiRequest {
     let (parts, body) = event.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(t) => Bytes::from(t),
@@ -51,7 +46,5 @@ pub fn to_response(resp: ApiResponse) -> Response<Body> {
         Ok(text) => Body::Text(text),
         Err(e) => Body::Binary(e.into_bytes()),
     };
-    builder
-        .body(body)
-        .unwrap_or_else(|_| Response::new(Body::Empty))
+    builder.body(body).unwrap_or_else(|_| Response::new(Body::Empty))
 }

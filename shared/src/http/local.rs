@@ -26,37 +26,26 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(to_hyper(handle(&app, req).await)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
 
 async fn handle(app: &App, req: hyper::Request<Incoming>) -> ApiResponse {
     let (parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let body = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
             let path = parts.uri.path();
             return errors::render(
                 Dialect::of_path(path),
-                &Error::PayloadTooLarge(format!(
-                    "the body is over the limit of {MAX_BODY_BYTES} bytes"
-                )),
+                &Error::PayloadTooLarge(format!("the body is over the limit of {MAX_BODY_BYTES} bytes")),
             );
         }
     };
-    route_and_serve(
-        app,
-        ApiRequest::new(parts.method, &path_and_query, parts.headers, body),
-    )
-    .await
+    route_and_serve(app, ApiRequest::new(parts.method, &path_and_query, parts.headers, body)).await
 }
 
 fn to_hyper(resp: ApiResponse) -> hyper::Response<Full<Bytes>> {
@@ -64,7 +53,5 @@ fn to_hyper(resp: ApiResponse) -> hyper::Response<Full<Bytes>> {
     for (k, v) in &resp.headers {
         builder = builder.header(*k, v);
     }
-    builder
-        .body(Full::new(resp.body))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+    builder.body(Full::new(resp.body)).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }

@@ -65,31 +65,17 @@ impl ApiRequest {
             Some((p, q)) => (p, parse_query(q)),
             None => (path_and_query, Vec::new()),
         };
-        ApiRequest {
-            method,
-            path: path.to_string(),
-            query,
-            headers,
-            body,
-            params: Vec::new(),
-        }
+        ApiRequest { method, path: path.to_string(), query, headers, body, params: Vec::new() }
     }
 
     /// A path parameter of the matched route ("" if the route has none of that name).
     pub fn param(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
     }
 
     /// The last value of a query parameter.
     pub fn query_value(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -108,9 +94,7 @@ impl ApiRequest {
                 "the body must be a JSON object, got {}",
                 json_type_name(&other)
             ))),
-            Err(e) => Err(Error::BadRequest(format!(
-                "the body is not valid JSON: {e}"
-            ))),
+            Err(e) => Err(Error::BadRequest(format!("the body is not valid JSON: {e}"))),
         }
     }
 
@@ -187,8 +171,7 @@ mod tests {
 
     #[test]
     fn query_strings_are_split_and_decoded() {
-        let q =
-            parse_query("name=training&version=45&x=a%20b+c&sort_by=desc%3Acreated&bad=%zz&end=%");
+        let q = parse_query("name=training&version=45&x=a%20b+c&sort_by=desc%3Acreated&bad=%zz&end=%");
         assert_eq!(q[0], ("name".into(), "training".into()));
         assert_eq!(q[2], ("x".into(), "a b c".into()));
         assert_eq!(q[3], ("sort_by".into(), "desc:created".into()));
@@ -198,21 +181,11 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_objects_are_400_and_wrong_fields_422() {
-        let req = |b: &str| {
-            ApiRequest::new(
-                Method::POST,
-                "/x",
-                HeaderMap::new(),
-                Bytes::from(b.to_string()),
-            )
-        };
+        let req = |b: &str| ApiRequest::new(Method::POST, "/x", HeaderMap::new(), Bytes::from(b.to_string()));
         assert!(
             matches!(req("{\"a\":").json_object(), Err(Error::BadRequest(m)) if m.contains("line 1 column"))
         );
-        assert!(matches!(
-            req("[1]").json_object(),
-            Err(Error::BadRequest(_))
-        ));
+        assert!(matches!(req("[1]").json_object(), Err(Error::BadRequest(_))));
         assert_eq!(req("  ").json_object(), Ok(Map::new()));
         #[derive(serde::Deserialize, Debug)]
         #[serde(deny_unknown_fields)]
@@ -222,10 +195,7 @@ mod tests {
         }
         let e = req("{\"n\":\"x\"}").json::<T>().unwrap_err().to_string();
         assert!(e.starts_with("n:"), "{e}");
-        let e = req("{\"n\":1,\"zz\":2}")
-            .json::<T>()
-            .unwrap_err()
-            .to_string();
+        let e = req("{\"n\":1,\"zz\":2}").json::<T>().unwrap_err().to_string();
         assert!(e.contains("zz"), "{e}");
     }
 }

@@ -81,13 +81,7 @@ const fn route(
     path: &'static str,
     access: Access,
 ) -> Route {
-    Route {
-        endpoint,
-        function,
-        method,
-        path,
-        access,
-    }
+    Route { endpoint, function, method, path, access }
 }
 
 use Access::{Read, Token, Write};
@@ -95,55 +89,13 @@ use Endpoint::*;
 
 pub const ROUTES: &[Route] = &[
     // ZenML dialect
-    route(
-        ListPipelines,
-        "list-pipelines",
-        "GET",
-        "/api/v1/pipelines",
-        Read,
-    ),
-    route(
-        CreatePipeline,
-        "create-pipeline",
-        "POST",
-        "/api/v1/pipelines",
-        Write,
-    ),
-    route(
-        GetPipeline,
-        "get-pipeline",
-        "GET",
-        "/api/v1/pipelines/{id}",
-        Read,
-    ),
-    route(
-        ListBuilds,
-        "list-builds",
-        "GET",
-        "/api/v1/pipeline_builds",
-        Read,
-    ),
-    route(
-        CreateBuild,
-        "create-build",
-        "POST",
-        "/api/v1/pipeline_builds",
-        Write,
-    ),
-    route(
-        GetBuild,
-        "get-build",
-        "GET",
-        "/api/v1/pipeline_builds/{id}",
-        Read,
-    ),
-    route(
-        TriggerBuildRun,
-        "trigger-build-run",
-        "POST",
-        "/api/v1/pipeline_builds/{id}/runs",
-        Write,
-    ),
+    route(ListPipelines, "list-pipelines", "GET", "/api/v1/pipelines", Read),
+    route(CreatePipeline, "create-pipeline", "POST", "/api/v1/pipelines", Write),
+    route(GetPipeline, "get-pipeline", "GET", "/api/v1/pipelines/{id}", Read),
+    route(ListBuilds, "list-builds", "GET", "/api/v1/pipeline_builds", Read),
+    route(CreateBuild, "create-build", "POST", "/api/v1/pipeline_builds", Write),
+    route(GetBuild, "get-build", "GET", "/api/v1/pipeline_builds/{id}", Read),
+    route(TriggerBuildRun, "trigger-build-run", "POST", "/api/v1/pipeline_builds/{id}/runs", Write),
     route(ListRuns, "list-runs", "GET", "/api/v1/runs", Read),
     route(GetRun, "get-run", "GET", "/api/v1/runs/{id}", Read),
     route(StopRun, "stop-run", "POST", "/api/v1/runs/{id}/stop", Write),
@@ -162,34 +114,10 @@ pub const ROUTES: &[Route] = &[
         "/api/pipelines/{pipeline_uuid}/pipeline_schedules",
         Read,
     ),
-    route(
-        ListSchedules,
-        "list-schedules",
-        "GET",
-        "/api/pipeline_schedules",
-        Read,
-    ),
-    route(
-        GetSchedule,
-        "get-schedule",
-        "GET",
-        "/api/pipeline_schedules/{id}",
-        Read,
-    ),
-    route(
-        UpdateSchedule,
-        "update-schedule",
-        "PUT",
-        "/api/pipeline_schedules/{id}",
-        Write,
-    ),
-    route(
-        DeleteSchedule,
-        "delete-schedule",
-        "DELETE",
-        "/api/pipeline_schedules/{id}",
-        Write,
-    ),
+    route(ListSchedules, "list-schedules", "GET", "/api/pipeline_schedules", Read),
+    route(GetSchedule, "get-schedule", "GET", "/api/pipeline_schedules/{id}", Read),
+    route(UpdateSchedule, "update-schedule", "PUT", "/api/pipeline_schedules/{id}", Write),
+    route(DeleteSchedule, "delete-schedule", "DELETE", "/api/pipeline_schedules/{id}", Write),
     route(
         TriggerScheduleRun,
         "trigger-schedule-run",
@@ -204,48 +132,12 @@ pub const ROUTES: &[Route] = &[
         "/api/pipeline_schedules/{id}/api_trigger",
         Token,
     ),
-    route(
-        RunScheduleNow,
-        "run-schedule-now",
-        "POST",
-        "/api/pipeline_schedules/{id}/pipeline_runs",
-        Write,
-    ),
-    route(
-        ListScheduleRuns,
-        "list-schedule-runs",
-        "GET",
-        "/api/pipeline_schedules/{id}/pipeline_runs",
-        Read,
-    ),
-    route(
-        ListPipelineRuns,
-        "list-pipeline-runs",
-        "GET",
-        "/api/pipeline_runs",
-        Read,
-    ),
-    route(
-        GetPipelineRun,
-        "get-pipeline-run",
-        "GET",
-        "/api/pipeline_runs/{id}",
-        Read,
-    ),
-    route(
-        UpdatePipelineRun,
-        "update-pipeline-run",
-        "PUT",
-        "/api/pipeline_runs/{id}",
-        Write,
-    ),
-    route(
-        ListBlockRuns,
-        "list-block-runs",
-        "GET",
-        "/api/pipeline_runs/{id}/block_runs",
-        Read,
-    ),
+    route(RunScheduleNow, "run-schedule-now", "POST", "/api/pipeline_schedules/{id}/pipeline_runs", Write),
+    route(ListScheduleRuns, "list-schedule-runs", "GET", "/api/pipeline_schedules/{id}/pipeline_runs", Read),
+    route(ListPipelineRuns, "list-pipeline-runs", "GET", "/api/pipeline_runs", Read),
+    route(GetPipelineRun, "get-pipeline-run", "GET", "/api/pipeline_runs/{id}", Read),
+    route(UpdatePipelineRun, "update-pipeline-run", "PUT", "/api/pipeline_runs/{id}", Write),
+    route(ListBlockRuns, "list-block-runs", "GET", "/api/pipeline_runs/{id}/block_runs", Read),
 ];
 
 impl Route {
@@ -259,10 +151,7 @@ impl Route {
 
     /// The path parameters if `path` matches this route's pattern.
     pub fn match_path(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let path = path
-            .strip_suffix('/')
-            .filter(|p| !p.is_empty())
-            .unwrap_or(path);
+        let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
         let mut pattern = self.path.split('/');
         let mut actual = path.split('/');
         let mut params = Vec::new();
@@ -291,9 +180,7 @@ pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<(String,
         }
     }
     if path_known {
-        Err(Error::MethodNotAllowed(format!(
-            "method {method} is not allowed on {path}"
-        )))
+        Err(Error::MethodNotAllowed(format!("method {method} is not allowed on {path}")))
     } else {
         Err(Error::NotFound(format!("no route for {path}")))
     }
@@ -310,9 +197,8 @@ pub async fn dispatch(app: &App, route: &Route, mut req: ApiRequest) -> ApiRespo
                 req.body.len()
             )));
         }
-        req.params = route
-            .match_path(&req.path)
-            .ok_or_else(|| Error::NotFound("no route for this path".into()))?;
+        req.params =
+            route.match_path(&req.path).ok_or_else(|| Error::NotFound("no route for this path".into()))?;
         if route.access != Access::Token {
             auth::authorize(app, &req, route.access, dialect).await?;
         }
@@ -371,19 +257,10 @@ mod tests {
         let (r, params) = find(&Method::POST, "/api/v1/pipeline_builds/abc/runs").unwrap();
         assert_eq!(r.function, "trigger-build-run");
         assert_eq!(params, vec![("id".to_string(), "abc".to_string())]);
-        assert!(matches!(
-            find(&Method::DELETE, "/api/v1/pipelines"),
-            Err(Error::MethodNotAllowed(_))
-        ));
-        assert!(matches!(
-            find(&Method::GET, "/api/v1/nope"),
-            Err(Error::NotFound(_))
-        ));
+        assert!(matches!(find(&Method::DELETE, "/api/v1/pipelines"), Err(Error::MethodNotAllowed(_))));
+        assert!(matches!(find(&Method::GET, "/api/v1/nope"), Err(Error::NotFound(_))));
         assert!(matches!(find(&Method::GET, "/api/v1/pipelines//"), Err(_)));
-        assert_eq!(
-            find(&Method::GET, "/api/v1/pipelines/").unwrap().0.function,
-            "list-pipelines"
-        );
+        assert_eq!(find(&Method::GET, "/api/v1/pipelines/").unwrap().0.function, "list-pipelines");
     }
 
     #[test]

@@ -9,27 +9,17 @@ use super::{Message, RunQueue};
 
 /// Sends, receives and deletes; panics on the first difference from the contract.
 pub async fn run_all(queue: &dyn RunQueue) {
-    let empty = queue
-        .receive(10, Duration::from_millis(50))
-        .await
-        .expect("receive on empty queue");
+    let empty = queue.receive(10, Duration::from_millis(50)).await.expect("receive on empty queue");
     assert!(empty.is_empty(), "a new queue must be empty");
 
-    let a = Message::StartRun {
-        run_uuid: Uuid::new_v4(),
-    };
-    let b = Message::StartRun {
-        run_uuid: Uuid::new_v4(),
-    };
+    let a = Message::StartRun { run_uuid: Uuid::new_v4() };
+    let b = Message::StartRun { run_uuid: Uuid::new_v4() };
     queue.send(&a).await.expect("send a");
     queue.send(&b).await.expect("send b");
 
     let mut got = Vec::new();
     for _ in 0..10 {
-        let batch = queue
-            .receive(10, Duration::from_secs(1))
-            .await
-            .expect("receive");
+        let batch = queue.receive(10, Duration::from_secs(1)).await.expect("receive");
         for r in batch {
             queue.delete(&r.receipt).await.expect("delete");
             got.push(r.message);
@@ -39,19 +29,10 @@ pub async fn run_all(queue: &dyn RunQueue) {
         }
     }
     assert_eq!(got.len(), 2, "both messages arrive: {got:?}");
-    assert!(
-        got.contains(&a) && got.contains(&b),
-        "the messages arrive unchanged"
-    );
+    assert!(got.contains(&a) && got.contains(&b), "the messages arrive unchanged");
 
-    let after = queue
-        .receive(10, Duration::from_millis(200))
-        .await
-        .expect("receive after delete");
-    assert!(
-        after.is_empty(),
-        "deleted messages are not delivered again: {after:?}"
-    );
+    let after = queue.receive(10, Duration::from_millis(200)).await.expect("receive after delete");
+    assert!(after.is_empty(), "deleted messages are not delivered again: {after:?}");
 }
 
 #[cfg(test)]

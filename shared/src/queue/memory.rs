@@ -1,5 +1,6 @@
-//! The in-process queue: a FIFO with SQS's receive/delete shape (a received message stays invisible
-//! until deleted; this queue never redelivers it).
+//! The in-process queue: a FIFO with SQS's send-with-delay and receive/delete shape (a received message
+//! stays invisible until deleted; this queue never redelivers it — tests that need redelivery do it
+//! themselves).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -18,7 +19,8 @@ pub struct MemoryQueue {
 
 #[derive(Default)]
 struct Inner {
-    ready: VecDeque<Message>,
+    /// Messages with the instant they become visible, in sending order.
+    ready: VecDeque<(tokio::time::Instant, Message)>,
     in_flight: HashMap<String, Message>,
     next_receipt: u64,
 }
@@ -40,8 +42,9 @@ impl MemoryQueue {
 
 #[async_trait]
 impl RunQueue for MemoryQueue {
-    async fn send(&self, message: &Message) -> Result<()> {
-        self.inner.lock().await.ready.push_back(message.clone());
+    async fn send_delayed(&self, message: &Message, delay: Duration) -> Result<()> {
+        let visible = tokio::time::Instant::now() + delay.min(super::MAX_DELAY);
+        self.inner.lock().await.ready.push_back((visible, message.clone()));
         self.notify.notify_one();
         Ok(())
     }
@@ -49,29 +52,30 @@ impl RunQueue for MemoryQueue {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            {
+            let next_visible = {
                 let mut inner = self.inner.lock().await;
-                if !inner.ready.is_empty() {
-                    let mut out = Vec::new();
-                    while out.len() < max {
-                        let Some(m) = inner.ready.pop_front() else {
-                            break;
-                        };
-                        inner.next_receipt += 1;
-                        let receipt = format!("mem-{}", inner.next_receipt);
-                        inner.in_flight.insert(receipt.clone(), m.clone());
-                        out.push(Received {
-                            message: m,
-                            receipt,
-                        });
+                let now = tokio::time::Instant::now();
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < inner.ready.len() && out.len() < max {
+                    if inner.ready[i].0 > now {
+                        i += 1;
+                        continue;
                     }
+                    let Some((_, m)) = inner.ready.remove(i) else { break };
+                    inner.next_receipt += 1;
+                    let receipt = format!("mem-{}", inner.next_receipt);
+                    inner.in_flight.insert(receipt.clone(), m.clone());
+                    out.push(Received { message: m, receipt });
+                }
+                if !out.is_empty() {
                     return Ok(out);
                 }
-            }
-            if tokio::time::timeout_at(deadline, self.notify.notified())
-                .await
-                .is_err()
-            {
+                inner.ready.iter().map(|(t, _)| *t).min()
+            };
+            let wake = next_visible.map_or(deadline, |t| t.min(deadline));
+            let notified = tokio::time::timeout_at(wake, self.notify.notified()).await;
+            if notified.is_err() && wake >= deadline {
                 return Ok(Vec::new());
             }
         }

@@ -12,13 +12,30 @@ use uuid::Uuid;
 
 use crate::Result;
 
-/// What a queue message asks for.
+/// What a queue message asks the worker for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Message {
-    /// Start (or resume) a run.
+    /// Start (or resume) a run: dispatch the blocks that are ready.
     StartRun { run_uuid: Uuid },
+    /// Run one attempt of one block.
+    RunBlock { run_uuid: Uuid, block: String, attempt: u32 },
+    /// Time out an accepted attempt whose callback is overdue.
+    CheckBlock { run_uuid: Uuid, block: String, attempt: u32 },
 }
+
+impl Message {
+    pub fn run_uuid(&self) -> Uuid {
+        match self {
+            Message::StartRun { run_uuid }
+            | Message::RunBlock { run_uuid, .. }
+            | Message::CheckBlock { run_uuid, .. } => *run_uuid,
+        }
+    }
+}
+
+/// The longest delay SQS allows on a message; longer waits re-send themselves.
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// A message taken from the queue, with the handle that acknowledges it.
 #[derive(Debug, Clone)]
@@ -29,7 +46,11 @@ pub struct Received {
 
 #[async_trait]
 pub trait RunQueue: Send + Sync {
-    async fn send(&self, message: &Message) -> Result<()>;
+    async fn send(&self, message: &Message) -> Result<()> {
+        self.send_delayed(message, std::time::Duration::ZERO).await
+    }
+    /// Sends a message that becomes visible after `delay` (at most [`MAX_DELAY`]).
+    async fn send_delayed(&self, message: &Message, delay: std::time::Duration) -> Result<()>;
     /// Up to `max` messages, waiting at most `wait` for the first.
     async fn receive(&self, max: usize, wait: std::time::Duration) -> Result<Vec<Received>>;
     /// Acknowledges a received message so that it is not delivered again.

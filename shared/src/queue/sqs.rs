@@ -16,10 +16,7 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self {
-            client,
-            url: url.into(),
-        }
+        Self { client, url: url.into() }
     }
 
     pub fn url(&self) -> &str {
@@ -34,20 +31,19 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        out.queue_url()
-            .map(str::to_string)
-            .ok_or_else(|| Error::Internal("queue without URL".into()))
+        out.queue_url().map(str::to_string).ok_or_else(|| Error::Internal("queue without URL".into()))
     }
 }
 
 #[async_trait]
 impl RunQueue for SqsQueue {
-    async fn send(&self, message: &Message) -> Result<()> {
+    async fn send_delayed(&self, message: &Message, delay: Duration) -> Result<()> {
         let body = serde_json::to_string(message).map_err(Error::internal)?;
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .delay_seconds(delay.min(super::MAX_DELAY).as_secs() as i32)
             .send()
             .await
             .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
@@ -71,10 +67,7 @@ impl RunQueue for SqsQueue {
             };
             let message: Message = serde_json::from_str(body)
                 .map_err(|e| Error::Internal(format!("unreadable queue message: {e}")))?;
-            received.push(Received {
-                message,
-                receipt: receipt.to_string(),
-            });
+            received.push(Received { message, receipt: receipt.to_string() });
         }
         Ok(received)
     }

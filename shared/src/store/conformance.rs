@@ -67,6 +67,7 @@ fn run_of(build: &Build, id: i64) -> (Run, Vec<BlockRun>) {
         config: Map::new(),
         passed_sla: false,
         metrics: None,
+        allow_blocks_to_fail: false,
         started_at: None,
         completed_at: None,
         created: now,
@@ -76,20 +77,7 @@ fn run_of(build: &Build, id: i64) -> (Run, Vec<BlockRun>) {
         .blocks
         .iter()
         .enumerate()
-        .map(|(i, b)| BlockRun {
-            id: block_run_id(id, i),
-            run_id: id,
-            run_uuid: uuid,
-            block_uuid: b.name.clone(),
-            status: BlockRunStatus::Initial,
-            attempts: 0,
-            parameters: Map::new(),
-            metrics: None,
-            started_at: None,
-            completed_at: None,
-            created: now,
-            updated: now,
-        })
+        .map(|(i, b)| BlockRun::new(uuid, id, i, &b.name, Map::new(), now))
         .collect();
     (run, blocks)
 }
@@ -109,57 +97,26 @@ async fn api_keys(store: &Store) {
     let (secret, key) = ApiKey::generate(Role::Read, "conformance", Utc::now());
     store.put_api_key(&key).await.expect("put key");
     let found = store.find_api_key(&secret).await.expect("find key");
-    assert_eq!(
-        found.map(|k| k.role),
-        Some(Role::Read),
-        "a stored key is found by its secret"
-    );
-    assert_eq!(
-        store.find_api_key("kk_not-a-key").await.expect("find"),
-        None,
-        "a wrong secret finds nothing"
-    );
+    assert_eq!(found.map(|k| k.role), Some(Role::Read), "a stored key is found by its secret");
+    assert_eq!(store.find_api_key("kk_not-a-key").await.expect("find"), None, "a wrong secret finds nothing");
 }
 
 async fn pipelines_and_builds(store: &Store) {
     let p1 = pipeline("conf-pipe", "1");
     let b1 = Build::initial(&p1);
-    store
-        .create_pipeline(&p1, &b1)
-        .await
-        .expect("create pipeline");
-    assert_eq!(
-        store.get_pipeline(p1.id).await.expect("get"),
-        Some(p1.clone())
-    );
+    store.create_pipeline(&p1, &b1).await.expect("create pipeline");
+    assert_eq!(store.get_pipeline(p1.id).await.expect("get"), Some(p1.clone()));
 
     // Same (name, version): 409, and nothing of the second attempt is written.
     let dup = pipeline("conf-pipe", "1");
     let dup_build = Build::initial(&dup);
-    let err = store
-        .create_pipeline(&dup, &dup_build)
-        .await
-        .expect_err("duplicate version");
-    assert!(
-        matches!(err, Error::Conflict(_)),
-        "duplicate is a conflict: {err:?}"
-    );
-    assert_eq!(
-        store.get_pipeline(dup.id).await.expect("get"),
-        None,
-        "a refused pipeline is not stored"
-    );
-    assert_eq!(
-        store.get_build(dup_build.id).await.expect("get"),
-        None,
-        "a refused build is not stored"
-    );
+    let err = store.create_pipeline(&dup, &dup_build).await.expect_err("duplicate version");
+    assert!(matches!(err, Error::Conflict(_)), "duplicate is a conflict: {err:?}");
+    assert_eq!(store.get_pipeline(dup.id).await.expect("get"), None, "a refused pipeline is not stored");
+    assert_eq!(store.get_build(dup_build.id).await.expect("get"), None, "a refused build is not stored");
 
     let p2 = pipeline("conf-pipe", "2");
-    store
-        .create_pipeline(&p2, &Build::initial(&p2))
-        .await
-        .expect("second version");
+    store.create_pipeline(&p2, &Build::initial(&p2)).await.expect("second version");
     let mut versions: Vec<String> = store
         .pipeline_versions("conf-pipe")
         .await
@@ -169,23 +126,14 @@ async fn pipelines_and_builds(store: &Store) {
         .collect();
     versions.sort();
     assert_eq!(versions, ["1", "2"]);
-    assert!(store
-        .pipeline_versions("no-such")
-        .await
-        .expect("versions")
-        .is_empty());
+    assert!(store.pipeline_versions("no-such").await.expect("versions").is_empty());
 
     let mut b2 = Build::initial(&p1);
     b2.id = Uuid::new_v4();
     b2.created = b1.created + chrono::Duration::seconds(1);
     store.create_build(&b2).await.expect("create build");
-    let of_p1: Vec<Uuid> = store
-        .builds_of_pipeline(p1.id)
-        .await
-        .expect("builds")
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
+    let of_p1: Vec<Uuid> =
+        store.builds_of_pipeline(p1.id).await.expect("builds").into_iter().map(|b| b.id).collect();
     assert_eq!(of_p1, [b1.id, b2.id], "a pipeline's builds, oldest first");
     assert_eq!(store.get_build(b2.id).await.expect("get"), Some(b2.clone()));
 
@@ -203,24 +151,14 @@ async fn runs(store: &Store) {
     let id = new_int_id(Utc::now());
     let (mut run, mut blocks) = run_of(&build, id);
     store
-        .create_run(&mut run, &mut blocks, None, |_, _| {
-            panic!("no collision expected")
-        })
+        .create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision expected"))
         .await
         .expect("create run");
 
-    let got = store
-        .get_run(run.uuid)
-        .await
-        .expect("get run")
-        .expect("run exists");
+    let got = store.get_run(run.uuid).await.expect("get run").expect("run exists");
     assert_eq!(got.value.run, run);
     assert_eq!(got.value.blocks, blocks, "block runs come back in order");
-    let by_id = store
-        .get_run_by_id(id)
-        .await
-        .expect("by id")
-        .expect("found by id");
+    let by_id = store.get_run_by_id(id).await.expect("by id").expect("found by id");
     assert_eq!(by_id.value.run.uuid, run.uuid);
     assert!(store.get_run_by_id(id + 1).await.expect("by id").is_none());
 
@@ -239,39 +177,16 @@ async fn runs(store: &Store) {
         .await
         .expect("create colliding run");
     assert_eq!(reassigned, 1, "the collision is noticed once");
-    assert_eq!(
-        store
-            .get_run_by_id(id + 7)
-            .await
-            .expect("by id")
-            .map(|v| v.value.run.uuid),
-        Some(other.uuid)
-    );
-    assert_eq!(
-        store
-            .get_run_by_id(id)
-            .await
-            .expect("by id")
-            .map(|v| v.value.run.uuid),
-        Some(run.uuid)
-    );
+    assert_eq!(store.get_run_by_id(id + 7).await.expect("by id").map(|v| v.value.run.uuid), Some(other.uuid));
+    assert_eq!(store.get_run_by_id(id).await.expect("by id").map(|v| v.value.run.uuid), Some(run.uuid));
 
     // Conditional update: the version read wins once; a stale one changes nothing.
     let mut running = got.value.run.clone();
     running.status = RunStatus::Running;
-    assert!(store
-        .update_run(&running, got.version)
-        .await
-        .expect("update"));
+    assert!(store.update_run(&running, got.version).await.expect("update"));
     let mut stale = got.value.run.clone();
     stale.status = RunStatus::Failed;
-    assert!(
-        !store
-            .update_run(&stale, got.version)
-            .await
-            .expect("stale update"),
-        "a stale write is refused"
-    );
+    assert!(!store.update_run(&stale, got.version).await.expect("stale update"), "a stale write is refused");
     let now = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(now.value.run.status, RunStatus::Running);
 
@@ -281,28 +196,12 @@ async fn runs(store: &Store) {
     block_versions[0].1.value.status = BlockRunStatus::Cancelled;
     let mut cancelled = now.value.run.clone();
     cancelled.status = RunStatus::Cancelled;
-    let stale_run = Versioned {
-        value: cancelled.clone(),
-        version: got.version,
-    };
-    assert!(!store
-        .update_run_and_blocks(&stale_run, &block_versions[..1])
-        .await
-        .expect("stale"));
+    let stale_run = Versioned { value: cancelled.clone(), version: got.version };
+    assert!(!store.update_run_and_blocks(&stale_run, true, &block_versions[..1]).await.expect("stale"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
-    assert_eq!(
-        after.value.blocks[0].status,
-        BlockRunStatus::Initial,
-        "a refused transaction writes nothing"
-    );
-    let fresh_run = Versioned {
-        value: cancelled,
-        version: now.version,
-    };
-    assert!(store
-        .update_run_and_blocks(&fresh_run, &block_versions[..1])
-        .await
-        .expect("fresh"));
+    assert_eq!(after.value.blocks[0].status, BlockRunStatus::Initial, "a refused transaction writes nothing");
+    let fresh_run = Versioned { value: cancelled, version: now.version };
+    assert!(store.update_run_and_blocks(&fresh_run, true, &block_versions[..1]).await.expect("fresh"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(after.value.run.status, RunStatus::Cancelled);
     assert_eq!(after.value.blocks[0].status, BlockRunStatus::Cancelled);
@@ -310,10 +209,7 @@ async fn runs(store: &Store) {
 
     let listed = store.list_runs().await.expect("list runs");
     assert_eq!(listed.len(), 2);
-    let entries = store
-        .run_entries(&RunView::Pipeline("conf-runs".into()))
-        .await
-        .expect("entries");
+    let entries = store.run_entries(&RunView::Pipeline("conf-runs".into())).await.expect("entries");
     assert_eq!(entries.len(), 2, "both runs are in their pipeline's view");
 }
 
@@ -326,55 +222,24 @@ async fn schedules(store: &Store) {
     };
     let a = Schedule::create(11, "conf-pipe", fields("a"), "t".repeat(32), now).expect("schedule");
     assert!(store.create_schedule(&a).await.expect("create"));
-    let taken =
-        Schedule::create(11, "conf-pipe", fields("b"), "u".repeat(32), now).expect("schedule");
-    assert!(
-        !store.create_schedule(&taken).await.expect("create"),
-        "a taken id is refused"
-    );
-    let b = Schedule::create(
-        12,
-        "other",
-        fields("b"),
-        "u".repeat(32),
-        now + chrono::Duration::seconds(1),
-    )
-    .expect("schedule");
+    let taken = Schedule::create(11, "conf-pipe", fields("b"), "u".repeat(32), now).expect("schedule");
+    assert!(!store.create_schedule(&taken).await.expect("create"), "a taken id is refused");
+    let b = Schedule::create(12, "other", fields("b"), "u".repeat(32), now + chrono::Duration::seconds(1))
+        .expect("schedule");
     assert!(store.create_schedule(&b).await.expect("create"));
 
     let got = store.get_schedule(11).await.expect("get").expect("exists");
     assert_eq!(got.value, a);
     let mut renamed = got.value.clone();
     renamed.name = "renamed".into();
-    assert!(store
-        .update_schedule(&renamed, got.version)
-        .await
-        .expect("update"));
-    assert!(
-        !store
-            .update_schedule(&renamed, got.version)
-            .await
-            .expect("stale"),
-        "a stale update is refused"
-    );
-    let ids: Vec<i64> = store
-        .list_schedules()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    assert!(store.update_schedule(&renamed, got.version).await.expect("update"));
+    assert!(!store.update_schedule(&renamed, got.version).await.expect("stale"), "a stale update is refused");
+    let ids: Vec<i64> = store.list_schedules().await.expect("list").into_iter().map(|s| s.id).collect();
     assert_eq!(ids, [11, 12], "schedules list oldest first");
 
     let now11 = store.get_schedule(11).await.expect("get").expect("exists");
-    assert!(!store
-        .delete_schedule(11, got.version)
-        .await
-        .expect("stale delete"));
-    assert!(store
-        .delete_schedule(11, now11.version)
-        .await
-        .expect("delete"));
+    assert!(!store.delete_schedule(11, got.version).await.expect("stale delete"));
+    assert!(store.delete_schedule(11, now11.version).await.expect("delete"));
     assert!(store.get_schedule(11).await.expect("get").is_none());
     assert_eq!(store.list_schedules().await.expect("list").len(), 1);
 }
@@ -385,65 +250,32 @@ async fn run_views(store: &Store) {
     store.create_pipeline(&p, &build).await.expect("pipeline");
     let base = Utc::now();
     // Execution dates out of creation order, two on the same date (ordered by id then).
-    let plan = [
-        (0, 100, Some(7)),
-        (5, 101, Some(7)),
-        (5, 102, None),
-        (-3, 103, Some(8)),
-    ];
+    let plan = [(0, 100, Some(7)), (5, 101, Some(7)), (5, 102, None), (-3, 103, Some(8))];
     for (minutes, id, schedule) in plan {
         let (mut run, mut blocks) = run_of(&build, id);
         run.execution_date = base + chrono::Duration::minutes(minutes);
         run.schedule_id = schedule;
-        store
-            .create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision"))
-            .await
-            .expect("run");
+        store.create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision")).await.expect("run");
     }
     let ids = |v: Vec<super::RunEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
     let all: Vec<i64> = ids(store.run_entries(&RunView::All).await.expect("all"))
         .into_iter()
         .filter(|id| (100..104).contains(id))
         .collect();
+    assert_eq!(all, [102, 101, 100, 103], "execution date desc, then id desc");
+    assert_eq!(ids(store.run_entries(&RunView::Schedule(7)).await.expect("7")), [101, 100]);
     assert_eq!(
-        all,
-        [102, 101, 100, 103],
-        "execution date desc, then id desc"
-    );
-    assert_eq!(
-        ids(store.run_entries(&RunView::Schedule(7)).await.expect("7")),
-        [101, 100]
-    );
-    assert_eq!(
-        ids(store
-            .run_entries(&RunView::Pipeline("conf-views".into()))
-            .await
-            .expect("p")),
+        ids(store.run_entries(&RunView::Pipeline("conf-views".into())).await.expect("p")),
         [102, 101, 100, 103]
     );
-    assert!(store
-        .run_entries(&RunView::Schedule(9))
-        .await
-        .expect("none")
-        .is_empty());
+    assert!(store.run_entries(&RunView::Schedule(9)).await.expect("none").is_empty());
 
     // A status change shows in the views.
-    let run = store
-        .get_run_by_id(101)
-        .await
-        .expect("get")
-        .expect("exists");
+    let run = store.get_run_by_id(101).await.expect("get").expect("exists");
     let mut changed = run.value.run.clone();
     changed.status = RunStatus::Cancelled;
-    assert!(store
-        .update_run(&changed, run.version)
-        .await
-        .expect("update"));
-    let entry = store
-        .run_entries(&RunView::Schedule(7))
-        .await
-        .expect("7")
-        .remove(0);
+    assert!(store.update_run(&changed, run.version).await.expect("update"));
+    let entry = store.run_entries(&RunView::Schedule(7)).await.expect("7").remove(0);
     assert_eq!((entry.id, entry.status), (101, RunStatus::Cancelled));
 }
 
@@ -463,19 +295,14 @@ async fn idempotency(store: &Store) {
     store.create_pipeline(&p, &build).await.expect("pipeline");
     let (mut first, mut first_blocks) = run_of(&build, 200);
     let rec = record("key-1", "h1", first.uuid);
-    let outcome = store
-        .create_run(&mut first, &mut first_blocks, Some(&rec), |_, _| {
-            panic!("no collision")
-        })
-        .await;
+    let outcome =
+        store.create_run(&mut first, &mut first_blocks, Some(&rec), |_, _| panic!("no collision")).await;
     assert_eq!(outcome.expect("first"), CreateOutcome::Created);
 
     let (mut again, mut again_blocks) = run_of(&build, 201);
     let rec2 = record("key-1", "h2", again.uuid);
-    let outcome = store
-        .create_run(&mut again, &mut again_blocks, Some(&rec2), |_, _| {})
-        .await
-        .expect("again");
+    let outcome =
+        store.create_run(&mut again, &mut again_blocks, Some(&rec2), |_, _| {}).await.expect("again");
     match outcome {
         CreateOutcome::Replayed(earlier) => {
             assert_eq!(earlier.run_uuid, first.uuid);
@@ -483,10 +310,7 @@ async fn idempotency(store: &Store) {
         }
         other => panic!("a used key is replayed, got {other:?}"),
     }
-    assert!(
-        store.get_run(again.uuid).await.expect("get").is_none(),
-        "a replay writes no run"
-    );
+    assert!(store.get_run(again.uuid).await.expect("get").is_none(), "a replay writes no run");
     assert!(store.get_run_by_id(201).await.expect("get").is_none());
 
     // After the window the key is free again.
@@ -494,15 +318,9 @@ async fn idempotency(store: &Store) {
     late.created = SystemClock.now() + chrono::Duration::hours(25);
     let (mut third, mut third_blocks) = run_of(&build, 202);
     late.run_uuid = third.uuid;
-    let outcome = store
-        .create_run(&mut third, &mut third_blocks, Some(&late), |_, _| {})
-        .await
-        .expect("late");
-    assert_eq!(
-        outcome,
-        CreateOutcome::Created,
-        "an expired key counts as unused"
-    );
+    let outcome =
+        store.create_run(&mut third, &mut third_blocks, Some(&late), |_, _| {}).await.expect("late");
+    assert_eq!(outcome, CreateOutcome::Created, "an expired key counts as unused");
 }
 
 /// Many concurrent triggers with one key: exactly one run is written, every caller learns its id.
@@ -538,15 +356,8 @@ async fn idempotency_race(store: &Store) {
         winners.push(t.await.expect("task"));
     }
     winners.dedup();
-    assert_eq!(
-        winners.len(),
-        1,
-        "every caller gets the same run: {winners:?}"
-    );
-    let runs = store
-        .run_entries(&RunView::Pipeline("conf-race".into()))
-        .await
-        .expect("entries");
+    assert_eq!(winners.len(), 1, "every caller gets the same run: {winners:?}");
+    let runs = store.run_entries(&RunView::Pipeline("conf-race".into())).await.expect("entries");
     assert_eq!(runs.len(), 1, "exactly one run is written");
     assert_eq!(runs[0].uuid, winners[0]);
 }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -24,10 +24,7 @@ pub struct DynamoTable {
 
 impl DynamoTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     pub fn table_name(&self) -> &str {
@@ -44,21 +41,13 @@ impl DynamoTable {
                 .map_err(Error::internal)
         };
         let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(Error::internal)
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(Error::internal)
         };
         let index = GlobalSecondaryIndex::builder()
             .index_name(INDEX_NAME)
             .key_schema(key(INDEX_PARTITION_KEY, KeyType::Hash)?)
             .key_schema(key(INDEX_SORT_KEY, KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
             .build()
             .map_err(Error::internal)?;
         self.client
@@ -86,10 +75,7 @@ impl DynamoTable {
             m.insert(INDEX_PARTITION_KEY.to_string(), AttributeValue::S(p));
             m.insert(INDEX_SORT_KEY.to_string(), AttributeValue::S(s));
         }
-        m.insert(
-            VERSION_ATTRIBUTE.to_string(),
-            AttributeValue::N(item.version.to_string()),
-        );
+        m.insert(VERSION_ATTRIBUTE.to_string(), AttributeValue::N(item.version.to_string()));
         m.insert(DOC_ATTRIBUTE.to_string(), AttributeValue::S(item.doc));
         if let Some(t) = item.expires_at {
             m.insert(TTL_ATTRIBUTE.to_string(), AttributeValue::N(t.to_string()));
@@ -105,9 +91,7 @@ impl DynamoTable {
                 .ok_or_else(|| Error::Internal(format!("item without string attribute {name}")))
         };
         let n = |name: &str| -> Option<i64> {
-            m.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
+            m.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
         };
         let index = match (m.get(INDEX_PARTITION_KEY), m.get(INDEX_SORT_KEY)) {
             (Some(_), Some(_)) => Some((s(INDEX_PARTITION_KEY)?, s(INDEX_SORT_KEY)?)),
@@ -128,10 +112,9 @@ impl DynamoTable {
         match c {
             Condition::Always => None,
             Condition::Absent => Some((format!("attribute_not_exists({PARTITION_KEY})"), None)),
-            Condition::Version(v) => Some((
-                format!("{VERSION_ATTRIBUTE} = :expected"),
-                Some(AttributeValue::N(v.to_string())),
-            )),
+            Condition::Version(v) => {
+                Some((format!("{VERSION_ATTRIBUTE} = :expected"), Some(AttributeValue::N(v.to_string()))))
+            }
             Condition::AbsentOrExpired(now) => Some((
                 format!("attribute_not_exists({PARTITION_KEY}) OR {TTL_ATTRIBUTE} < :expected"),
                 Some(AttributeValue::N(now.to_string())),
@@ -140,11 +123,8 @@ impl DynamoTable {
     }
 
     async fn put_one(&self, put: Put) -> Result<(), WriteError> {
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::to_attributes(put.item)));
+        let mut req =
+            self.client.put_item().table_name(&self.table).set_item(Some(Self::to_attributes(put.item)));
         if let Some((expr, value)) = Self::condition(put.condition) {
             req = req.condition_expression(expr);
             if let Some(v) = value {
@@ -154,9 +134,7 @@ impl DynamoTable {
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception())
-                {
+                if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
                     Err(WriteError::ConditionFailed)
                 } else {
                     Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into())
@@ -183,12 +161,7 @@ impl DynamoTable {
         // Another transaction on the same items makes DynamoDB cancel with `TransactionConflict`;
         // try again a few times, then report it as a failed condition (someone else is writing).
         for attempt in 0..4u64 {
-            let res = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
+            let res = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             let err = match res {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
@@ -206,13 +179,9 @@ impl DynamoTable {
                 return Err(WriteError::ConditionFailed);
             }
             let conflict = reasons.iter().any(|r| r == "TransactionConflict")
-                || err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_transaction_in_progress_exception());
+                || err.as_service_error().is_some_and(|s| s.is_transaction_in_progress_exception());
             if !conflict {
-                return Err(
-                    Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(err)).into(),
-                );
+                return Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(err)).into());
             }
             tokio::time::sleep(std::time::Duration::from_millis(20 * (attempt + 1))).await;
         }
@@ -230,22 +199,15 @@ impl DynamoTable {
                 .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
                 .set_exclusive_start_key(start.take());
             if index {
-                q = q
-                    .index_name(INDEX_NAME)
-                    .key_condition_expression(format!("{INDEX_PARTITION_KEY} = :pk"));
+                q = q.index_name(INDEX_NAME).key_condition_expression(format!("{INDEX_PARTITION_KEY} = :pk"));
             } else if sk_prefix.is_empty() {
-                q = q
-                    .key_condition_expression(format!("{PARTITION_KEY} = :pk"))
-                    .consistent_read(true);
+                q = q.key_condition_expression(format!("{PARTITION_KEY} = :pk")).consistent_read(true);
             } else {
                 q = q
                     .key_condition_expression(format!(
                         "{PARTITION_KEY} = :pk AND begins_with({SORT_KEY}, :prefix)"
                     ))
-                    .expression_attribute_values(
-                        ":prefix",
-                        AttributeValue::S(sk_prefix.to_string()),
-                    )
+                    .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_string()))
                     .consistent_read(true);
             }
             let page = q
@@ -285,10 +247,7 @@ impl Table for DynamoTable {
             0 => Ok(()),
             1 => self.put_one(puts.remove(0)).await,
             2..=100 => self.put_many(puts).await,
-            n => Err(
-                Error::Internal(format!("a transaction of {n} items is over DynamoDB's 100"))
-                    .into(),
-            ),
+            n => Err(Error::Internal(format!("a transaction of {n} items is over DynamoDB's 100")).into()),
         }
     }
 
@@ -308,9 +267,7 @@ impl Table for DynamoTable {
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception())
-                {
+                if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
                     Err(WriteError::ConditionFailed)
                 } else {
                     Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into())

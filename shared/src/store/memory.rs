@@ -25,21 +25,14 @@ fn holds(condition: Condition, current: Option<&Item>) -> bool {
         Condition::Always => true,
         Condition::Absent => current.is_none(),
         Condition::Version(v) => current.is_some_and(|c| c.version == v),
-        Condition::AbsentOrExpired(now) => {
-            current.is_none_or(|c| c.expires_at.is_some_and(|t| t < now))
-        }
+        Condition::AbsentOrExpired(now) => current.is_none_or(|c| c.expires_at.is_some_and(|t| t < now)),
     }
 }
 
 #[async_trait]
 impl Table for MemoryTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        Ok(self
-            .items
-            .read()
-            .await
-            .get(&(pk.to_string(), sk.to_string()))
-            .cloned())
+        Ok(self.items.read().await.get(&(pk.to_string(), sk.to_string())).cloned())
     }
 
     async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
@@ -83,12 +76,7 @@ impl Table for MemoryTable {
             .filter(|i| i.index.as_ref().is_some_and(|(p, _)| p == index_pk))
             .cloned()
             .collect();
-        found.sort_by(|a, b| {
-            a.index
-                .as_ref()
-                .map(|x| &x.1)
-                .cmp(&b.index.as_ref().map(|x| &x.1))
-        });
+        found.sort_by(|a, b| a.index.as_ref().map(|x| &x.1).cmp(&b.index.as_ref().map(|x| &x.1)));
         Ok(found)
     }
 }

@@ -95,14 +95,7 @@ fn decode_all<T: DeserializeOwned>(items: &[Item]) -> Result<Vec<T>> {
 }
 
 fn item(pk: String, sk: &str, index: Option<(String, String)>, doc: String) -> Item {
-    Item {
-        pk,
-        sk: sk.to_string(),
-        index,
-        version: 1,
-        doc,
-        expires_at: None,
-    }
+    Item { pk, sk: sk.to_string(), index, version: 1, doc, expires_at: None }
 }
 
 /// `<created, to the microsecond>#<id>`: orders an index partition by creation, ties by id.
@@ -127,16 +120,9 @@ impl Store {
         Self::new(Arc::new(memory::MemoryTable::new()))
     }
 
-    async fn get_doc<T: DeserializeOwned>(
-        &self,
-        pk: String,
-        sk: &str,
-    ) -> Result<Option<Versioned<T>>> {
+    async fn get_doc<T: DeserializeOwned>(&self, pk: String, sk: &str) -> Result<Option<Versioned<T>>> {
         match self.table.get(&pk, sk).await? {
-            Some(i) => Ok(Some(Versioned {
-                value: decode(&i)?,
-                version: i.version,
-            })),
+            Some(i) => Ok(Some(Versioned { value: decode(&i)?, version: i.version })),
             None => Ok(None),
         }
     }
@@ -145,20 +131,13 @@ impl Store {
 
     pub async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         let it = item(format!("APIKEY#{}", key.hash), "APIKEY", None, encode(key)?);
-        self.table
-            .write(vec![Put {
-                item: it,
-                condition: Condition::Always,
-            }])
-            .await
-            .map_err(internal)
+        self.table.write(vec![Put { item: it, condition: Condition::Always }]).await.map_err(internal)
     }
 
     /// The key whose secret this is, if any.
     pub async fn find_api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let hash = crate::domain::api_key::hash_secret(secret);
-        let found: Option<Versioned<ApiKey>> =
-            self.get_doc(format!("APIKEY#{hash}"), "APIKEY").await?;
+        let found: Option<Versioned<ApiKey>> = self.get_doc(format!("APIKEY#{hash}"), "APIKEY").await?;
         Ok(found.map(|v| v.value).filter(|k| k.matches(secret)))
     }
 }

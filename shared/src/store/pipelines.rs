@@ -24,41 +24,27 @@ impl Store {
                 condition: Condition::Absent,
             },
             Put {
-                item: item(
-                    format!("PIPELINE_NAME#{}", p.name),
-                    &format!("VERSION#{}", p.version),
-                    None,
-                    doc,
-                ),
+                item: item(format!("PIPELINE_NAME#{}", p.name), &format!("VERSION#{}", p.version), None, doc),
                 condition: Condition::Absent,
             },
         ];
         puts.extend(Self::build_puts(first_build)?);
         match self.table.write(puts).await {
             Ok(()) => Ok(()),
-            Err(WriteError::ConditionFailed) => Err(Error::Conflict(format!(
-                "pipeline {:?} version {:?} already exists",
-                p.name, p.version
-            ))),
+            Err(WriteError::ConditionFailed) => {
+                Err(Error::Conflict(format!("pipeline {:?} version {:?} already exists", p.name, p.version)))
+            }
             Err(WriteError::Other(e)) => Err(e),
         }
     }
 
     pub async fn get_pipeline(&self, id: Uuid) -> Result<Option<Pipeline>> {
-        Ok(self
-            .get_doc(format!("PIPELINE#{id}"), "PIPELINE")
-            .await?
-            .map(|v| v.value))
+        Ok(self.get_doc(format!("PIPELINE#{id}"), "PIPELINE").await?.map(|v| v.value))
     }
 
     /// Every version of a pipeline name.
     pub async fn pipeline_versions(&self, name: &str) -> Result<Vec<Pipeline>> {
-        decode_all(
-            &self
-                .table
-                .query(&format!("PIPELINE_NAME#{name}"), "VERSION#")
-                .await?,
-        )
+        decode_all(&self.table.query(&format!("PIPELINE_NAME#{name}"), "VERSION#").await?)
     }
 
     pub async fn list_pipelines(&self) -> Result<Vec<Pipeline>> {
@@ -92,22 +78,14 @@ impl Store {
     }
 
     pub async fn create_build(&self, b: &Build) -> Result<()> {
-        self.table
-            .write(Self::build_puts(b)?)
-            .await
-            .map_err(|e| match e {
-                WriteError::ConditionFailed => {
-                    Error::Conflict(format!("build {} already exists", b.id))
-                }
-                WriteError::Other(e) => e,
-            })
+        self.table.write(Self::build_puts(b)?).await.map_err(|e| match e {
+            WriteError::ConditionFailed => Error::Conflict(format!("build {} already exists", b.id)),
+            WriteError::Other(e) => e,
+        })
     }
 
     pub async fn get_build(&self, id: Uuid) -> Result<Option<Build>> {
-        Ok(self
-            .get_doc(format!("BUILD#{id}"), "BUILD")
-            .await?
-            .map(|v| v.value))
+        Ok(self.get_doc(format!("BUILD#{id}"), "BUILD").await?.map(|v| v.value))
     }
 
     pub async fn list_builds(&self) -> Result<Vec<Build>> {
@@ -116,11 +94,6 @@ impl Store {
 
     /// The builds of one pipeline version, oldest first.
     pub async fn builds_of_pipeline(&self, pipeline_id: Uuid) -> Result<Vec<Build>> {
-        decode_all(
-            &self
-                .table
-                .query(&format!("PIPELINE#{pipeline_id}"), "BUILD#")
-                .await?,
-        )
+        decode_all(&self.table.query(&format!("PIPELINE#{pipeline_id}"), "BUILD#").await?)
     }
 }

@@ -81,11 +81,7 @@ pub enum CreateOutcome {
 }
 
 fn entry_sort_key(run: &Run) -> String {
-    format!(
-        "{}#{:016}",
-        run.execution_date.format("%Y%m%dT%H%M%S%6f"),
-        run.id
-    )
+    format!("{}#{:016}", run.execution_date.format("%Y%m%dT%H%M%S%6f"), run.id)
 }
 
 impl Store {
@@ -101,12 +97,7 @@ impl Store {
     }
 
     fn block_run_item(b: &BlockRun, index: usize, version: u64) -> Result<Item> {
-        let mut it = item(
-            format!("RUN#{}", b.run_uuid),
-            &format!("BLOCK#{index:03}"),
-            None,
-            encode(b)?,
-        );
+        let mut it = item(format!("RUN#{}", b.run_uuid), &format!("BLOCK#{index:03}"), None, encode(b)?);
         it.version = version;
         Ok(it)
     }
@@ -145,10 +136,7 @@ impl Store {
     ) -> Result<CreateOutcome> {
         for _ in 0..8 {
             let mut puts = vec![
-                Put {
-                    item: Self::run_item(run, 1)?,
-                    condition: Condition::Absent,
-                },
+                Put { item: Self::run_item(run, 1)?, condition: Condition::Absent },
                 Put {
                     item: item(
                         format!("RUNID#{}", run.id),
@@ -160,32 +148,21 @@ impl Store {
                 },
             ];
             for (i, b) in blocks.iter().enumerate() {
-                puts.push(Put {
-                    item: Self::block_run_item(b, i, 1)?,
-                    condition: Condition::Absent,
-                });
+                puts.push(Put { item: Self::block_run_item(b, i, 1)?, condition: Condition::Absent });
             }
             puts.extend(Self::view_puts(run)?);
             if let Some(rec) = idempotency {
-                let mut it = item(
-                    IdempotencyRecord::pk(&rec.scope, &rec.key),
-                    "IDEMPOTENCY",
-                    None,
-                    encode(rec)?,
-                );
+                let mut it =
+                    item(IdempotencyRecord::pk(&rec.scope, &rec.key), "IDEMPOTENCY", None, encode(rec)?);
                 it.expires_at = Some(rec.expires_at());
-                puts.push(Put {
-                    item: it,
-                    condition: Condition::AbsentOrExpired(rec.created.timestamp()),
-                });
+                puts.push(Put { item: it, condition: Condition::AbsentOrExpired(rec.created.timestamp()) });
             }
             match self.table.write(puts).await {
                 Ok(()) => return Ok(CreateOutcome::Created),
                 Err(WriteError::ConditionFailed) => {
                     if let Some(rec) = idempotency {
-                        if let Some(earlier) = self
-                            .idempotency_record(&rec.scope, &rec.key, rec.created)
-                            .await?
+                        if let Some(earlier) =
+                            self.idempotency_record(&rec.scope, &rec.key, rec.created).await?
                         {
                             return Ok(CreateOutcome::Replayed(earlier));
                         }
@@ -195,9 +172,7 @@ impl Store {
                 Err(WriteError::Other(e)) => return Err(e),
             }
         }
-        Err(Error::Internal(
-            "could not write the run after 8 tries".into(),
-        ))
+        Err(Error::Internal("could not write the run after 8 tries".into()))
     }
 
     /// The record of an idempotency key, unless it has expired by `now`.
@@ -207,14 +182,9 @@ impl Store {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<IdempotencyRecord>> {
-        let found = self
-            .table
-            .get(&IdempotencyRecord::pk(scope, key), "IDEMPOTENCY")
-            .await?;
+        let found = self.table.get(&IdempotencyRecord::pk(scope, key), "IDEMPOTENCY").await?;
         match found {
-            Some(it) if it.expires_at.is_none_or(|t| t >= now.timestamp()) => {
-                Ok(Some(decode(&it)?))
-            }
+            Some(it) if it.expires_at.is_none_or(|t| t >= now.timestamp()) => Ok(Some(decode(&it)?)),
             _ => Ok(None),
         }
     }
@@ -226,15 +196,9 @@ impl Store {
             return Ok(None);
         };
         let run: Run = decode(run_item)?;
-        let blocks: Vec<BlockRun> = items
-            .iter()
-            .filter(|i| i.sk.starts_with("BLOCK#"))
-            .map(decode)
-            .collect::<Result<_>>()?;
-        Ok(Some(Versioned {
-            value: RunDetail { run, blocks },
-            version: run_item.version,
-        }))
+        let blocks: Vec<BlockRun> =
+            items.iter().filter(|i| i.sk.starts_with("BLOCK#")).map(decode).collect::<Result<_>>()?;
+        Ok(Some(Versioned { value: RunDetail { run, blocks }, version: run_item.version }))
     }
 
     pub async fn get_run_by_id(&self, id: i64) -> Result<Option<Versioned<RunDetail>>> {
@@ -264,20 +228,17 @@ impl Store {
 
     /// Replaces a run if it still has `version`; `false` if someone changed it first.
     pub async fn update_run(&self, run: &Run, version: u64) -> Result<bool> {
-        self.update_run_and_blocks(
-            &Versioned {
-                value: run.clone(),
-                version,
-            },
-            &[],
-        )
-        .await
+        let run = Versioned { value: run.clone(), version };
+        self.update_run_and_blocks(&run, true, &[]).await
     }
 
-    /// Replaces the run and block runs together, each conditioned on the version it was read at.
+    /// Replaces the run and block runs together, each conditioned on the version it was read at (so every
+    /// change of a run's state is serialized through its run item). The list entries are rewritten when
+    /// `status_changed` (they hold the status and nothing else that changes).
     pub async fn update_run_and_blocks(
         &self,
         run: &Versioned<Run>,
+        status_changed: bool,
         blocks: &[(usize, Versioned<BlockRun>)],
     ) -> Result<bool> {
         let mut puts = vec![Put {
@@ -290,7 +251,9 @@ impl Store {
                 condition: Condition::Version(b.version),
             });
         }
-        puts.extend(Self::view_puts(&run.value)?);
+        if status_changed {
+            puts.extend(Self::view_puts(&run.value)?);
+        }
         match self.table.write(puts).await {
             Ok(()) => Ok(true),
             Err(WriteError::ConditionFailed) => Ok(false),
@@ -298,27 +261,32 @@ impl Store {
         }
     }
 
-    /// The block runs of a run with their versions and indexes.
-    pub async fn block_runs(&self, run_uuid: Uuid) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
-        let items = self
-            .table
-            .query(&format!("RUN#{run_uuid}"), "BLOCK#")
-            .await?;
+    /// A run and its block runs, each with its version, in one query (what the worker works on).
+    pub async fn run_state(
+        &self,
+        uuid: Uuid,
+    ) -> Result<Option<(Versioned<Run>, Vec<(usize, Versioned<BlockRun>)>)>> {
+        let items = self.table.query(&format!("RUN#{uuid}"), "").await?;
+        let Some(run_item) = items.iter().find(|i| i.sk == "RUN") else {
+            return Ok(None);
+        };
+        let run = Versioned { value: decode(run_item)?, version: run_item.version };
+        Ok(Some((run, Self::block_items(&items)?)))
+    }
+
+    fn block_items(items: &[Item]) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
         items
             .iter()
+            .filter(|i| i.sk.starts_with("BLOCK#"))
             .map(|i| {
-                let index =
-                    i.sk.trim_start_matches("BLOCK#")
-                        .parse::<usize>()
-                        .map_err(Error::internal)?;
-                Ok((
-                    index,
-                    Versioned {
-                        value: decode(i)?,
-                        version: i.version,
-                    },
-                ))
+                let index = i.sk.trim_start_matches("BLOCK#").parse::<usize>().map_err(Error::internal)?;
+                Ok((index, Versioned { value: decode(i)?, version: i.version }))
             })
             .collect()
+    }
+
+    /// The block runs of a run with their versions and indexes.
+    pub async fn block_runs(&self, run_uuid: Uuid) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
+        Self::block_items(&self.table.query(&format!("RUN#{run_uuid}"), "BLOCK#").await?)
     }
 }

@@ -13,10 +13,7 @@ fn schedule_put(s: &Schedule, version: u64, condition: Condition) -> Result<Put>
         encode(s)?,
     );
     it.version = version;
-    Ok(Put {
-        item: it,
-        condition,
-    })
+    Ok(Put { item: it, condition })
 }
 
 fn changed(result: std::result::Result<(), WriteError>) -> Result<bool> {
@@ -30,11 +27,7 @@ fn changed(result: std::result::Result<(), WriteError>) -> Result<bool> {
 impl Store {
     /// Writes a new schedule; `false` if its id is taken (draw another).
     pub async fn create_schedule(&self, s: &Schedule) -> Result<bool> {
-        changed(
-            self.table
-                .write(vec![schedule_put(s, 1, Condition::Absent)?])
-                .await,
-        )
+        changed(self.table.write(vec![schedule_put(s, 1, Condition::Absent)?]).await)
     }
 
     pub async fn get_schedule(&self, id: i64) -> Result<Option<Versioned<Schedule>>> {
@@ -48,27 +41,11 @@ impl Store {
 
     /// Replaces a schedule if it still has `version`.
     pub async fn update_schedule(&self, s: &Schedule, version: u64) -> Result<bool> {
-        changed(
-            self.table
-                .write(vec![schedule_put(
-                    s,
-                    version + 1,
-                    Condition::Version(version),
-                )?])
-                .await,
-        )
+        changed(self.table.write(vec![schedule_put(s, version + 1, Condition::Version(version))?]).await)
     }
 
     /// Deletes a schedule if it still has `version`. Its runs stay.
     pub async fn delete_schedule(&self, id: i64, version: u64) -> Result<bool> {
-        changed(
-            self.table
-                .delete(
-                    &format!("SCHEDULE#{id}"),
-                    "SCHEDULE",
-                    Condition::Version(version),
-                )
-                .await,
-        )
+        changed(self.table.delete(&format!("SCHEDULE#{id}"), "SCHEDULE", Condition::Version(version)).await)
     }
 }

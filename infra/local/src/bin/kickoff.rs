@@ -14,10 +14,9 @@ const USAGE: &str = "usage: kickoff api-key create --role read|write [--name NAM
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some("api-key"), Some("create")) = (
-        args.first().map(String::as_str),
-        args.get(1).map(String::as_str),
-    ) else {
+    let (Some("api-key"), Some("create")) =
+        (args.first().map(String::as_str), args.get(1).map(String::as_str))
+    else {
         return Err(USAGE.into());
     };
     let mut role = None;
@@ -33,11 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let role = role.ok_or(USAGE)?;
     let config = Config::from_env();
     if config.table.is_none() {
-        return Err(
-            "KICKOFF_TABLE is not set: the key must go to a shared store (the embedded server \
+        return Err("KICKOFF_TABLE is not set: the key must go to a shared store (the embedded server \
                     makes its own keys)"
-                .into(),
-        );
+            .into());
     }
     let app = App::from_config(&config).await?;
     let (secret, record) = ApiKey::generate(role, &name, app.clock.now());

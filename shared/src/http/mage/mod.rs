@@ -32,15 +32,9 @@ impl Paging {
     pub fn parse(req: &ApiRequest) -> Result<Paging> {
         let limit = match req.query_value("_limit") {
             None => 40,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    Error::Unprocessable(format!(
-                        "_limit: must be a whole number from 1 to 1000, got {v:?}"
-                    ))
-                })?,
+            Some(v) => v.parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                Error::Unprocessable(format!("_limit: must be a whole number from 1 to 1000, got {v:?}"))
+            })?,
         };
         let offset = match req.query_value("_offset") {
             None => 0,
@@ -56,21 +50,14 @@ impl Paging {
         let total = items.len();
         let start = self.offset.min(total);
         let end = (start + self.limit).min(total);
-        (
-            &items[start..end],
-            json!({ "count": total, "next": end < total }),
-        )
+        (&items[start..end], json!({ "count": total, "next": end < total }))
     }
 }
 
 /// The object under `name` in a wrapped body (`{"pipeline_schedule": {...}}`); 422 if it is missing or
 /// not an object, or if other keys stand beside it.
 pub fn unwrap_body(body: Map<String, Value>, name: &str) -> Result<Map<String, Value>> {
-    let extra: Vec<&str> = body
-        .keys()
-        .filter(|k| *k != name)
-        .map(String::as_str)
-        .collect();
+    let extra: Vec<&str> = body.keys().filter(|k| *k != name).map(String::as_str).collect();
     if !extra.is_empty() {
         return Err(Error::Unprocessable(format!(
             "unknown field(s) {}; the body is {{\"{name}\": {{...}}}}",
@@ -79,12 +66,9 @@ pub fn unwrap_body(body: Map<String, Value>, name: &str) -> Result<Map<String, V
     }
     match body.get(name) {
         Some(Value::Object(inner)) => Ok(inner.clone()),
-        Some(other) => Err(Error::Unprocessable(format!(
-            "{name}: must be an object, got {}",
-            json_type_name(other)
-        ))),
-        None => Err(Error::Unprocessable(format!(
-            "the body must be {{\"{name}\": {{...}}}}"
-        ))),
+        Some(other) => {
+            Err(Error::Unprocessable(format!("{name}: must be an object, got {}", json_type_name(other))))
+        }
+        None => Err(Error::Unprocessable(format!("the body must be {{\"{name}\": {{...}}}}"))),
     }
 }

@@ -20,8 +20,7 @@ use crate::{App, Error, Result};
 fn int_filter(req: &ApiRequest, name: &str) -> Result<Option<i64>> {
     req.query_value(name)
         .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| Error::Unprocessable(format!("{name}: {v:?} is not an integer id")))
+            v.parse::<i64>().map_err(|_| Error::Unprocessable(format!("{name}: {v:?} is not an integer id")))
         })
         .transpose()
 }
@@ -29,14 +28,11 @@ fn int_filter(req: &ApiRequest, name: &str) -> Result<Option<i64>> {
 fn status_filter(req: &ApiRequest) -> Result<Option<RunStatus>> {
     req.query_value("status")
         .map(|v| {
-            RunStatus::ALL
-                .into_iter()
-                .find(|s| s.as_mage() == v)
-                .ok_or_else(|| {
-                    Error::Unprocessable(format!(
+            RunStatus::ALL.into_iter().find(|s| s.as_mage() == v).ok_or_else(|| {
+                Error::Unprocessable(format!(
                     "status: {v:?} is not one of initial, running, completed, failed, cancelled"
                 ))
-                })
+            })
         })
         .transpose()
 }
@@ -82,17 +78,13 @@ async fn list_view(
             details.push(d.value);
         }
     }
-    Ok(ApiResponse::ok(
-        &json!({ "pipeline_runs": render(app, &details).await?, "metadata": metadata }),
-    ))
+    Ok(ApiResponse::ok(&json!({ "pipeline_runs": render(app, &details).await?, "metadata": metadata })))
 }
 
 pub async fn list_for_schedule(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_id(req, "pipeline schedule")?;
     if app.store.get_schedule(id).await?.is_none() {
-        return Err(Error::NotFound(format!(
-            "No pipeline schedule with id {id}"
-        )));
+        return Err(Error::NotFound(format!("No pipeline schedule with id {id}")));
     }
     list_view(app, req, RunView::Schedule(id), |_| true).await
 }
@@ -134,11 +126,7 @@ pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 pub async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let body = unwrap_body(req.json_object()?, "pipeline_run")?;
     let d = load(app, req).await?;
-    let unknown: Vec<&str> = body
-        .keys()
-        .filter(|k| *k != "status")
-        .map(String::as_str)
-        .collect();
+    let unknown: Vec<&str> = body.keys().filter(|k| *k != "status").map(String::as_str).collect();
     if !unknown.is_empty() {
         return Err(Error::Unprocessable(format!(
             "pipeline_run: unsupported field(s) {}; this endpoint takes status: cancelled",

@@ -32,15 +32,8 @@ async fn check_build(app: &App, s: &Schedule) -> Result<()> {
 pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let pipeline_uuid = req.param("pipeline_uuid").to_string();
     let f = fields(req)?;
-    if app
-        .store
-        .pipeline_versions(&pipeline_uuid)
-        .await?
-        .is_empty()
-    {
-        return Err(Error::NotFound(format!(
-            "No pipeline named {pipeline_uuid:?}"
-        )));
+    if app.store.pipeline_versions(&pipeline_uuid).await?.is_empty() {
+        return Err(Error::NotFound(format!("No pipeline named {pipeline_uuid:?}")));
     }
     let now = app.clock.now();
     let mut schedule = Schedule::create(new_int_id(now), &pipeline_uuid, f, new_token(), now)?;
@@ -48,9 +41,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     for _ in 0..8 {
         if app.store.create_schedule(&schedule).await? {
             tracing::info!(schedule_id = schedule.id, pipeline = %pipeline_uuid, "schedule created");
-            return Ok(ApiResponse::ok(
-                &json!({ "pipeline_schedule": view::schedule(&schedule) }),
-            ));
+            return Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&schedule) })));
         }
         schedule.id = new_int_id(app.clock.now());
     }
@@ -78,13 +69,7 @@ pub async fn list_for_pipeline(app: &App, req: &ApiRequest) -> Result<ApiRespons
         return Err(Error::NotFound(format!("No pipeline named {name:?}")));
     }
     let all = app.store.list_schedules().await?;
-    list_of(
-        req,
-        all.into_iter()
-            .filter(|s| s.pipeline_uuid == name)
-            .collect(),
-    )
-    .await
+    list_of(req, all.into_iter().filter(|s| s.pipeline_uuid == name).collect()).await
 }
 
 async fn load(app: &App, req: &ApiRequest) -> Result<crate::store::Versioned<Schedule>> {
@@ -97,9 +82,7 @@ async fn load(app: &App, req: &ApiRequest) -> Result<crate::store::Versioned<Sch
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let s = load(app, req).await?;
-    Ok(ApiResponse::ok(
-        &json!({ "pipeline_schedule": view::schedule(&s.value) }),
-    ))
+    Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&s.value) })))
 }
 
 /// Changes fields; `"rotate_token": true` issues a new token (the old one stops working at once).
@@ -114,30 +97,18 @@ pub async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     }
     check_build(app, &s).await?;
     if !app.store.update_schedule(&s, current.version).await? {
-        return Err(Error::Conflict(
-            "the schedule changed meanwhile; read it and try again".into(),
-        ));
+        return Err(Error::Conflict("the schedule changed meanwhile; read it and try again".into()));
     }
     tracing::info!(schedule_id = s.id, rotated = rotate, "schedule updated");
-    Ok(ApiResponse::ok(
-        &json!({ "pipeline_schedule": view::schedule(&s) }),
-    ))
+    Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&s) })))
 }
 
 /// Deletes the schedule; its runs stay (their schedule fields then show `null`).
 pub async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let current = load(app, req).await?;
-    if !app
-        .store
-        .delete_schedule(current.value.id, current.version)
-        .await?
-    {
-        return Err(Error::Conflict(
-            "the schedule changed meanwhile; read it and try again".into(),
-        ));
+    if !app.store.delete_schedule(current.value.id, current.version).await? {
+        return Err(Error::Conflict("the schedule changed meanwhile; read it and try again".into()));
     }
     tracing::info!(schedule_id = current.value.id, "schedule deleted");
-    Ok(ApiResponse::ok(
-        &json!({ "pipeline_schedule": view::schedule(&current.value) }),
-    ))
+    Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&current.value) })))
 }

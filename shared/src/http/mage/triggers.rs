@@ -25,11 +25,7 @@ struct TriggerBody {
 }
 
 fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
-    let mut out = TriggerBody {
-        variables: Map::new(),
-        event_variables: None,
-        execution_date: None,
-    };
+    let mut out = TriggerBody { variables: Map::new(), event_variables: None, execution_date: None };
     if let Some(pr) = body.remove("pipeline_run") {
         let Value::Object(pr) = pr else {
             return Err(Error::Unprocessable(format!(
@@ -84,19 +80,13 @@ async fn load(app: &App, req: &ApiRequest) -> Result<Schedule> {
 /// Token triggers only: the token must match (constant time), the schedule be active and of type `api`.
 fn check_token_trigger(schedule: &Schedule, presented: Option<&str>) -> Result<()> {
     let Some(token) = presented else {
-        return Err(Error::Unauthorized(
-            "a pipeline schedule token is required".into(),
-        ));
+        return Err(Error::Unauthorized("a pipeline schedule token is required".into()));
     };
     if !schedule.token_matches(token) {
-        return Err(Error::Unauthorized(
-            "the token does not match this pipeline schedule".into(),
-        ));
+        return Err(Error::Unauthorized("the token does not match this pipeline schedule".into()));
     }
     if schedule.status != ScheduleStatus::Active {
-        return Err(Error::Conflict(
-            "the pipeline schedule is inactive; activate it to trigger runs".into(),
-        ));
+        return Err(Error::Conflict("the pipeline schedule is inactive; activate it to trigger runs".into()));
     }
     if schedule.schedule_type != ScheduleType::Api {
         return Err(Error::Unprocessable(format!(
@@ -109,11 +99,8 @@ fn check_token_trigger(schedule: &Schedule, presented: Option<&str>) -> Result<(
 
 async fn run(app: &App, req: &ApiRequest, schedule: Schedule) -> Result<ApiResponse> {
     let body = req.json_object()?;
-    let idempotency = Idempotency::new(
-        req.header("idempotency-key"),
-        format!("schedule:{}", schedule.id),
-        &body,
-    )?;
+    let idempotency =
+        Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", schedule.id), &body)?;
     let mapped = map_body(body)?;
     let build = build_for_schedule(app, &schedule).await?;
     let mut variables = schedule.variables.clone();
@@ -124,11 +111,10 @@ async fn run(app: &App, req: &ApiRequest, schedule: Schedule) -> Result<ApiRespo
         event_variables: mapped.event_variables,
         execution_date: mapped.execution_date,
         idempotency,
+        allow_blocks_to_fail: schedule.settings.allow_blocks_to_fail.unwrap_or(false),
     };
     let detail = start_run(app, &build, RunConfig::parse(Map::new(), &build)?, opts).await?;
-    Ok(ApiResponse::ok(
-        &json!({ "pipeline_run": view::run(&detail, Some(&schedule)) }),
-    ))
+    Ok(ApiResponse::ok(&json!({ "pipeline_run": view::run(&detail, Some(&schedule)) })))
 }
 
 pub async fn with_path_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {

@@ -25,24 +25,14 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         &["id", "pipeline_id", "created", "updated"],
     )?;
     // `pipeline_id=<uuid>` (the seed's call) reads only that pipeline's builds.
-    let builds = match req
-        .query_value("pipeline_id")
-        .and_then(|v| uuid::Uuid::parse_str(v).ok())
-    {
-        Some(pid)
-            if !req
-                .query
-                .iter()
-                .any(|(k, v)| k == "logical_operator" && v == "or") =>
-        {
+    let builds = match req.query_value("pipeline_id").and_then(|v| uuid::Uuid::parse_str(v).ok()) {
+        Some(pid) if !req.query.iter().any(|(k, v)| k == "logical_operator" && v == "or") => {
             app.store.builds_of_pipeline(pid).await?
         }
         _ => app.store.list_builds().await?,
     };
     let page = q.apply(builds, field, |b| b.id.to_string())?;
-    Ok(ApiResponse::ok(
-        &page.to_json(|b| envelope::build(b, q.hydrate)),
-    ))
+    Ok(ApiResponse::ok(&page.to_json(|b| envelope::build(b, q.hydrate))))
 }
 
 pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
@@ -61,10 +51,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
     let hydrate = page::hydrate(req, true)?;
-    let b = app
-        .store
-        .get_build(id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("No build with id {id}")))?;
+    let b =
+        app.store.get_build(id).await?.ok_or_else(|| Error::NotFound(format!("No build with id {id}")))?;
     Ok(ApiResponse::ok(&envelope::build(&b, hydrate)))
 }

@@ -13,6 +13,5 @@ use crate::{Error, Result};
 
 /// An `{id}` path parameter as a UUID: 422 naming the field if it is not one.
 pub fn path_uuid(value: &str) -> Result<Uuid> {
-    Uuid::parse_str(value)
-        .map_err(|_| Error::Unprocessable(format!("id: {value:?} is not a valid UUID")))
+    Uuid::parse_str(value).map_err(|_| Error::Unprocessable(format!("id: {value:?} is not a valid UUID")))
 }

@@ -75,9 +75,7 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(Error::Unprocessable(format!(
-            "{name}: {v:?} is not a boolean"
-        ))),
+        _ => Err(Error::Unprocessable(format!("{name}: {v:?} is not a boolean"))),
     }
 }
 
@@ -92,8 +90,7 @@ fn parse_int(name: &str, v: &str, min: usize, max: usize) -> Result<usize> {
 
 /// The `hydrate` parameter, `default` when absent (lists: false; get-by-id: true).
 pub fn hydrate(req: &ApiRequest, default: bool) -> Result<bool> {
-    req.query_value("hydrate")
-        .map_or(Ok(default), |v| parse_bool("hydrate", v))
+    req.query_value("hydrate").map_or(Ok(default), |v| parse_bool("hydrate", v))
 }
 
 /// Parses a time as ZenML filters accept it.
@@ -101,12 +98,7 @@ pub fn parse_time(v: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-    ] {
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, fmt) {
             return Some(t.and_utc());
         }
@@ -167,18 +159,14 @@ impl ListQuery {
                     q.sort_field = field.to_string();
                 }
                 field if filter_fields.contains(&field) => {
-                    let (op, value) = match v
-                        .split_once(':')
-                        .and_then(|(o, rest)| Op::parse(o).map(|o| (o, rest)))
-                    {
-                        Some((op, rest)) => (op, rest.to_string()),
-                        None => (Op::Equals, v.clone()),
-                    };
+                    let (op, value) =
+                        match v.split_once(':').and_then(|(o, rest)| Op::parse(o).map(|o| (o, rest))) {
+                            Some((op, rest)) => (op, rest.to_string()),
+                            None => (Op::Equals, v.clone()),
+                        };
                     let values = if op == Op::OneOf {
                         let list: Vec<Value> = serde_json::from_str(&value).map_err(|_| {
-                            Error::Unprocessable(format!(
-                                "{field}: oneof takes a JSON list, got {value:?}"
-                            ))
+                            Error::Unprocessable(format!("{field}: oneof takes a JSON list, got {value:?}"))
                         })?;
                         list.iter()
                             .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
@@ -195,12 +183,7 @@ impl ListQuery {
                             "{field}: {value:?} is not a date and time"
                         )));
                     }
-                    q.filters.push(Filter {
-                        field: field.to_string(),
-                        op,
-                        value,
-                        values,
-                    });
+                    q.filters.push(Filter { field: field.to_string(), op, value, values });
                 }
                 _ => {}
             }
@@ -227,13 +210,10 @@ impl ListQuery {
         get: impl Fn(&T, &str) -> Option<FieldValue>,
         id: impl Fn(&T) -> String,
     ) -> Result<Page<T>> {
-        let mut kept: Vec<T> = items
-            .into_iter()
-            .filter(|it| self.keeps(&|f| get(it, f)))
-            .collect();
+        let mut kept: Vec<T> = items.into_iter().filter(|it| self.keeps(&|f| get(it, f))).collect();
         kept.sort_by(|a, b| {
-            let ord = compare(get(a, &self.sort_field), get(b, &self.sort_field))
-                .then_with(|| id(a).cmp(&id(b)));
+            let ord =
+                compare(get(a, &self.sort_field), get(b, &self.sort_field)).then_with(|| id(a).cmp(&id(b)));
             if self.descending {
                 ord.reverse()
             } else {
@@ -248,18 +228,8 @@ impl ListQuery {
                 self.page, self.size
             )));
         }
-        let items = kept
-            .into_iter()
-            .skip((self.page - 1) * self.size)
-            .take(self.size)
-            .collect();
-        Ok(Page {
-            index: self.page,
-            max_size: self.size,
-            total_pages,
-            total,
-            items,
-        })
+        let items = kept.into_iter().skip((self.page - 1) * self.size).take(self.size).collect();
+        Ok(Page { index: self.page, max_size: self.size, total_pages, total, items })
     }
 }
 
@@ -344,26 +314,12 @@ mod tests {
     use http::{HeaderMap, Method};
 
     fn query(q: &str) -> Result<ListQuery> {
-        let req = ApiRequest::new(
-            Method::GET,
-            &format!("/x?{q}"),
-            HeaderMap::new(),
-            Bytes::new(),
-        );
-        ListQuery::parse(
-            &req,
-            &["name", "version", "created"],
-            &["created"],
-            &["created", "name", "version"],
-        )
+        let req = ApiRequest::new(Method::GET, &format!("/x?{q}"), HeaderMap::new(), Bytes::new());
+        ListQuery::parse(&req, &["name", "version", "created"], &["created"], &["created", "name", "version"])
     }
 
     fn items() -> Vec<(String, String)> {
-        vec![
-            ("alpha".into(), "9".into()),
-            ("beta".into(), "45".into()),
-            ("gamma".into(), "100".into()),
-        ]
+        vec![("alpha".into(), "9".into()), ("beta".into(), "45".into()), ("gamma".into(), "100".into())]
     }
 
     fn run(q: &str) -> Vec<String> {
@@ -390,15 +346,9 @@ mod tests {
         assert_eq!(run("name=startswith:g"), ["gamma"]);
         assert_eq!(run("name=endswith:ta"), ["beta"]);
         assert_eq!(run("version=gt:10&sort_by=version"), ["beta", "gamma"]);
-        assert_eq!(
-            run("version=lte:45&sort_by=desc:version"),
-            ["beta", "alpha"]
-        );
+        assert_eq!(run("version=lte:45&sort_by=desc:version"), ["beta", "alpha"]);
         assert_eq!(run("name=oneof:[\"alpha\",\"gamma\"]"), ["alpha", "gamma"]);
-        assert_eq!(
-            run("name=alpha&version=100&logical_operator=or&sort_by=name"),
-            ["alpha", "gamma"]
-        );
+        assert_eq!(run("name=alpha&version=100&logical_operator=or&sort_by=name"), ["alpha", "gamma"]);
         assert!(run("name=alpha&version=100").is_empty());
         // An unknown op prefix is part of the literal.
         assert!(run("name=weird:alpha").is_empty());
@@ -421,21 +371,11 @@ mod tests {
     #[test]
     fn pages_cut_and_count() {
         let q = query("size=2&page=2&sort_by=name").unwrap();
-        let page = q
-            .apply(
-                items(),
-                |(n, _), _| Some(FieldValue::Text(n.clone())),
-                |(n, _)| n.clone(),
-            )
-            .unwrap();
-        assert_eq!(
-            (page.index, page.max_size, page.total_pages, page.total),
-            (2, 2, 2, 3)
-        );
+        let page =
+            q.apply(items(), |(n, _), _| Some(FieldValue::Text(n.clone())), |(n, _)| n.clone()).unwrap();
+        assert_eq!((page.index, page.max_size, page.total_pages, page.total), (2, 2, 2, 3));
         assert_eq!(page.items.len(), 1);
         let past = query("page=3&size=2").unwrap();
-        assert!(past
-            .apply(items(), |_, _| None, |(n, _)| n.clone())
-            .is_err());
+        assert!(past.apply(items(), |_, _| None, |(n, _)| n.clone()).is_err());
     }
 }

@@ -23,23 +23,14 @@ fn field(p: &Pipeline, name: &str) -> Option<FieldValue> {
 pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     const FIELDS: &[&str] = &["id", "name", "version", "created", "updated"];
     let q = ListQuery::parse(req, FIELDS, &["created", "updated"], FIELDS)?;
-    let page = q.apply(app.store.list_pipelines().await?, field, |p| {
-        p.id.to_string()
-    })?;
-    Ok(ApiResponse::ok(
-        &page.to_json(|p| envelope::pipeline(p, q.hydrate)),
-    ))
+    let page = q.apply(app.store.list_pipelines().await?, field, |p| p.id.to_string())?;
+    Ok(ApiResponse::ok(&page.to_json(|p| envelope::pipeline(p, q.hydrate))))
 }
 
 pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let new: NewPipeline = req.json()?;
     let existing: Vec<String> = if new.version.is_none() {
-        app.store
-            .pipeline_versions(&new.name)
-            .await?
-            .into_iter()
-            .map(|p| p.version)
-            .collect()
+        app.store.pipeline_versions(&new.name).await?.into_iter().map(|p| p.version).collect()
     } else {
         Vec::new()
     };
@@ -47,10 +38,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let build = Build::initial(&pipeline);
     app.store.create_pipeline(&pipeline, &build).await?;
     tracing::info!(pipeline_id = %pipeline.id, build_id = %build.id, "pipeline created");
-    Ok(ApiResponse::json(
-        StatusCode::OK,
-        &envelope::pipeline(&pipeline, true),
-    ))
+    Ok(ApiResponse::json(StatusCode::OK, &envelope::pipeline(&pipeline, true)))
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {

@@ -32,22 +32,9 @@ pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         .get_build(build_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("No build with id {build_id}")))?;
-    let idempotency = Idempotency::new(
-        req.header("idempotency-key"),
-        format!("build:{build_id}"),
-        &body,
-    )?;
+    let idempotency = Idempotency::new(req.header("idempotency-key"), format!("build:{build_id}"), &body)?;
     let config = RunConfig::parse(body, &build)?;
-    let detail = start_run(
-        app,
-        &build,
-        config,
-        RunOptions {
-            idempotency,
-            ..RunOptions::default()
-        },
-    )
-    .await?;
+    let detail = start_run(app, &build, config, RunOptions { idempotency, ..RunOptions::default() }).await?;
     Ok(ApiResponse::ok(&envelope::run(&detail, true)))
 }
 
@@ -62,35 +49,21 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let mut details = Vec::with_capacity(page.items.len());
     for run in &page.items {
         let blocks = if q.hydrate {
-            app.store
-                .get_run(run.uuid)
-                .await?
-                .map(|v| v.value.blocks)
-                .unwrap_or_default()
+            app.store.get_run(run.uuid).await?.map(|v| v.value.blocks).unwrap_or_default()
         } else {
             Vec::new()
         };
-        details.push(RunDetail {
-            run: run.clone(),
-            blocks,
-        });
+        details.push(RunDetail { run: run.clone(), blocks });
     }
     let mut json = page.to_json(|_| serde_json::Value::Null);
-    json["items"] = details
-        .iter()
-        .map(|d| envelope::run(d, q.hydrate))
-        .collect();
+    json["items"] = details.iter().map(|d| envelope::run(d, q.hydrate)).collect();
     Ok(ApiResponse::ok(&json))
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
     let hydrate = page::hydrate(req, true)?;
-    let d = app
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
+    let d = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
     Ok(ApiResponse::ok(&envelope::run(&d.value, hydrate)))
 }
 
