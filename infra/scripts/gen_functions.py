@@ -40,8 +40,14 @@ ACTIONS = {
     "list-schedule-runs": ["dynamodb:GetItem", "dynamodb:Query"],
     "list-pipeline-runs": ["dynamodb:GetItem", "dynamodb:Query"],
     "get-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query"],
-    "update-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
     "list-block-runs": ["dynamodb:GetItem", "dynamodb:Query"],
+    "update-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "block-run-callback": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+}
+
+# Functions that no HTTP route calls: name -> the `main` body.
+OTHER_FUNCTIONS = {
+    "worker": ("the SQS-triggered worker that runs queued pipeline runs block by block", "kickoff::worker::lambda::serve().await", "kickoff::worker::lambda::LambdaError"),
 }
 
 
@@ -56,16 +62,15 @@ def camel(fn):
     return "".join(w.capitalize() for w in fn.split("-"))
 
 
-def write_crates(rs):
-    for fn, method, path in rs:
-        d = os.path.join(ROOT, "functions", fn)
-        if os.path.exists(d):
-            continue
-        os.makedirs(os.path.join(d, "src"))
-        with open(os.path.join(d, "Cargo.toml"), "w") as f:
-            f.write(f'''[package]
+def write_crate(fn, description, doc, call, error):
+    d = os.path.join(ROOT, "functions", fn)
+    if os.path.exists(d):
+        return
+    os.makedirs(os.path.join(d, "src"))
+    with open(os.path.join(d, "Cargo.toml"), "w") as f:
+        f.write(f'''[package]
 name = "{fn}"
-description = "Kickoff: {method} {path}"
+description = "Kickoff: {description}"
 version.workspace = true
 edition.workspace = true
 license.workspace = true
@@ -78,14 +83,27 @@ workspace = true
 kickoff-shared.workspace = true
 tokio.workspace = true
 ''')
-        with open(os.path.join(d, "src", "main.rs"), "w") as f:
-            f.write(f'''//! `{method} {path}`: the `{fn}` Lambda function. The handler is in `kickoff::http::routes`.
+    with open(os.path.join(d, "src", "main.rs"), "w") as f:
+        f.write(f'''//! {doc}
 
 #[tokio::main]
-async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {{
-    kickoff::http::lambda::serve("{fn}").await
+async fn main() -> Result<(), {error}> {{
+    {call}
 }}
 ''')
+
+
+def write_crates(rs):
+    for fn, (doc, call, error) in OTHER_FUNCTIONS.items():
+        write_crate(fn, doc, f"The `{fn}` Lambda function: {doc}.", call, error)
+    for fn, method, path in rs:
+        write_crate(
+            fn,
+            f"{method} {path}",
+            f"`{method} {path}`: the `{fn}` Lambda function. The handler is in `kickoff::http::routes`.",
+            f'kickoff::http::lambda::serve("{fn}").await',
+            "kickoff::http::lambda::LambdaError",
+        )
 
 
 def write_router(rs):
@@ -136,6 +154,49 @@ def write_template(rs):
               Resource:
                 - !GetAtt Table.Arn
                 - !Sub "${{Table.Arn}}/index/GSI1"{sqs}""")
+    out.append("""
+  Worker:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: ../target/lambda/worker/
+      Description: Runs queued pipeline runs block by block (SQS-triggered)
+      Timeout: 900
+      MemorySize: 256
+      Environment:
+        Variables:
+          KICKOFF_PUBLIC_URL: !Sub "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+          KICKOFF_WEBHOOK_SECRET: !Ref WebhookSecret
+      Events:
+        Queue:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt RunQueue.Arn
+            BatchSize: 10
+            FunctionResponseTypes:
+              - ReportBatchItemFailures
+      Policies:
+        - Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action:
+                - dynamodb:GetItem
+                - dynamodb:Query
+                - dynamodb:PutItem
+              Resource:
+                - !GetAtt Table.Arn
+                - !Sub "${Table.Arn}/index/GSI1"
+            - Effect: Allow
+              Action:
+                - sqs:SendMessage
+                - sqs:ReceiveMessage
+                - sqs:DeleteMessage
+                - sqs:ChangeMessageVisibility
+                - sqs:GetQueueAttributes
+              Resource: !GetAtt RunQueue.Arn
+            - Effect: Allow
+              Action:
+                - lambda:InvokeFunction
+              Resource: !Ref BlockFunctionArns""")
     p = os.path.join(ROOT, "infra/template.yaml")
     s = open(p).read()
     begin, end = "  # BEGIN FUNCTIONS (infra/scripts/gen_functions.py)\n", "  # END FUNCTIONS\n"

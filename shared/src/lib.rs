@@ -17,6 +17,7 @@ pub mod queue;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;
+pub mod worker;
 
 pub use app::App;
 pub use error::{Error, Result};

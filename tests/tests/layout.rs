@@ -7,6 +7,9 @@ use kickoff::http::routes::ROUTES;
 use kickoff::store::table;
 use kickoff_tests::workspace_root;
 
+/// Functions that no HTTP route calls.
+const OTHER_FUNCTIONS: &[&str] = &["worker"];
+
 fn camel(function: &str) -> String {
     function
         .split('-')
@@ -48,8 +51,9 @@ fn function_crates_match_the_route_table() {
         .expect("functions/")
         .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
         .collect();
-    let routes: BTreeSet<String> = ROUTES.iter().map(|r| r.function.to_string()).collect();
-    assert_eq!(dirs, routes);
+    let mut functions: BTreeSet<String> = ROUTES.iter().map(|r| r.function.to_string()).collect();
+    functions.extend(OTHER_FUNCTIONS.iter().map(|f| f.to_string()));
+    assert_eq!(dirs, functions);
     for r in ROUTES {
         let main = read(&format!("functions/{}/src/main.rs", r.function));
         assert!(main.contains(&format!("serve(\"{}\")", r.function)), "{} serves itself", r.function);
@@ -89,7 +93,8 @@ fn the_sam_template_declares_every_function_with_its_route() {
         .filter(|(_, body)| body.contains("Type: AWS::Serverless::Function"))
         .map(|(id, _)| id.clone())
         .collect();
-    let expected: BTreeSet<String> = ROUTES.iter().map(|r| camel(r.function)).collect();
+    let mut expected: BTreeSet<String> = ROUTES.iter().map(|r| camel(r.function)).collect();
+    expected.extend(OTHER_FUNCTIONS.iter().map(|f| camel(f)));
     assert_eq!(functions, expected);
     for r in ROUTES {
         let (_, body) = resources.iter().find(|(id, _)| *id == camel(r.function)).expect("resource");
@@ -123,4 +128,15 @@ fn the_sam_template_table_matches_the_table_definition() {
         table::TTL_ATTRIBUTE
     )));
     assert!(compact.contains("PointInTimeRecoveryEnabled: true"));
+}
+
+#[test]
+fn the_worker_is_fed_by_the_run_queue_and_reports_partial_failures() {
+    let resources = template_resources();
+    let (_, worker) = resources.iter().find(|(id, _)| id == "Worker").expect("a Worker resource");
+    let compact: String = worker.lines().map(str::trim).collect::<Vec<_>>().join("\n");
+    assert!(compact.contains("Type: SQS\nProperties:\nQueue: !GetAtt RunQueue.Arn"), "{compact}");
+    assert!(compact.contains("FunctionResponseTypes:\n- ReportBatchItemFailures"));
+    let (_, queue) = resources.iter().find(|(id, _)| id == "RunQueue").expect("RunQueue");
+    assert!(queue.contains("deadLetterTargetArn: !GetAtt RunDeadLetterQueue.Arn"));
 }

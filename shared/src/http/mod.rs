@@ -7,6 +7,7 @@
 //! - [`lambda`], [`local`] — adapters from API Gateway events and from a hyper server.
 
 pub mod auth;
+pub mod callback;
 pub mod errors;
 pub mod lambda;
 pub mod local;

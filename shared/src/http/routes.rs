@@ -31,7 +31,7 @@ pub enum Access {
     Read,
     /// A `write` API key.
     Write,
-    /// No API key: the handler checks the schedule's token.
+    /// No API key: the handler checks a token (a schedule's, or a block attempt's callback token).
     Token,
 }
 
@@ -61,6 +61,7 @@ pub enum Endpoint {
     GetPipelineRun,
     UpdatePipelineRun,
     ListBlockRuns,
+    BlockRunCallback,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +139,8 @@ pub const ROUTES: &[Route] = &[
     route(GetPipelineRun, "get-pipeline-run", "GET", "/api/pipeline_runs/{id}", Read),
     route(UpdatePipelineRun, "update-pipeline-run", "PUT", "/api/pipeline_runs/{id}", Write),
     route(ListBlockRuns, "list-block-runs", "GET", "/api/pipeline_runs/{id}/block_runs", Read),
+    // Executors
+    route(BlockRunCallback, "block-run-callback", "POST", "/api/block_runs/{id}/callback", Token),
 ];
 
 impl Route {
@@ -245,6 +248,7 @@ async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResp
         GetPipelineRun => mage::runs::get(app, req).await,
         UpdatePipelineRun => mage::runs::update(app, req).await,
         ListBlockRuns => mage::runs::block_runs(app, req).await,
+        BlockRunCallback => super::callback::handle(app, req).await,
     }
 }
 

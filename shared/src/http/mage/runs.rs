@@ -122,27 +122,41 @@ pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     Ok(ApiResponse::ok(&json!({ "pipeline_run": rendered[0] })))
 }
 
-/// `{"pipeline_run": {"status": "cancelled"}}` cancels the run.
+/// `{"pipeline_run": {"status": "cancelled"}}` cancels the run;
+/// `{"pipeline_run": {"pipeline_run_action": "retry_blocks", "from_block_uuid"?: "..."}}` resets the
+/// failed and cancelled blocks (or that block and its descendants) of a finished run and runs them again.
 pub async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let body = unwrap_body(req.json_object()?, "pipeline_run")?;
     let d = load(app, req).await?;
-    let unknown: Vec<&str> = body.keys().filter(|k| *k != "status").map(String::as_str).collect();
+    let unknown: Vec<&str> = body
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "status" | "pipeline_run_action" | "from_block_uuid"))
+        .map(String::as_str)
+        .collect();
     if !unknown.is_empty() {
         return Err(Error::Unprocessable(format!(
-            "pipeline_run: unsupported field(s) {}; this endpoint takes status: cancelled",
+            "pipeline_run: unknown field(s) {}; known fields are status, pipeline_run_action, from_block_uuid",
             unknown.join(", ")
         )));
     }
-    match body.get("status") {
-        Some(Value::String(s)) if s == "cancelled" => {}
+    let updated = match (body.get("status"), body.get("pipeline_run_action"), body.get("from_block_uuid")) {
+        (Some(Value::String(s)), None, None) if s == "cancelled" => cancel_run(app, d.run.uuid).await?,
+        (None, Some(Value::String(a)), from) if a == "retry_blocks" => {
+            let from = match from {
+                None | Some(Value::Null) => None,
+                Some(Value::String(b)) => Some(b.as_str()),
+                Some(_) => return Err(Error::Unprocessable("from_block_uuid: must be a block name".into())),
+            };
+            crate::worker::Worker::for_api(app.clone()).retry_blocks(d.run.uuid, from).await?;
+            load(app, req).await?
+        }
         _ => {
             return Err(Error::Unprocessable(
-                "pipeline_run.status: the only change accepted is \"cancelled\"".into(),
+                "pipeline_run: send either status: \"cancelled\" or pipeline_run_action: \"retry_blocks\" (with an optional from_block_uuid)".into(),
             ))
         }
-    }
-    let cancelled = cancel_run(app, d.run.uuid).await?;
-    let rendered = render(app, std::slice::from_ref(&cancelled)).await?;
+    };
+    let rendered = render(app, std::slice::from_ref(&updated)).await?;
     Ok(ApiResponse::ok(&json!({ "pipeline_run": rendered[0] })))
 }
 

@@ -1,0 +1,285 @@
+//! Executors: what running one attempt of a block means. `http` POSTs a signed JSON invocation,
+//! `lambda` invokes an AWS Lambda function with the same payload, `noop` completes at once. All three
+//! answer an [`Outcome`] by the same rules: 2xx completed (a JSON object body becomes the block's metrics),
+//! 202 accepted (the target calls back), 4xx failed for good, 5xx, time-outs and transport errors failed
+//! and retryable.
+//!
+//! HTTP requests are signed in the manner of Standard Webhooks: `webhook-id` (`<block run id>-<attempt>`),
+//! `webhook-timestamp` (Unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+//! "<id>.<timestamp>.<body>">`, keyed by `KICKOFF_WEBHOOK_SECRET` (a `whsec_<base64>` secret is
+//! base64-decoded first, as Standard Webhooks libraries do).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::domain::Executor;
+
+/// Default time an HTTP or Lambda call may take.
+pub const DEFAULT_CALL_TIMEOUT_S: u64 = 30;
+
+/// What a block's target receives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invocation {
+    pub run_id: i64,
+    pub run_uuid: Uuid,
+    pub block: String,
+    pub block_run_id: i64,
+    pub attempt: u32,
+    pub parameters: Map<String, Value>,
+    pub variables: Option<Value>,
+    pub event_variables: Option<Value>,
+    pub execution_date: DateTime<Utc>,
+    /// `POST` here with `Authorization: Bearer <callback_token>` to finish an accepted (202) attempt.
+    pub callback_url: String,
+    pub callback_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Completed(Option<Value>),
+    /// 202: the target will call back.
+    Accepted,
+    Failed {
+        retryable: bool,
+        error: String,
+    },
+}
+
+impl Outcome {
+    /// The rules for an HTTP-like status and body.
+    pub fn from_status(status: u16, body: &[u8]) -> Outcome {
+        let text = || String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+        match status {
+            202 => Outcome::Accepted,
+            200..=299 => {
+                Outcome::Completed(serde_json::from_slice::<Value>(body).ok().filter(Value::is_object))
+            }
+            400..=499 => Outcome::Failed { retryable: false, error: format!("HTTP {status}: {}", text()) },
+            _ => Outcome::Failed { retryable: true, error: format!("HTTP {status}: {}", text()) },
+        }
+    }
+}
+
+/// Runs one attempt on an executor.
+#[async_trait]
+pub trait Invoke: Send + Sync {
+    async fn invoke(&self, executor: &Executor, invocation: &Invocation) -> Outcome;
+}
+
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+/// The real executors.
+pub struct Executors {
+    http: HttpsClient,
+    lambda: OnceCell<aws_sdk_lambda::Client>,
+    secret: Vec<u8>,
+}
+
+impl Executors {
+    /// `secret` signs HTTP invocations (see the module docs for its forms). Fails if the system has no
+    /// TLS root certificates.
+    pub fn new(secret: &str) -> crate::Result<Self> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+            .map_err(|e| crate::Error::Internal(format!("no TLS root certificates: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let secret = match secret.strip_prefix("whsec_") {
+            Some(b64) => {
+                base64_simd::STANDARD.decode_to_vec(b64).unwrap_or_else(|_| secret.as_bytes().to_vec())
+            }
+            None => secret.as_bytes().to_vec(),
+        };
+        Ok(Executors {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            lambda: OnceCell::new(),
+            secret,
+        })
+    }
+
+    /// The Standard Webhooks signature header value for a message.
+    pub fn signature(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        sign(&self.secret, id, timestamp, body)
+    }
+
+    async fn call_http(&self, url: &str, timeout_s: u64, inv: &Invocation) -> Outcome {
+        let body = match serde_json::to_vec(inv) {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Failed {
+                    retryable: false,
+                    error: format!("cannot encode the invocation: {e}"),
+                }
+            }
+        };
+        let id = format!("{}-{}", inv.block_run_id, inv.attempt);
+        let timestamp = Utc::now().timestamp();
+        let signature = self.signature(&id, timestamp, &body);
+        let request = http::Request::post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", "kickoff")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(Full::new(Bytes::from(body)));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Failed { retryable: false, error: format!("bad request to {url}: {e}") }
+            }
+        };
+        let call = async {
+            let resp = self.http.request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
+            let status = resp.status().as_u16();
+            let body =
+                resp.into_body().collect().await.map_err(|e| format!("HTTP body failed: {e}"))?.to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        match tokio::time::timeout(Duration::from_secs(timeout_s), call).await {
+            Ok(Ok((status, body))) => Outcome::from_status(status, &body),
+            Ok(Err(error)) => Outcome::Failed { retryable: true, error },
+            Err(_) => Outcome::Failed { retryable: true, error: format!("timed out after {timeout_s}s") },
+        }
+    }
+
+    async fn call_lambda(&self, function: &str, timeout_s: u64, inv: &Invocation) -> Outcome {
+        let client = self
+            .lambda
+            .get_or_init(|| async { aws_sdk_lambda::Client::new(&aws_config::load_from_env().await) })
+            .await;
+        let payload = match serde_json::to_vec(inv) {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Failed {
+                    retryable: false,
+                    error: format!("cannot encode the invocation: {e}"),
+                }
+            }
+        };
+        let call = client
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send();
+        let out = match tokio::time::timeout(Duration::from_secs(timeout_s), call).await {
+            Err(_) => {
+                return Outcome::Failed { retryable: true, error: format!("timed out after {timeout_s}s") }
+            }
+            Ok(Err(e)) => {
+                let retryable = e.as_service_error().is_none_or(|s| !s.is_resource_not_found_exception());
+                let error =
+                    format!("Lambda invoke failed: {}", aws_sdk_lambda::error::DisplayErrorContext(e));
+                return Outcome::Failed { retryable, error };
+            }
+            Ok(Ok(out)) => out,
+        };
+        let body = out.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default();
+        if let Some(kind) = out.function_error() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+            return Outcome::Failed { retryable: true, error: format!("function error ({kind}): {text}") };
+        }
+        lambda_outcome(&body)
+    }
+}
+
+/// A function's answer: `{"statusCode": N, "body"?: ...}` (an API Gateway-style response) follows the
+/// HTTP rules; any other answer is a completion (a JSON object becomes the metrics).
+pub fn lambda_outcome(payload: &[u8]) -> Outcome {
+    let value: Option<Value> = serde_json::from_slice(payload).ok();
+    if let Some(code) = value.as_ref().and_then(|v| v.get("statusCode")).and_then(Value::as_u64) {
+        let body = value.as_ref().and_then(|v| v.get("body")).map(|b| match b {
+            Value::String(s) => s.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        });
+        return Outcome::from_status(code as u16, &body.unwrap_or_default());
+    }
+    Outcome::Completed(value.filter(Value::is_object))
+}
+
+/// `v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<body>")>`.
+pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    // HMAC takes keys of any length.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", base64_simd::STANDARD.encode_to_string(mac.finalize().into_bytes()))
+}
+
+#[async_trait]
+impl Invoke for Executors {
+    async fn invoke(&self, executor: &Executor, inv: &Invocation) -> Outcome {
+        match executor {
+            Executor::Noop {} => Outcome::Completed(None),
+            Executor::Http { url, timeout_s } => {
+                self.call_http(url, timeout_s.unwrap_or(DEFAULT_CALL_TIMEOUT_S), inv).await
+            }
+            Executor::Lambda { function } => {
+                self.call_lambda(function, DEFAULT_CALL_TIMEOUT_S * 30, inv).await
+            }
+        }
+    }
+}
+
+/// The executors of a process that does not run blocks (the API functions): never called there.
+pub struct NotHere;
+
+#[async_trait]
+impl Invoke for NotHere {
+    async fn invoke(&self, _: &Executor, _: &Invocation) -> Outcome {
+        Outcome::Failed { retryable: true, error: "this process does not run blocks".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        assert_eq!(
+            Outcome::from_status(200, br#"{"rows": 3}"#),
+            Outcome::Completed(Some(serde_json::json!({"rows": 3})))
+        );
+        assert_eq!(Outcome::from_status(204, b""), Outcome::Completed(None));
+        assert_eq!(Outcome::from_status(202, b""), Outcome::Accepted);
+        assert!(matches!(Outcome::from_status(404, b"no"), Outcome::Failed { retryable: false, .. }));
+        assert!(matches!(Outcome::from_status(503, b"busy"), Outcome::Failed { retryable: true, .. }));
+        assert!(matches!(lambda_outcome(br#"{"statusCode": 202}"#), Outcome::Accepted));
+        assert!(matches!(
+            lambda_outcome(br#"{"statusCode": 400, "body": "bad"}"#),
+            Outcome::Failed { retryable: false, .. }
+        ));
+        assert_eq!(
+            lambda_outcome(br#"{"ok": true}"#),
+            Outcome::Completed(Some(serde_json::json!({"ok": true})))
+        );
+    }
+
+    #[test]
+    fn signatures_follow_standard_webhooks() {
+        // The example of the Standard Webhooks specification.
+        let secret = base64_simd::STANDARD.decode_to_vec("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+}

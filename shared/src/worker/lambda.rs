@@ -1,0 +1,80 @@
+//! The worker as a Lambda function: an SQS event in, each message handled concurrently, a partial batch
+//! response out. A message that fails, or that cannot be read at all, is reported as a batch item
+//! failure: SQS delivers it again, and after the queue's `maxReceiveCount` moves it to the dead-letter
+//! queue. It never holds up the rest of the batch.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
+use tokio::task::JoinSet;
+
+use super::executor::Executors;
+use super::Worker;
+use crate::queue::Message;
+use crate::{telemetry, App};
+
+/// The error the worker function's `main` returns.
+pub type LambdaError = lambda_runtime::Error;
+
+/// The worker function's configuration: `KICKOFF_PUBLIC_URL` (the API's base URL, for callback URLs) and
+/// `KICKOFF_WEBHOOK_SECRET` (signs HTTP invocations), besides the table and the queue.
+pub async fn serve() -> Result<(), LambdaError> {
+    telemetry::init_lambda();
+    let app = App::for_lambda().await?;
+    let public_url = std::env::var("KICKOFF_PUBLIC_URL").map_err(|_| "KICKOFF_PUBLIC_URL must be set")?;
+    let secret = std::env::var("KICKOFF_WEBHOOK_SECRET").map_err(|_| "KICKOFF_WEBHOOK_SECRET must be set")?;
+    let worker = Arc::new(Worker::new(app, Arc::new(Executors::new(&secret)?), &public_url));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let worker = worker.clone();
+        async move { Ok::<_, std::convert::Infallible>(process(worker, event.payload).await) }
+    }))
+    .await
+}
+
+/// Handles a batch; the response names the messages to deliver again.
+pub async fn process(worker: Arc<Worker>, event: SqsEvent) -> SqsBatchResponse {
+    let mut tasks = JoinSet::new();
+    let mut failures = Vec::new();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let parsed = record.body.as_deref().map(serde_json::from_str::<Message>);
+        let message = match parsed {
+            Some(Ok(m)) => m,
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no body".to_string(),
+                };
+                tracing::error!(message_id = %id, error = %why, "unreadable message; it goes to the dead-letter queue");
+                failures.push(id);
+                continue;
+            }
+        };
+        let worker = worker.clone();
+        tasks.spawn(async move {
+            let result = worker.handle(&message).await;
+            if let Err(e) = &result {
+                tracing::warn!(message_id = %id, run_uuid = %message.run_uuid(), error = %e, "message failed");
+            }
+            (id, result.is_ok())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, true)) => {}
+            Ok((id, false)) => failures.push(id),
+            Err(e) => tracing::error!(error = %e, "a message task panicked"),
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}

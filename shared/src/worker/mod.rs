@@ -1,0 +1,483 @@
+//! The worker: takes run queue messages and advances runs, block by block (SPEC §5).
+//!
+//! Every step reads the run and its block runs in one query, applies a pure transition ([`plan`]) and
+//! writes the changed items in one transaction conditioned on the versions it read — the run item's
+//! version included, so all changes of one run are serialized and a lost race is simply read and
+//! applied again. Messages are sent after the write that asks for them; a message that finds its step
+//! done already (a duplicate or a redelivery) re-sends what the state still waits for, in case the worker
+//! that wrote it stopped before sending.
+//!
+//! Attempts: a `RunBlock` message claims attempt `n` of a block (status `running`, a lease) before its
+//! executor is called, so a duplicate message never calls it twice for one attempt. If the worker stops
+//! during the call, the message comes back after the lease: that attempt is given up (it is not counted
+//! as a failure) and attempt `n + 1` runs.
+//!
+//! Cost per block (DynamoDB): the `RunBlock` message reads the run (one `Query`) and writes the claim
+//! (one transaction: the run item and the block run, 2 items); its result is one more `Query` and one
+//! transaction of the run item, the block run and the block runs it dispatches or cancels (run list
+//! entries are rewritten only when the run's status changes). With the `StartRun` message that is about
+//! 2 reads and 2 transactions of ~2–3 items per block; the build is read once per warm worker.
+
+pub mod executor;
+pub mod lambda;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::clock::{hex, new_token};
+use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
+use crate::queue::{Message, RunQueue, MAX_DELAY};
+use crate::store::Versioned;
+use crate::{App, Error, Result};
+use executor::{Invocation, Invoke, Outcome};
+use plan::Send;
+
+/// How long a claimed attempt may run beyond its executor's time-out before it counts as lost.
+const LEASE_MARGIN_S: i64 = 60;
+/// How long an accepted (202) attempt waits for its callback when the block sets no `timeout_s`.
+pub const DEFAULT_CALLBACK_TIMEOUT_S: u64 = 3600;
+/// Conditional-write races one step retries before giving up (the message is then redelivered).
+const MAX_RACES: usize = 20;
+
+/// A run as read: the run and its block runs, each with its version, and the build's blocks.
+struct State {
+    run: Versioned<Run>,
+    blocks: Vec<Versioned<BlockRun>>,
+    build: Arc<Build>,
+}
+
+impl State {
+    fn values(&self) -> (Run, Vec<BlockRun>) {
+        (self.run.value.clone(), self.blocks.iter().map(|b| b.value.clone()).collect())
+    }
+
+    fn index_of(&self, block: &str) -> Option<usize> {
+        self.build.blocks.iter().position(|b| b.name == block)
+    }
+}
+
+pub struct Worker {
+    pub app: App,
+    executors: Arc<dyn Invoke>,
+    /// The API's base URL, for callback URLs.
+    public_url: String,
+    builds: Mutex<HashMap<Uuid, Arc<Build>>>,
+}
+
+pub fn callback_token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl Worker {
+    pub fn new(app: App, executors: Arc<dyn Invoke>, public_url: &str) -> Self {
+        Worker {
+            app,
+            executors,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            builds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A worker for the API functions (callbacks, `retry_blocks`), which change run state but never run
+    /// blocks themselves.
+    pub fn for_api(app: App) -> Self {
+        Worker::new(app, Arc::new(executor::NotHere), "")
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.app.clock.now()
+    }
+
+    async fn build(&self, id: Uuid) -> Result<Arc<Build>> {
+        if let Some(b) = self.builds.lock().await.get(&id) {
+            return Ok(b.clone());
+        }
+        let build = Arc::new(
+            self.app
+                .store
+                .get_build(id)
+                .await?
+                .ok_or_else(|| Error::Internal(format!("build {id} is missing")))?,
+        );
+        self.builds.lock().await.insert(id, build.clone());
+        Ok(build)
+    }
+
+    async fn load(&self, run_uuid: Uuid) -> Result<Option<State>> {
+        let Some((run, blocks)) = self.app.store.run_state(run_uuid).await? else { return Ok(None) };
+        let build = self.build(run.value.build_id).await?;
+        let mut ordered: Vec<Versioned<BlockRun>> = Vec::with_capacity(blocks.len());
+        for (i, (index, b)) in blocks.into_iter().enumerate() {
+            if index != i {
+                return Err(Error::Internal(format!("run {run_uuid} has a gap in its block runs")));
+            }
+            ordered.push(b);
+        }
+        if ordered.len() != build.blocks.len() {
+            return Err(Error::Internal(format!("run {run_uuid} does not match its build")));
+        }
+        Ok(Some(State { run, blocks: ordered, build }))
+    }
+
+    /// Writes the run and the block runs that differ from `state`; `false` if a race was lost.
+    async fn commit(&self, state: &State, mut run: Run, blocks: &[BlockRun]) -> Result<bool> {
+        let changed: Vec<(usize, Versioned<BlockRun>)> = blocks
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b != state.blocks[*i].value)
+            .map(|(i, b)| (i, Versioned { value: b.clone(), version: state.blocks[i].version }))
+            .collect();
+        run.updated = self.now();
+        let status_changed = run.status != state.run.value.status;
+        self.app
+            .store
+            .update_run_and_blocks(
+                &Versioned { value: run, version: state.run.version },
+                status_changed,
+                &changed,
+            )
+            .await
+    }
+
+    async fn send_all(&self, sends: Vec<Send>) -> Result<()> {
+        for s in sends {
+            self.app.queue.send_delayed(&s.message, Duration::from_secs(s.delay_s).min(MAX_DELAY)).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-sends what the state waits for (see [`plan::pending`]).
+    async fn resend_pending(&self, state: &State) -> Result<()> {
+        let (run, blocks) = state.values();
+        self.send_all(plan::pending(&run, &blocks, self.now())).await
+    }
+
+    /// Handles one message. An error means "deliver it again later".
+    pub async fn handle(&self, message: &Message) -> Result<()> {
+        match message {
+            Message::StartRun { run_uuid } => self.start_run(*run_uuid).await,
+            Message::RunBlock { run_uuid, block, attempt } => {
+                self.run_block(*run_uuid, block, *attempt).await
+            }
+            Message::CheckBlock { run_uuid, block, attempt } => {
+                self.check_block(*run_uuid, block, *attempt).await
+            }
+        }
+    }
+
+    async fn start_run(&self, run_uuid: Uuid) -> Result<()> {
+        for _ in 0..MAX_RACES {
+            let Some(state) = self.load(run_uuid).await? else {
+                tracing::warn!(run_uuid = %run_uuid, "start of an unknown run ignored");
+                return Ok(());
+            };
+            let (mut run, mut blocks) = state.values();
+            if run.status.is_finished() {
+                return Ok(());
+            }
+            let now = self.now();
+            if run.status == RunStatus::Initial {
+                run.status = RunStatus::Running;
+                run.started_at = Some(now);
+            }
+            let sends = plan::advance(&mut run, &mut blocks, &state.build.blocks, now);
+            if run == state.run.value && blocks.iter().zip(&state.blocks).all(|(a, b)| *a == b.value) {
+                return self.resend_pending(&state).await;
+            }
+            if self.commit(&state, run, &blocks).await? {
+                tracing::info!(run_uuid = %run_uuid, "run started");
+                return self.send_all(sends).await;
+            }
+        }
+        Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")))
+    }
+
+    /// Claims attempt `attempt` of a block, calls its executor, records the outcome.
+    async fn run_block(&self, run_uuid: Uuid, block: &str, attempt: u32) -> Result<()> {
+        let mut claimed = None;
+        for _ in 0..MAX_RACES {
+            let Some(state) = self.load(run_uuid).await? else { return Ok(()) };
+            let Some(i) = state.index_of(block) else {
+                tracing::warn!(run_uuid = %run_uuid, block, "message for an unknown block ignored");
+                return Ok(());
+            };
+            let (run, mut blocks) = state.values();
+            let now = self.now();
+            let b = &blocks[i];
+            if b.attempts >= attempt {
+                let lost = b.status == BlockRunStatus::Running
+                    && b.attempts == attempt
+                    && b.lease_until.is_some_and(|lease| lease < now);
+                if !lost {
+                    // A duplicate, or the attempt is done: make sure nothing the state waits for was lost.
+                    return self.resend_pending(&state).await;
+                }
+                // The worker that claimed this attempt is gone: give it up without counting a failure.
+                tracing::warn!(run_uuid = %run_uuid, block, attempt, "attempt lost with its worker; running the next");
+                let b = &mut blocks[i];
+                b.status = BlockRunStatus::Queued;
+                b.lease_until = None;
+                b.updated = now;
+                let next = Send {
+                    message: Message::RunBlock { run_uuid, block: block.to_string(), attempt: attempt + 1 },
+                    delay_s: 0,
+                };
+                if self.commit(&state, run, &blocks).await? {
+                    return self.send_all(vec![next]).await;
+                }
+                continue;
+            }
+            if attempt != b.attempts + 1
+                || !matches!(b.status, BlockRunStatus::Queued | BlockRunStatus::Initial)
+            {
+                return Ok(()); // a stale message
+            }
+            if run.status.is_finished() {
+                blocks[i].status = BlockRunStatus::Cancelled;
+                blocks[i].updated = now;
+                if self.commit(&state, run, &blocks).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if let Some(t) = b.not_before.filter(|t| *t > now) {
+                let wait = (t - now).to_std().unwrap_or_default();
+                let again = Message::RunBlock { run_uuid, block: block.to_string(), attempt };
+                return self.app.queue.send_delayed(&again, wait.min(MAX_DELAY)).await;
+            }
+            let call_timeout = match &state.build.blocks[i].executor {
+                crate::domain::Executor::Http { timeout_s, .. } => {
+                    timeout_s.unwrap_or(executor::DEFAULT_CALL_TIMEOUT_S)
+                }
+                _ => executor::DEFAULT_CALL_TIMEOUT_S * 30,
+            };
+            let b = &mut blocks[i];
+            b.status = BlockRunStatus::Running;
+            b.attempts = attempt;
+            b.started_at = b.started_at.or(Some(now));
+            b.lease_until = Some(now + chrono::Duration::seconds(call_timeout as i64 + LEASE_MARGIN_S));
+            b.not_before = None;
+            b.updated = now;
+            if self.commit(&state, run.clone(), &blocks).await? {
+                claimed = Some((run, blocks[i].clone(), state.build.clone(), i));
+                break;
+            }
+        }
+        let Some((run, b, build, i)) = claimed else {
+            return Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")));
+        };
+        let token = new_token();
+        let invocation = Invocation {
+            run_id: run.id,
+            run_uuid,
+            block: block.to_string(),
+            block_run_id: b.id,
+            attempt,
+            parameters: b.parameters.clone(),
+            variables: run.variables.clone(),
+            event_variables: run.event_variables.clone(),
+            execution_date: run.execution_date,
+            callback_url: format!("{}/api/block_runs/{}/callback", self.public_url, b.id),
+            callback_token: token.clone(),
+        };
+        tracing::info!(run_uuid = %run_uuid, block, attempt, "calling the block's executor");
+        let outcome = self.executors.invoke(&build.blocks[i].executor, &invocation).await;
+        self.record(run_uuid, i, attempt, outcome, &token).await
+    }
+
+    /// Records the outcome of a claimed attempt (if the claim still holds).
+    async fn record(
+        &self,
+        run_uuid: Uuid,
+        i: usize,
+        attempt: u32,
+        outcome: Outcome,
+        token: &str,
+    ) -> Result<()> {
+        for _ in 0..MAX_RACES {
+            let Some(state) = self.load(run_uuid).await? else { return Ok(()) };
+            let (mut run, mut blocks) = state.values();
+            let b = &blocks[i];
+            if !(b.status == BlockRunStatus::Running && b.attempts == attempt && b.callback_hash.is_none()) {
+                tracing::warn!(run_uuid = %run_uuid, attempt, "the attempt was given up meanwhile; its outcome is dropped");
+                return Ok(());
+            }
+            let now = self.now();
+            let dag = &state.build.blocks;
+            let sends = match &outcome {
+                Outcome::Completed(metrics) => {
+                    plan::complete(&mut run, &mut blocks, dag, i, metrics.clone(), now)
+                }
+                Outcome::Failed { retryable, error } => {
+                    tracing::warn!(run_uuid = %run_uuid, block = %blocks[i].block_uuid, attempt, error = %error, "attempt failed");
+                    plan::fail_attempt(&mut run, &mut blocks, dag, i, *retryable, error, now)
+                }
+                Outcome::Accepted => {
+                    let timeout = dag[i].timeout_s.unwrap_or(DEFAULT_CALLBACK_TIMEOUT_S);
+                    let b = &mut blocks[i];
+                    b.lease_until = None;
+                    b.callback_hash = Some(callback_token_hash(token));
+                    b.callback_deadline = Some(now + chrono::Duration::seconds(timeout as i64));
+                    b.updated = now;
+                    let check = Message::CheckBlock { run_uuid, block: b.block_uuid.clone(), attempt };
+                    vec![Send { message: check, delay_s: timeout }]
+                }
+            };
+            if self.commit(&state, run, &blocks).await? {
+                return self.send_all(sends).await;
+            }
+        }
+        Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")))
+    }
+
+    /// Fails an accepted attempt whose callback is overdue.
+    async fn check_block(&self, run_uuid: Uuid, block: &str, attempt: u32) -> Result<()> {
+        for _ in 0..MAX_RACES {
+            let Some(state) = self.load(run_uuid).await? else { return Ok(()) };
+            let Some(i) = state.index_of(block) else { return Ok(()) };
+            let (mut run, mut blocks) = state.values();
+            let b = &blocks[i];
+            let Some(deadline) =
+                b.callback_deadline.filter(|_| b.status == BlockRunStatus::Running && b.attempts == attempt)
+            else {
+                return Ok(()); // called back already, or another attempt
+            };
+            let now = self.now();
+            if deadline > now {
+                let wait = (deadline - now).to_std().unwrap_or_default().min(MAX_DELAY);
+                let again = Message::CheckBlock { run_uuid, block: block.to_string(), attempt };
+                return self.app.queue.send_delayed(&again, wait).await;
+            }
+            let timeout = state.build.blocks[i].timeout_s.unwrap_or(DEFAULT_CALLBACK_TIMEOUT_S);
+            let error = format!("no callback within timeout_s ({timeout}s)");
+            let sends = plan::fail_attempt(&mut run, &mut blocks, &state.build.blocks, i, true, &error, now);
+            if self.commit(&state, run, &blocks).await? {
+                return self.send_all(sends).await;
+            }
+        }
+        Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")))
+    }
+
+    /// `POST /api/block_runs/{id}/callback`: finishes an accepted attempt. The token is the one sent with
+    /// that attempt, good once (compared as SHA-256 in constant time); `completed` completes the block,
+    /// `failed` is a failed attempt (retried if retries are left).
+    pub async fn callback(
+        &self,
+        block_run_id: i64,
+        token: &str,
+        completed: bool,
+        metrics: Option<serde_json::Value>,
+    ) -> Result<BlockRun> {
+        let run_id = crate::clock::run_id_of_block_run(block_run_id);
+        let index = usize::try_from(block_run_id - run_id * 128).unwrap_or(usize::MAX);
+        let run_uuid = self
+            .app
+            .store
+            .get_run_by_id(run_id)
+            .await?
+            .map(|r| r.value.run.uuid)
+            .ok_or_else(|| Error::NotFound(format!("No block run with id {block_run_id}")))?;
+        for _ in 0..MAX_RACES {
+            let state = self.load(run_uuid).await?.ok_or_else(|| Error::NotFound("No such run".into()))?;
+            let Some(b) = state.blocks.get(index).map(|b| &b.value) else {
+                return Err(Error::NotFound(format!("No block run with id {block_run_id}")));
+            };
+            let presented = callback_token_hash(token);
+            let valid = b
+                .callback_hash
+                .as_ref()
+                .is_some_and(|h| bool::from(h.as_bytes().ct_eq(presented.as_bytes())));
+            if !valid || b.status != BlockRunStatus::Running {
+                return Err(Error::Unauthorized(
+                    "the callback token is not valid for this block run (or was used)".into(),
+                ));
+            }
+            let (mut run, mut blocks) = state.values();
+            let now = self.now();
+            let dag = &state.build.blocks;
+            let sends = if completed {
+                plan::complete(&mut run, &mut blocks, dag, index, metrics.clone(), now)
+            } else {
+                let error = metrics
+                    .as_ref()
+                    .and_then(|m| m.get("error"))
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("the block reported failure")
+                    .to_string();
+                let sends = plan::fail_attempt(&mut run, &mut blocks, dag, index, true, &error, now);
+                if let (Some(m), Some(b)) = (metrics.clone(), blocks.get_mut(index)) {
+                    if b.status == BlockRunStatus::Failed {
+                        b.metrics = Some(m);
+                    }
+                }
+                sends
+            };
+            let result = blocks[index].clone();
+            if self.commit(&state, run, &blocks).await? {
+                self.send_all(sends).await?;
+                return Ok(result);
+            }
+        }
+        Err(Error::Conflict("the run is changing; try again".into()))
+    }
+
+    /// `retry_blocks`: resets a finished run's failed blocks (or `from_block` and its descendants) and runs
+    /// them again.
+    pub async fn retry_blocks(&self, run_uuid: Uuid, from_block: Option<&str>) -> Result<()> {
+        for _ in 0..MAX_RACES {
+            let state = self.load(run_uuid).await?.ok_or_else(|| Error::NotFound("No such run".into()))?;
+            if !state.run.value.status.is_finished() {
+                return Err(Error::Conflict(
+                    "the run has not finished; only a finished run's blocks are retried".into(),
+                ));
+            }
+            let from = match from_block {
+                Some(name) => Some(state.index_of(name).ok_or_else(|| {
+                    Error::Unprocessable(format!("from_block_uuid: the run has no block {name:?}"))
+                })?),
+                None => None,
+            };
+            let (mut run, mut blocks) = state.values();
+            plan::reset_for_retry(&mut run, &mut blocks, &state.build.blocks, from, self.now());
+            if self.commit(&state, run, &blocks).await? {
+                tracing::info!(run_uuid = %run_uuid, "blocks reset for retry");
+                return self.app.queue.send(&Message::StartRun { run_uuid }).await;
+            }
+        }
+        Err(Error::Conflict("the run is changing; try again".into()))
+    }
+}
+
+/// Runs the worker in-process on a queue until the task is dropped (the embedded server). A message
+/// whose handling fails is sent again after 30 seconds, as SQS would redeliver it.
+pub async fn run_in_process(worker: Arc<Worker>, queue: Arc<dyn RunQueue>) {
+    loop {
+        let batch = match queue.receive(10, Duration::from_secs(5)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for received in batch {
+            let worker = worker.clone();
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                if let Err(e) = worker.handle(&received.message).await {
+                    tracing::warn!(error = %e, "message failed; it will be delivered again");
+                    let _ = queue.send_delayed(&received.message, Duration::from_secs(30)).await;
+                }
+                let _ = queue.delete(&received.receipt).await;
+            });
+        }
+    }
+}
