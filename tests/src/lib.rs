@@ -5,6 +5,9 @@
 //! plain `cargo test`; the README's test command sets `KICKOFF_REQUIRE_STACK=1`, which turns a missing
 //! stack into a failure, so nothing is skipped there.
 
+pub mod blocks;
+pub mod worker;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

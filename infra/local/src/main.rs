@@ -7,11 +7,14 @@
 //! ```
 //! `KICKOFF_DEV_API_KEY=<key>` makes that key a `write` key; otherwise a fresh one is printed.
 //! `KICKOFF_DEV_SCHEDULE_TOKEN=<token>` sets the demo schedule's token; otherwise it is printed.
+//! The worker runs in-process; `KICKOFF_WEBHOOK_SECRET` signs its HTTP invocations (printed when made up).
 
 use std::sync::Arc;
 
 use kickoff::app::Config;
 use kickoff::domain::{ApiKey, Role};
+use kickoff::worker::executor::Executors;
+use kickoff::worker::{run_in_process, Worker};
 use kickoff::{demo, telemetry, App};
 use tokio::net::TcpListener;
 
@@ -88,6 +91,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             schedule.token.clone()
         }
     );
+    let secret = match std::env::var("KICKOFF_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None => {
+            let s =
+                format!("whsec_{}", kickoff::worker::executor::base64(&kickoff::clock::random_bytes::<24>()));
+            println!("  webhook signing secret: {s}");
+            s
+        }
+    };
+    let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)?), &format!("http://{addr}"));
+    tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
+    println!("  worker: in-process");
     kickoff::http::local::serve(Arc::new(app), listener).await;
     Ok(())
 }

@@ -38,6 +38,12 @@ impl MemoryQueue {
     pub async fn is_empty(&self) -> bool {
         self.len().await == 0
     }
+
+    /// Messages that could be received now (not delayed).
+    pub async fn visible_len(&self) -> usize {
+        let now = tokio::time::Instant::now();
+        self.inner.lock().await.ready.iter().filter(|(t, _)| *t <= now).count()
+    }
 }
 
 #[async_trait]

@@ -53,6 +53,7 @@
 
 pub mod conformance;
 pub mod dynamo;
+pub mod fault;
 pub mod memory;
 mod pipelines;
 mod runs;

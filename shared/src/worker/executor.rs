@@ -210,6 +210,11 @@ pub fn lambda_outcome(payload: &[u8]) -> Outcome {
     Outcome::Completed(value.filter(Value::is_object))
 }
 
+/// Standard base64.
+pub fn base64(bytes: &[u8]) -> String {
+    base64_simd::STANDARD.encode_to_string(bytes)
+}
+
 /// `v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<body>")>`.
 pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length.
@@ -219,7 +224,7 @@ pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", base64_simd::STANDARD.encode_to_string(mac.finalize().into_bytes()))
+    format!("v1,{}", base64(&mac.finalize().into_bytes()))
 }
 
 #[async_trait]

@@ -1,0 +1,64 @@
+//! A test seam: a `Table` that stops "the worker" right after its n-th write (the write happens, then
+//! the caller gets an error, as if the process died before its next step). Used by the worker's
+//! at-least-once tests; never in production wiring.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::table::{Condition, Item, Put, Table, WriteError};
+use crate::{Error, Result};
+
+pub struct FaultyTable {
+    inner: Arc<dyn Table>,
+    writes: AtomicUsize,
+    /// Fail right after this write (counted from 1); 0 never.
+    crash_after: AtomicUsize,
+}
+
+impl FaultyTable {
+    pub fn new(inner: Arc<dyn Table>) -> Self {
+        FaultyTable { inner, writes: AtomicUsize::new(0), crash_after: AtomicUsize::new(0) }
+    }
+
+    /// Writes done so far (successful or not).
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Stop right after write number `n` (see [`FaultyTable::writes`]); once.
+    pub fn crash_after_write(&self, n: usize) {
+        self.crash_after.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Table for FaultyTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        self.inner.get(pk, sk).await
+    }
+
+    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let result = self.inner.write(puts).await;
+        if result.is_ok()
+            && self.crash_after.compare_exchange(n, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            return Err(WriteError::Other(Error::Internal(format!("injected stop after write {n}"))));
+        }
+        result
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {
+        self.inner.delete(pk, sk, condition).await
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
+        self.inner.query(pk, sk_prefix).await
+    }
+
+    async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
+        self.inner.query_index(index_pk).await
+    }
+}
