@@ -47,10 +47,11 @@ export KICKOFF_TEST_SQS_ENDPOINT="http://127.0.0.1:$sqs_port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 
 # The function binaries, built the way `cargo lambda watch` runs them (`cargo run --bin <name>`), so that
-# the end-to-end tests do not wait for a compile; and kickoff-local's binaries, which tests run.
+# the end-to-end tests do not wait for a compile; kickoff-local's binaries, which tests run; and the
+# echo-block test function that `lambda` blocks invoke.
 functions=$(ls functions)
 cargo build $(for f in $functions; do printf -- '-p %s ' "$f"; done)
-cargo build -p kickoff-local --bins
+cargo build -p kickoff-local --bins -p echo-block
 
 out="$logs/nextest.log"
 set +e

@@ -204,6 +204,7 @@ pub struct Deployed {
     pub base: String,
     pub store: kickoff::store::Store,
     pub queue: kickoff::queue::sqs::SqsQueue,
+    sqs: aws_sdk_sqs::Client,
     pub write_key: String,
     pub schedule_token: String,
     _watch: ChildGroup,
@@ -224,6 +225,7 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
     let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("demo schedule");
 
     let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
     let mut cmd = std::process::Command::new("cargo");
     cmd.current_dir(workspace_root()).args([
         "lambda",
@@ -239,6 +241,11 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
         ("KICKOFF_QUEUE_URL", queue_url.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.as_str()),
         ("AWS_ENDPOINT_URL_SQS", stack.sqs.as_str()),
+        // The worker calls `lambda` blocks through cargo lambda watch's Invoke API, and callback URLs
+        // point at the routes it serves.
+        ("AWS_ENDPOINT_URL_LAMBDA", base.as_str()),
+        ("KICKOFF_PUBLIC_URL", base.as_str()),
+        ("KICKOFF_WEBHOOK_SECRET", crate::worker::SECRET),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_REGION", "us-east-1"),
@@ -256,13 +263,75 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
         );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let queue = kickoff::queue::sqs::SqsQueue::new(stack.sqs().await, queue_url);
-    Deployed {
-        base: format!("http://127.0.0.1:{port}"),
-        store,
-        queue,
-        write_key,
-        schedule_token: schedule.token,
-        _watch: watch,
+    let sqs = stack.sqs().await;
+    let queue = kickoff::queue::sqs::SqsQueue::new(sqs.clone(), queue_url);
+    Deployed { base, store, queue, sqs, write_key, schedule_token: schedule.token, _watch: watch }
+}
+
+impl Deployed {
+    /// Drains the run queue into the worker function as real SQS events (nothing feeds SQS to a Lambda
+    /// locally): receives up to 10 messages, invokes `worker` through cargo lambda watch's Invoke API,
+    /// deletes the messages its batch response does not name as failures; until `run` has finished and
+    /// the queue is quiet. Returns every message it delivered.
+    pub async fn pump(&self, run: uuid::Uuid, limit: std::time::Duration) -> Vec<kickoff::queue::Message> {
+        use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+        let started = std::time::Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(self.queue.url())
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive from the SQS emulator");
+            let messages = out.messages().to_vec();
+            if !messages.is_empty() {
+                let mut event = SqsEvent::default();
+                for m in &messages {
+                    let mut record = SqsMessage::default();
+                    record.message_id = m.message_id().map(str::to_string);
+                    record.receipt_handle = m.receipt_handle().map(str::to_string);
+                    record.body = m.body().map(str::to_string);
+                    record.event_source = Some("aws:sqs".into());
+                    record.aws_region = Some("us-east-1".into());
+                    if let Some(body) = m.body() {
+                        seen.push(serde_json::from_str(body).expect("a Kickoff message"));
+                    }
+                    event.records.push(record);
+                }
+                let answer = request(
+                    "POST",
+                    &format!("{}/2015-03-31/functions/worker/invocations", self.base),
+                    &[("content-type", "application/json")],
+                    serde_json::to_vec(&event).expect("event"),
+                )
+                .await;
+                assert_eq!(answer.status, 200, "worker invoke: {}", String::from_utf8_lossy(&answer.raw));
+                let response: SqsBatchResponse = serde_json::from_slice(&answer.raw).unwrap_or_else(|e| {
+                    panic!("batch response {e}: {}", String::from_utf8_lossy(&answer.raw))
+                });
+                let failed: Vec<String> =
+                    response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+                assert!(failed.is_empty(), "the worker failed messages {failed:?}");
+                for m in &messages {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(self.queue.url())
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+                continue;
+            }
+            let detail = self.store.get_run(run).await.expect("get run").expect("run").value;
+            if detail.run.status.is_finished() {
+                return seen;
+            }
+            assert!(started.elapsed() < limit, "the run did not finish in {limit:?}: {detail:#?}");
+        }
     }
 }

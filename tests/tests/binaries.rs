@@ -55,11 +55,14 @@ async fn kickoff_local_prints_a_fresh_key_without_a_dev_key() {
         .spawn()
         .expect("start kickoff-local");
     let stdout = child.stdout.take().expect("stdout");
-    let key = BufReader::new(stdout)
-        .lines()
+    let mut lines = BufReader::new(stdout).lines();
+    let key = lines
+        .by_ref()
         .map_while(Result::ok)
         .find_map(|l| l.split("API key (write): ").nth(1).map(str::to_string))
         .expect("a printed key");
+    // Keep reading what it prints after, as a terminal would.
+    std::thread::spawn(move || lines.for_each(drop));
     let a = request(
         "GET",
         &format!("http://127.0.0.1:{port}/api/v1/runs"),

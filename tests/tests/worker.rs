@@ -110,6 +110,7 @@ async fn a_worker_stopped_after_any_of_its_writes_resumes_on_redelivery() {
     let writes = h.table.writes() - before;
     assert!(writes >= 9, "start, and a claim and a result per block: {writes}");
 
+    let mut lost_attempts = 0;
     for k in 1..=writes {
         let server = BlockServer::start().await;
         let h = Harness::new().await;
@@ -123,7 +124,10 @@ async fn a_worker_stopped_after_any_of_its_writes_resumes_on_redelivery() {
         called.sort();
         called.dedup();
         assert_eq!(called, ["a", "b", "c", "d"], "no block is skipped (stop after write {k})");
+        lost_attempts += server.attempts().iter().filter(|(_, n)| *n > 1).count();
     }
+    // A stop right after a claim loses that attempt: the next one runs (and the seam really stopped).
+    assert!(lost_attempts > 0, "some stop fell between a claim and its executor call");
 }
 
 #[tokio::test]

@@ -18,6 +18,14 @@ use kickoff::worker::{run_in_process, Worker};
 use kickoff::{demo, telemetry, App};
 use tokio::net::TcpListener;
 
+/// Prints a line; a closed stdout (`| head`) is not a reason to stop serving.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 struct Args {
     host: String,
     port: u16,
@@ -68,21 +76,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
-    println!("Kickoff is listening on http://{addr}");
-    println!(
+    say!("Kickoff is listening on http://{addr}");
+    say!(
         "  store: {}   queue: {}",
         config.table.as_deref().map_or("in-memory".to_string(), |t| format!("DynamoDB table {t}")),
         config.queue_url.as_deref().map_or("in-process".to_string(), |q| format!("SQS {q}")),
     );
     match key {
-        Some(secret) => println!("  API key (write): {secret}"),
-        None => println!("  API key (write): the value of KICKOFF_DEV_API_KEY"),
+        Some(secret) => say!("  API key (write): {secret}"),
+        None => say!("  API key (write): the value of KICKOFF_DEV_API_KEY"),
     }
-    println!(
+    say!(
         "  demo pipeline {:?} version {:?}: id {}, build {}",
-        pipeline.name, pipeline.version, pipeline.id, build.id
+        pipeline.name,
+        pipeline.version,
+        pipeline.id,
+        build.id
     );
-    println!(
+    say!(
         "  demo pipeline schedule {} (api, active): token {}",
         schedule.id,
         if chosen_token {
@@ -96,13 +107,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let s =
                 format!("whsec_{}", kickoff::worker::executor::base64(&kickoff::clock::random_bytes::<24>()));
-            println!("  webhook signing secret: {s}");
+            say!("  webhook signing secret: {s}");
             s
         }
     };
     let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)?), &format!("http://{addr}"));
     tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
-    println!("  worker: in-process");
+    say!("  worker: in-process");
     kickoff::http::local::serve(Arc::new(app), listener).await;
     Ok(())
 }
