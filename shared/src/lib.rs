@@ -6,6 +6,8 @@
 //! - [`http`] — the route table, both dialects' handlers, and the Lambda and local-server adapters.
 //! - [`app`] — the dependencies a handler gets, built once from the environment.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod app;
 pub mod cancel;
 pub mod clock;

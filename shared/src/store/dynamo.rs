@@ -107,55 +107,47 @@ impl DynamoTable {
         })
     }
 
-    /// The condition expression and its values for a put.
-    fn condition(c: Condition) -> Option<(String, Option<AttributeValue>)> {
+    /// The condition expression of a write and the values it names, for the builders' `set_*` methods.
+    fn condition(c: Condition) -> (Option<String>, Option<HashMap<String, AttributeValue>>) {
+        let expected = |v: String| Some(HashMap::from([(":expected".to_string(), AttributeValue::N(v))]));
         match c {
-            Condition::Always => None,
-            Condition::Absent => Some((format!("attribute_not_exists({PARTITION_KEY})"), None)),
+            Condition::Always => (None, None),
+            Condition::Absent => (Some(format!("attribute_not_exists({PARTITION_KEY})")), None),
             Condition::Version(v) => {
-                Some((format!("{VERSION_ATTRIBUTE} = :expected"), Some(AttributeValue::N(v.to_string()))))
+                (Some(format!("{VERSION_ATTRIBUTE} = :expected")), expected(v.to_string()))
             }
-            Condition::AbsentOrExpired(now) => Some((
-                format!("attribute_not_exists({PARTITION_KEY}) OR {TTL_ATTRIBUTE} < :expected"),
-                Some(AttributeValue::N(now.to_string())),
-            )),
+            Condition::AbsentOrExpired(now) => (
+                Some(format!("attribute_not_exists({PARTITION_KEY}) OR {TTL_ATTRIBUTE} < :expected")),
+                expected(now.to_string()),
+            ),
         }
     }
 
     async fn put_one(&self, put: Put) -> Result<(), WriteError> {
-        let mut req =
-            self.client.put_item().table_name(&self.table).set_item(Some(Self::to_attributes(put.item)));
-        if let Some((expr, value)) = Self::condition(put.condition) {
-            req = req.condition_expression(expr);
-            if let Some(v) = value {
-                req = req.expression_attribute_values(":expected", v);
-            }
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                    Err(WriteError::ConditionFailed)
-                } else {
-                    Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into())
-                }
-            }
-        }
+        let (expr, values) = Self::condition(put.condition);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::to_attributes(put.item)))
+            .set_condition_expression(expr)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        write_outcome(result, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn put_many(&self, puts: Vec<Put>) -> Result<(), WriteError> {
         let mut items = Vec::with_capacity(puts.len());
         for put in puts {
-            let mut p = aws_sdk_dynamodb::types::Put::builder()
+            let (expr, values) = Self::condition(put.condition);
+            let p = aws_sdk_dynamodb::types::Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(Self::to_attributes(put.item)));
-            if let Some((expr, value)) = Self::condition(put.condition) {
-                p = p.condition_expression(expr);
-                if let Some(v) = value {
-                    p = p.expression_attribute_values(":expected", v);
-                }
-            }
-            let p = p.build().map_err(Error::internal)?;
+                .set_item(Some(Self::to_attributes(put.item)))
+                .set_condition_expression(expr)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(Error::internal)?;
             items.push(TransactWriteItem::builder().put(p).build());
         }
         // Another transaction on the same items makes DynamoDB cancel with `TransactionConflict`;
@@ -226,6 +218,22 @@ impl DynamoTable {
     }
 }
 
+/// A single write's result: a failed condition, or another error.
+fn write_outcome<T, E, R>(
+    result: std::result::Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    condition_failed: impl Fn(&E) -> bool,
+) -> Result<(), WriteError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(condition_failed) => Err(WriteError::ConditionFailed),
+        Err(e) => Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into()),
+    }
+}
+
 #[async_trait]
 impl Table for DynamoTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
@@ -252,28 +260,18 @@ impl Table for DynamoTable {
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {
-        let mut req = self
+        let (expr, values) = Self::condition(condition);
+        let result = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(pk.to_string()))
-            .key(SORT_KEY, AttributeValue::S(sk.to_string()));
-        if let Some((expr, value)) = Self::condition(condition) {
-            req = req.condition_expression(expr);
-            if let Some(v) = value {
-                req = req.expression_attribute_values(":expected", v);
-            }
-        }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
-                    Err(WriteError::ConditionFailed)
-                } else {
-                    Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)).into())
-                }
-            }
-        }
+            .key(SORT_KEY, AttributeValue::S(sk.to_string()))
+            .set_condition_expression(expr)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        write_outcome(result, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {

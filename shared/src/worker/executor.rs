@@ -26,8 +26,10 @@ use uuid::Uuid;
 
 use crate::domain::Executor;
 
-/// Default time an HTTP or Lambda call may take.
+/// Default time an HTTP call may take (an `http` executor's `timeout_s` overrides it).
 pub const DEFAULT_CALL_TIMEOUT_S: u64 = 30;
+/// Time a Lambda invocation may take: Lambda's own maximum.
+pub const LAMBDA_CALL_TIMEOUT_S: u64 = 900;
 
 /// What a block's target receives.
 #[derive(Debug, Clone, PartialEq, Serialize)]

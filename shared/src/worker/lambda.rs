@@ -67,14 +67,10 @@ pub async fn process(worker: Arc<Worker>, event: SqsEvent) -> SqsBatchResponse {
             Err(e) => tracing::error!(error = %e, "a message task panicked"),
         }
     }
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    response
+    SqsBatchResponse {
+        batch_item_failures: failures
+            .into_iter()
+            .map(|id| BatchItemFailure { item_identifier: id })
+            .collect(),
+    }
 }

@@ -257,7 +257,8 @@ impl Worker {
                 crate::domain::Executor::Http { timeout_s, .. } => {
                     timeout_s.unwrap_or(executor::DEFAULT_CALL_TIMEOUT_S)
                 }
-                _ => executor::DEFAULT_CALL_TIMEOUT_S * 30,
+                crate::domain::Executor::Lambda { .. } => executor::LAMBDA_CALL_TIMEOUT_S,
+                crate::domain::Executor::Noop {} => 0,
             };
             let b = &mut blocks[i];
             b.status = BlockRunStatus::Running;

@@ -44,8 +44,8 @@ async fn render(app: &App, details: &[RunDetail]) -> Result<Vec<Value>> {
     for d in details {
         let schedule = match d.run.schedule_id {
             Some(id) => {
-                if !schedules.contains_key(&id) {
-                    schedules.insert(id, app.store.get_schedule(id).await?.map(|v| v.value));
+                if let std::collections::hash_map::Entry::Vacant(slot) = schedules.entry(id) {
+                    slot.insert(app.store.get_schedule(id).await?.map(|v| v.value));
                 }
                 schedules.get(&id).and_then(Option::as_ref)
             }

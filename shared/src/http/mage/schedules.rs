@@ -72,7 +72,8 @@ pub async fn list_for_pipeline(app: &App, req: &ApiRequest) -> Result<ApiRespons
     list_of(req, all.into_iter().filter(|s| s.pipeline_uuid == name).collect()).await
 }
 
-async fn load(app: &App, req: &ApiRequest) -> Result<crate::store::Versioned<Schedule>> {
+/// The schedule of the `{id}` path parameter; 404 if there is none.
+pub(super) async fn load(app: &App, req: &ApiRequest) -> Result<crate::store::Versioned<Schedule>> {
     let id = path_id(req, "pipeline schedule")?;
     app.store
         .get_schedule(id)

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{path_id, view};
+use super::view;
 use crate::domain::run_config::RunConfig;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
@@ -68,13 +68,7 @@ fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
 }
 
 async fn load(app: &App, req: &ApiRequest) -> Result<Schedule> {
-    let id = path_id(req, "pipeline schedule")?;
-    Ok(app
-        .store
-        .get_schedule(id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("No pipeline schedule with id {id}")))?
-        .value)
+    Ok(super::schedules::load(app, req).await?.value)
 }
 
 /// Token triggers only: the token must match (constant time), the schedule be active and of type `api`.
