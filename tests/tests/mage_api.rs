@@ -477,3 +477,56 @@ async fn bad_input_gets_a_clear_4xx_in_mage_shape_and_changes_nothing() {
     assert_eq!(a.json, json!({"pipeline_runs": [], "metadata": {"count": 0, "next": false}}));
     let _: Value = a.json;
 }
+
+#[tokio::test]
+async fn a_schedule_runs_its_pinned_build_else_the_newest_build_of_the_newest_version() {
+    let s = spawn_app().await;
+    let v45_build = s.app.store.list_builds().await.unwrap().remove(0).id;
+    // A newer version of the pipeline, with a second build.
+    let a = request(
+        "POST",
+        &s.url("/api/v1/pipelines"),
+        &[("authorization", &s.auth())],
+        json!({"name": "training", "version": "46", "blocks": [{"name": "only", "executor": {"type": "noop"}}]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let v46 = a.json["id"].as_str().unwrap().to_string();
+    let a = request(
+        "POST",
+        &s.url("/api/v1/pipeline_builds"),
+        &[("authorization", &s.auth())],
+        json!({"pipeline_id": v46, "checksum": "second"}).to_string(),
+    )
+    .await;
+    let v46_newest = a.json["id"].as_str().unwrap().to_string();
+
+    let token = token(&s, SCHEDULE_ID).await;
+    let a = request("POST", &s.url(&format!("/api/pipeline_schedules/71/pipeline_runs/{token}")), &[], "{}")
+        .await;
+    let uuid = a.json["pipeline_run"]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(a.json["pipeline_run"]["block_runs_count"], 1, "the newest version's blocks");
+    let z =
+        request("GET", &s.url(&format!("/api/v1/runs/{uuid}")), &[("authorization", &s.auth())], "").await;
+    assert_eq!(z.json["body"]["build_id"], v46_newest.as_str(), "the newest build of the newest version");
+
+    let a = call(
+        &s,
+        "POST",
+        "/api/pipelines/training/pipeline_schedules",
+        &json!({"pipeline_schedule": {"name": "pinned", "schedule_type": "api", "status": "active", "build_id": v45_build}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    let id = a.json["pipeline_schedule"]["id"].as_i64().unwrap();
+    let tok = a.json["pipeline_schedule"]["token"].as_str().unwrap();
+    let a = request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{tok}")), &[], "{}")
+        .await;
+    let uuid = a.json["pipeline_run"]["uuid"].as_str().unwrap().to_string();
+    let z =
+        request("GET", &s.url(&format!("/api/v1/runs/{uuid}")), &[("authorization", &s.auth())], "").await;
+    assert_eq!(z.json["body"]["build_id"], json!(v45_build), "the pinned build");
+    assert_eq!(a.json["pipeline_run"]["block_runs_count"], 3);
+}
