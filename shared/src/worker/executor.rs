@@ -113,24 +113,10 @@ impl Executors {
         })
     }
 
-    /// The Standard Webhooks signature header value for a message.
-    pub fn signature(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        sign(&self.secret, id, timestamp, body)
-    }
-
-    async fn call_http(&self, url: &str, timeout_s: u64, inv: &Invocation) -> Outcome {
-        let body = match serde_json::to_vec(inv) {
-            Ok(b) => b,
-            Err(e) => {
-                return Outcome::Failed {
-                    retryable: false,
-                    error: format!("cannot encode the invocation: {e}"),
-                }
-            }
-        };
+    async fn call_http(&self, url: &str, timeout_s: u64, inv: &Invocation, body: Vec<u8>) -> Outcome {
         let id = format!("{}-{}", inv.block_run_id, inv.attempt);
         let timestamp = Utc::now().timestamp();
-        let signature = self.signature(&id, timestamp, &body);
+        let signature = sign(&self.secret, &id, timestamp, &body);
         let request = http::Request::post(url)
             .header("content-type", "application/json")
             .header("user-agent", "kickoff")
@@ -158,20 +144,11 @@ impl Executors {
         }
     }
 
-    async fn call_lambda(&self, function: &str, timeout_s: u64, inv: &Invocation) -> Outcome {
+    async fn call_lambda(&self, function: &str, timeout_s: u64, payload: Vec<u8>) -> Outcome {
         let client = self
             .lambda
             .get_or_init(|| async { aws_sdk_lambda::Client::new(&aws_config::load_from_env().await) })
             .await;
-        let payload = match serde_json::to_vec(inv) {
-            Ok(b) => b,
-            Err(e) => {
-                return Outcome::Failed {
-                    retryable: false,
-                    error: format!("cannot encode the invocation: {e}"),
-                }
-            }
-        };
         let call = client
             .invoke()
             .function_name(function)
@@ -232,14 +209,19 @@ pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 #[async_trait]
 impl Invoke for Executors {
     async fn invoke(&self, executor: &Executor, inv: &Invocation) -> Outcome {
+        let body = match serde_json::to_vec(inv) {
+            Ok(b) => b,
+            Err(e) => {
+                let error = format!("cannot encode the invocation: {e}");
+                return Outcome::Failed { retryable: false, error };
+            }
+        };
         match executor {
             Executor::Noop {} => Outcome::Completed(None),
             Executor::Http { url, timeout_s } => {
-                self.call_http(url, timeout_s.unwrap_or(DEFAULT_CALL_TIMEOUT_S), inv).await
+                self.call_http(url, timeout_s.unwrap_or(DEFAULT_CALL_TIMEOUT_S), inv, body).await
             }
-            Executor::Lambda { function } => {
-                self.call_lambda(function, DEFAULT_CALL_TIMEOUT_S * 30, inv).await
-            }
+            Executor::Lambda { function } => self.call_lambda(function, LAMBDA_CALL_TIMEOUT_S, body).await,
         }
     }
 }
