@@ -269,12 +269,38 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
 }
 
 impl Deployed {
+    /// Invokes the worker function with these SQS messages as a real SQS event, through cargo lambda
+    /// watch's Invoke API; returns the ids its partial batch response names as failed.
+    pub async fn invoke_worker(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
+        use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+        let mut event = SqsEvent::default();
+        for m in messages {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_string);
+            record.receipt_handle = m.receipt_handle().map(str::to_string);
+            record.body = m.body().map(str::to_string);
+            record.event_source = Some("aws:sqs".into());
+            record.aws_region = Some("us-east-1".into());
+            event.records.push(record);
+        }
+        let answer = request(
+            "POST",
+            &format!("{}/2015-03-31/functions/worker/invocations", self.base),
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&event).expect("event"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "worker invoke: {}", String::from_utf8_lossy(&answer.raw));
+        let response: SqsBatchResponse = serde_json::from_slice(&answer.raw)
+            .unwrap_or_else(|e| panic!("batch response {e}: {}", String::from_utf8_lossy(&answer.raw)));
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+    }
+
     /// Drains the run queue into the worker function as real SQS events (nothing feeds SQS to a Lambda
     /// locally): receives up to 10 messages, invokes `worker` through cargo lambda watch's Invoke API,
     /// deletes the messages its batch response does not name as failures; until `run` has finished and
     /// the queue is quiet. Returns every message it delivered.
     pub async fn pump(&self, run: uuid::Uuid, limit: std::time::Duration) -> Vec<kickoff::queue::Message> {
-        use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
         let started = std::time::Instant::now();
         let mut seen = Vec::new();
         loop {
@@ -289,32 +315,12 @@ impl Deployed {
                 .expect("receive from the SQS emulator");
             let messages = out.messages().to_vec();
             if !messages.is_empty() {
-                let mut event = SqsEvent::default();
                 for m in &messages {
-                    let mut record = SqsMessage::default();
-                    record.message_id = m.message_id().map(str::to_string);
-                    record.receipt_handle = m.receipt_handle().map(str::to_string);
-                    record.body = m.body().map(str::to_string);
-                    record.event_source = Some("aws:sqs".into());
-                    record.aws_region = Some("us-east-1".into());
                     if let Some(body) = m.body() {
                         seen.push(serde_json::from_str(body).expect("a Kickoff message"));
                     }
-                    event.records.push(record);
                 }
-                let answer = request(
-                    "POST",
-                    &format!("{}/2015-03-31/functions/worker/invocations", self.base),
-                    &[("content-type", "application/json")],
-                    serde_json::to_vec(&event).expect("event"),
-                )
-                .await;
-                assert_eq!(answer.status, 200, "worker invoke: {}", String::from_utf8_lossy(&answer.raw));
-                let response: SqsBatchResponse = serde_json::from_slice(&answer.raw).unwrap_or_else(|e| {
-                    panic!("batch response {e}: {}", String::from_utf8_lossy(&answer.raw))
-                });
-                let failed: Vec<String> =
-                    response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+                let failed = self.invoke_worker(&messages).await;
                 assert!(failed.is_empty(), "the worker failed messages {failed:?}");
                 for m in &messages {
                     self.sqs

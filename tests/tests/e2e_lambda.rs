@@ -247,3 +247,98 @@ async fn lambda_and_http_blocks_run_through_the_worker_function() {
     assert_eq!(detail.blocks[1].status, kickoff::domain::BlockRunStatus::Cancelled);
     assert_eq!(server.attempts().len(), 1, "notify is not called after load failed");
 }
+
+/// An unreadable message does not hold up its batch: the worker function names it in its partial batch
+/// response, SQS delivers it again, and after `maxReceiveCount` the queue's redrive policy moves it to the
+/// dead-letter queue — on the SQS emulator, with the queue attributes of `infra/template.yaml`'s shape.
+#[tokio::test]
+async fn an_unreadable_message_ends_in_the_dead_letter_queue_without_blocking_the_batch() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let Some(stack) = stack("an_unreadable_message_ends_in_the_dead_letter_queue_without_blocking_the_batch")
+    else {
+        return;
+    };
+    let d = deploy(&stack, "e2e-dlq").await;
+    let sqs = stack.sqs().await;
+    let dlq = stack.new_queue("dlq").await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("DLQ ARN");
+    let main = sqs
+        .create_queue()
+        .queue_name(format!("redrive-{}", uuid::Uuid::new_v4().simple()))
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string(),
+        )
+        .send()
+        .await
+        .expect("queue with redrive")
+        .queue_url()
+        .expect("url")
+        .to_string();
+
+    // A good message (the start of a real run) and a garbage one in the same batch.
+    let a = request(
+        "POST",
+        &format!("{}/api/pipeline_schedules/71/pipeline_runs/{}", d.base, d.schedule_token),
+        &[],
+        "{}",
+    )
+    .await;
+    let run_uuid: uuid::Uuid =
+        a.json["pipeline_run"]["uuid"].as_str().and_then(|s| s.parse().ok()).expect("uuid");
+    let start = serde_json::to_string(&Message::StartRun { run_uuid }).expect("json");
+    for body in [start.as_str(), "{this is not a message"] {
+        sqs.send_message().queue_url(&main).message_body(body).send().await.expect("send");
+    }
+
+    let started = std::time::Instant::now();
+    let mut first_batch = true;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&main)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages().to_vec();
+        if !messages.is_empty() {
+            let failed = d.invoke_worker(&messages).await;
+            if first_batch {
+                assert_eq!(messages.len(), 2, "both messages in one batch");
+                assert_eq!(failed.len(), 1, "only the unreadable message fails: {failed:?}");
+                first_batch = false;
+            }
+            for m in &messages {
+                if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                    sqs.delete_message()
+                        .queue_url(&main)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+            }
+        }
+        let dead =
+            sqs.receive_message().queue_url(&dlq).max_number_of_messages(10).send().await.expect("dlq");
+        if let Some(m) = dead.messages().first() {
+            assert_eq!(m.body(), Some("{this is not a message"));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the unreadable message never reached the DLQ");
+    }
+    let detail = d.store.get_run(run_uuid).await.expect("get").expect("run").value;
+    assert_ne!(detail.run.status, kickoff::domain::RunStatus::Initial, "the good message was handled");
+}
