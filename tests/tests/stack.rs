@@ -8,10 +8,27 @@ use kickoff::app::Config;
 use kickoff::domain::{ApiKey, Role};
 use kickoff::queue::sqs::SqsQueue;
 use kickoff::queue::{Message, RunQueue};
+use kickoff::store::dynamo::DynamoTable;
 use kickoff::store::Store;
 use kickoff::App;
-use kickoff_tests::{request, stack};
+use kickoff_tests::{request, stack, Stack};
 use serde_json::json;
+
+/// The embedded server's app built by `App::from_config` on a fresh table and queue of the local stack,
+/// served on a free port: the app, its base URL, the table and the queue URL.
+async fn embedded_on_stack(stack: &Stack, prefix: &str) -> (App, String, DynamoTable, String) {
+    let table = stack.new_table(prefix).await;
+    let queue_url = stack.new_queue(prefix).await;
+    // nextest runs each test in its own process, so these variables are this test's alone.
+    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
+    std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
+    let config = Config { table: Some(table.table_name().to_string()), queue_url: Some(queue_url.clone()) };
+    let app = App::from_config(&config).await.expect("app on the local stack");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
+    (app, base, table, queue_url)
+}
 
 #[tokio::test]
 async fn the_store_conforms_on_dynamodb_local() {
@@ -38,19 +55,10 @@ async fn the_embedded_server_runs_on_dynamodb_and_sqs_when_configured() {
     let Some(stack) = stack("the_embedded_server_runs_on_dynamodb_and_sqs_when_configured") else {
         return;
     };
-    let table = stack.new_table("embedded").await;
-    let queue_url = stack.new_queue("embedded").await;
-    // nextest runs each test in its own process, so these variables are this test's alone.
-    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
-    std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
-    let config = Config { table: Some(table.table_name().to_string()), queue_url: Some(queue_url.clone()) };
-    let app = App::from_config(&config).await.expect("app on the local stack");
+    let (app, base, table, queue_url) = embedded_on_stack(&stack, "embedded").await;
     let (secret, key) = ApiKey::generate(Role::Write, "stack", app.clock.now());
     app.store.put_api_key(&key).await.expect("key");
     let (_, build) = kickoff::demo::seed(&app).await.expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
 
     let auth = format!("Bearer {secret}");
     let a = request(
@@ -88,21 +96,10 @@ async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
     let Some(stack) = stack("concurrent_idempotent_triggers_make_one_run_on_dynamodb") else {
         return;
     };
-    let table = stack.new_table("race").await;
-    let queue_url = stack.new_queue("race").await;
-    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
-    std::env::set_var("AWS_ENDPOINT_URL_SQS", &stack.sqs);
-    let config = Config { table: Some(table.table_name().to_string()), queue_url: Some(queue_url) };
-    let app = App::from_config(&config).await.expect("app");
+    let (app, base, _, _) = embedded_on_stack(&stack, "race").await;
     kickoff::demo::seed(&app).await.expect("seed");
     let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("schedule");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!(
-        "http://{}/api/pipeline_schedules/71/pipeline_runs/{}",
-        listener.local_addr().expect("addr"),
-        schedule.token
-    );
-    tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
+    let url = format!("{base}/api/pipeline_schedules/71/pipeline_runs/{}", schedule.token);
 
     let mut tasks = Vec::new();
     for _ in 0..24 {
