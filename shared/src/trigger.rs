@@ -1,8 +1,9 @@
 //! Starting a run, for every trigger of both dialects: write the run and its block runs (`initial`) in
 //! one transaction, then send one queue message. Nothing executes here.
 //!
-//! If the queue send fails after the write, the trigger still answers with the run: the scheduler tick
-//! re-queues runs left `initial`, so an answered trigger is never lost.
+//! If the queue send fails after the write, the trigger still answers with the run (SPEC §5): the
+//! scheduler tick is to re-queue runs left `initial`. That scheduler is not built yet; until it is, such a
+//! run stays `initial` (the error is logged with the run's id).
 //!
 //! `Idempotency-Key` (SPEC §4): the key is remembered for 24 hours with the SHA-256 of the request's
 //! canonical JSON, in the same transaction as the run. A repeat with the same body answers the same run
@@ -140,7 +141,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
     }
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, "run created");
     if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
-        tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler will re-queue the run");
+        tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the run stays initial until re-queued");
     }
     Ok(RunDetail { run, blocks })
 }
