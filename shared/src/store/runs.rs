@@ -191,27 +191,30 @@ impl Store {
 
     /// A run with its block runs, and the run item's version.
     pub async fn get_run(&self, uuid: Uuid) -> Result<Option<Versioned<RunDetail>>> {
-        let items = self.table.query(&format!("RUN#{uuid}"), "").await?;
-        let Some(run_item) = items.iter().find(|i| i.sk == "RUN") else {
-            return Ok(None);
-        };
-        let run: Run = decode(run_item)?;
-        let blocks: Vec<BlockRun> =
-            items.iter().filter(|i| i.sk.starts_with("BLOCK#")).map(decode).collect::<Result<_>>()?;
-        Ok(Some(Versioned { value: RunDetail { run, blocks }, version: run_item.version }))
+        Ok(self.run_state(uuid).await?.map(|(run, blocks)| Versioned {
+            value: RunDetail { run: run.value, blocks: blocks.into_iter().map(|(_, b)| b.value).collect() },
+            version: run.version,
+        }))
     }
 
-    pub async fn get_run_by_id(&self, id: i64) -> Result<Option<Versioned<RunDetail>>> {
+    /// The UUID of the run with this integer id (one `GetItem` on its id claim).
+    pub async fn run_uuid(&self, id: i64) -> Result<Option<Uuid>> {
         let Some(claim) = self.table.get(&format!("RUNID#{id}"), "RUNID").await? else {
             return Ok(None);
         };
         let v: serde_json::Value = decode(&claim)?;
-        let uuid = v
-            .get("uuid")
+        v.get("uuid")
             .and_then(|u| u.as_str())
             .and_then(|u| Uuid::parse_str(u).ok())
-            .ok_or_else(|| Error::Internal(format!("corrupt run id claim {id}")))?;
-        self.get_run(uuid).await
+            .map(Some)
+            .ok_or_else(|| Error::Internal(format!("corrupt run id claim {id}")))
+    }
+
+    pub async fn get_run_by_id(&self, id: i64) -> Result<Option<Versioned<RunDetail>>> {
+        match self.run_uuid(id).await? {
+            Some(uuid) => self.get_run(uuid).await,
+            None => Ok(None),
+        }
     }
 
     /// Every run (the ZenML list), oldest first.

@@ -382,9 +382,8 @@ impl Worker {
         let run_uuid = self
             .app
             .store
-            .get_run_by_id(run_id)
+            .run_uuid(run_id)
             .await?
-            .map(|r| r.value.run.uuid)
             .ok_or_else(|| Error::NotFound(format!("No block run with id {block_run_id}")))?;
         for _ in 0..MAX_RACES {
             let state = self.load(run_uuid).await?.ok_or_else(|| Error::NotFound("No such run".into()))?;
