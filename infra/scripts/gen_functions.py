@@ -48,6 +48,7 @@ ACTIONS = {
 # Functions that no HTTP route calls: name -> the `main` body.
 OTHER_FUNCTIONS = {
     "worker": ("the SQS-triggered worker that runs queued pipeline runs block by block", "kickoff::worker::lambda::serve().await", "kickoff::worker::lambda::LambdaError"),
+    "scheduler": ("the one-minute tick EventBridge invokes: the sweep that re-queues runs no message looked at in time", "kickoff::scheduler::lambda::serve().await", "kickoff::scheduler::lambda::LambdaError"),
 }
 
 
@@ -197,6 +198,33 @@ def write_template(rs):
               Action:
                 - lambda:InvokeFunction
               Resource: !Ref BlockFunctionArns""")
+    out.append("""
+  Scheduler:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: ../target/lambda/scheduler/
+      Description: The one-minute tick (EventBridge); sweeps runs no message looked at in time
+      Timeout: 60
+      Events:
+        Tick:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 minute)
+      Policies:
+        - Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action:
+                - dynamodb:Query
+              Resource: !Sub "${Table.Arn}/index/GSI2"
+            - Effect: Allow
+              Action:
+                - dynamodb:UpdateItem
+              Resource: !GetAtt Table.Arn
+            - Effect: Allow
+              Action:
+                - sqs:SendMessage
+              Resource: !GetAtt RunQueue.Arn""")
     p = os.path.join(ROOT, "infra/template.yaml")
     s = open(p).read()
     begin, end = "  # BEGIN FUNCTIONS (infra/scripts/gen_functions.py)\n", "  # END FUNCTIONS\n"

@@ -3,6 +3,8 @@
 //! - [`domain`] — pipelines, builds, runs, API keys; validated on the way in.
 //! - [`store`] — the `Store` port (access patterns) over a `Table` adapter: DynamoDB or in-memory.
 //! - [`queue`] — the `RunQueue` port: SQS or in-memory.
+//! - [`worker`] — advances runs block by block from queue messages.
+//! - [`scheduler`] — the one-minute tick: the sweep that re-queues runs no message looked at in time.
 //! - [`http`] — the route table, both dialects' handlers, and the Lambda and local-server adapters.
 //! - [`app`] — the dependencies a handler gets, built once from the environment.
 
@@ -16,6 +18,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod queue;
+pub mod scheduler;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;

@@ -1,9 +1,10 @@
 //! Starting a run, for every trigger of both dialects: write the run and its block runs (`initial`) in
 //! one transaction, then send one queue message. Nothing executes here.
 //!
-//! If the queue send fails after the write, the trigger still answers with the run (SPEC §5): the
-//! scheduler tick is to re-queue runs left `initial`. That scheduler is not built yet; until it is, such a
-//! run stays `initial` (the error is logged with the run's id).
+//! The write is the commit point (SPEC §5): the run goes into the wake index in that same write, due a
+//! grace period after its creation, so a run whose `StartRun` is never sent — the send fails, or the
+//! process dies first — is found by the scheduler tick's sweep and queued then. So the trigger answers
+//! 2xx once the write succeeded, whatever became of the send (a failed send is logged).
 //!
 //! `Idempotency-Key` (SPEC §4): the key is remembered for 24 hours with the SHA-256 of the request's
 //! canonical JSON, in the same transaction as the run. A repeat with the same body answers the same run
@@ -102,6 +103,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         completed_at: None,
         created: now,
         updated: now,
+        wake_at: None,
     };
     let mut blocks: Vec<BlockRun> = build
         .blocks
@@ -113,6 +115,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         })
         .collect();
     renumber(&mut run, &mut blocks, new_int_id(now));
+    run.wake_at = crate::worker::plan::wake_at(None, &run, &blocks, now);
     let record = opts.idempotency.map(|i| IdempotencyRecord {
         scope: i.scope,
         key: i.key,
@@ -141,7 +144,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
     }
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, "run created");
     if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
-        tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the run stays initial until re-queued");
+        tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler's sweep will queue the run");
     }
     Ok(RunDetail { run, blocks })
 }

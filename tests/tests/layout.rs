@@ -8,7 +8,7 @@ use kickoff::store::table;
 use kickoff_tests::workspace_root;
 
 /// Functions that no HTTP route calls.
-const OTHER_FUNCTIONS: &[&str] = &["worker"];
+const OTHER_FUNCTIONS: &[&str] = &["worker", "scheduler"];
 
 fn camel(function: &str) -> String {
     function
@@ -108,7 +108,14 @@ fn the_sam_template_declares_every_function_with_its_route() {
 fn the_sam_template_table_matches_the_table_definition() {
     let resources = template_resources();
     let (_, table_def) = resources.iter().find(|(id, _)| id == "Table").expect("a Table resource");
-    for key in [table::PARTITION_KEY, table::SORT_KEY, table::INDEX_PARTITION_KEY, table::INDEX_SORT_KEY] {
+    for key in [
+        table::PARTITION_KEY,
+        table::SORT_KEY,
+        table::INDEX_PARTITION_KEY,
+        table::INDEX_SORT_KEY,
+        table::WAKE_PARTITION_KEY,
+        table::WAKE_SORT_KEY,
+    ] {
         assert!(table_def.contains(&format!("AttributeName: {key}\n")), "attribute {key}");
     }
     let compact: String = table_def.lines().map(str::trim).collect::<Vec<_>>().join("\n");
@@ -122,6 +129,12 @@ fn the_sam_template_table_matches_the_table_definition() {
         table::INDEX_NAME,
         table::INDEX_PARTITION_KEY,
         table::INDEX_SORT_KEY
+    )));
+    assert!(compact.contains(&format!(
+        "IndexName: {}\nKeySchema:\n- AttributeName: {}\nKeyType: HASH\n- AttributeName: {}\nKeyType: RANGE\nProjection:\nProjectionType: KEYS_ONLY",
+        table::WAKE_INDEX_NAME,
+        table::WAKE_PARTITION_KEY,
+        table::WAKE_SORT_KEY
     )));
     assert!(compact.contains(&format!(
         "TimeToLiveSpecification:\nAttributeName: {}\nEnabled: true",
@@ -139,4 +152,21 @@ fn the_worker_is_fed_by_the_run_queue_and_reports_partial_failures() {
     assert!(compact.contains("FunctionResponseTypes:\n- ReportBatchItemFailures"));
     let (_, queue) = resources.iter().find(|(id, _)| id == "RunQueue").expect("RunQueue");
     assert!(queue.contains("deadLetterTargetArn: !GetAtt RunDeadLetterQueue.Arn"));
+}
+
+/// EventBridge invokes the scheduler every minute; its role may query the wake index, move a run's wake
+/// time and send to the run queue, and nothing else.
+#[test]
+fn the_scheduler_ticks_every_minute_with_a_role_of_its_own() {
+    let resources = template_resources();
+    let (_, scheduler) = resources.iter().find(|(id, _)| id == "Scheduler").expect("a Scheduler resource");
+    let compact: String = scheduler.lines().map(str::trim).collect::<Vec<_>>().join("\n");
+    assert!(compact.contains("Type: Schedule\nProperties:\nSchedule: rate(1 minute)"), "{compact}");
+    let actions: Vec<&str> = compact
+        .lines()
+        .filter_map(|l| l.strip_prefix("- "))
+        .filter(|l| l.starts_with("dynamodb:") || l.starts_with("sqs:") || l.starts_with("lambda:"))
+        .collect();
+    assert_eq!(actions, ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"], "{compact}");
+    assert!(compact.contains(&format!("Resource: !Sub \"${{Table.Arn}}/index/{}\"", table::WAKE_INDEX_NAME)));
 }

@@ -8,6 +8,7 @@
 //! `KICKOFF_DEV_API_KEY=<key>` makes that key a `write` key; otherwise a fresh one is printed.
 //! `KICKOFF_DEV_SCHEDULE_TOKEN=<token>` sets the demo schedule's token; otherwise it is printed.
 //! The worker runs in-process; `KICKOFF_WEBHOOK_SECRET` signs its HTTP invocations (printed when made up).
+//! The scheduler tick runs in-process too, every minute (`KICKOFF_TICK_INTERVAL_S` to change it).
 
 use std::sync::Arc;
 
@@ -114,6 +115,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)?), &format!("http://{addr}"));
     tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
     say!("  worker: in-process");
+    let interval_s = match std::env::var("KICKOFF_TICK_INTERVAL_S").ok().filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| format!("KICKOFF_TICK_INTERVAL_S: {v:?} is not a positive number of seconds"))?,
+        None => kickoff::scheduler::LAMBDA_INTERVAL_S,
+    };
+    tokio::spawn(kickoff::scheduler::run_in_process(app.clone(), interval_s));
+    say!("  scheduler tick: in-process, every {interval_s} s");
     kickoff::http::local::serve(Arc::new(app), listener).await;
     Ok(())
 }

@@ -126,6 +126,11 @@ pub struct Run {
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// While the run is unfinished: when the scheduler tick's sweep is to look at it if nothing else
+    /// has (SPEC §5; `worker::plan::wake_at` decides it). Kept in the wake index's key, not the
+    /// document: the store reads and writes it there, and leaves finished runs out of the index.
+    #[serde(skip)]
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

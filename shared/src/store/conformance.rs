@@ -72,6 +72,7 @@ fn run_of(build: &Build, id: i64) -> (Run, Vec<BlockRun>) {
         completed_at: None,
         created: now,
         updated: now,
+        wake_at: None,
     };
     let blocks = build
         .blocks
@@ -91,6 +92,51 @@ pub async fn run_all(store: &Store) {
     run_views(store).await;
     idempotency(store).await;
     idempotency_race(store).await;
+    wake_index(store).await;
+}
+
+/// The wake index: unfinished runs come back by shard once their wake time has passed, a claim moves
+/// the wake time once however often it is tried, and finished runs leave the index.
+async fn wake_index(store: &Store) {
+    let p = pipeline("wake", "1");
+    let build = Build::initial(&p);
+    store.create_pipeline(&p, &build).await.expect("pipeline");
+    let now = SystemClock.now();
+    let mut made = Vec::new();
+    for (offset_s, finished) in [(-10, false), (3600, false), (-20, true)] {
+        let (mut run, mut blocks) = run_of(&build, new_int_id(now));
+        run.wake_at = Some(now + chrono::Duration::seconds(offset_s));
+        store.create_run(&mut run, &mut blocks, None, |_, _| {}).await.expect("create");
+        if finished {
+            let got = store.get_run(run.uuid).await.expect("get").expect("run");
+            let mut done = got.value.run.clone();
+            done.status = RunStatus::Completed;
+            assert!(store.update_run(&done, got.version).await.expect("finish"));
+        }
+        made.push(run);
+    }
+    let (due, later, finished) = (&made[0], &made[1], &made[2]);
+    let read = store.get_run(later.uuid).await.expect("get").expect("run").value.run;
+    assert_eq!(read.wake_at.map(|t| t.timestamp()), later.wake_at.map(|t| t.timestamp()), "read back");
+
+    let mut found = Vec::new();
+    for shard in 0..super::WAKE_SHARDS {
+        for d in store.due_runs(shard, now, 100).await.expect("due runs") {
+            assert_eq!(super::wake_shard(d.uuid), shard, "a run is in its own shard");
+            found.push(d);
+        }
+    }
+    assert_eq!(found.iter().map(|d| d.uuid).collect::<Vec<_>>(), vec![due.uuid], "only the due run");
+    assert!(!found.iter().any(|d| d.uuid == finished.uuid), "finished runs leave the index");
+
+    let claim = &found[0];
+    let next = now + chrono::Duration::minutes(5);
+    assert!(store.claim_due_run(claim, next).await.expect("claim"), "the first claim wins");
+    assert!(!store.claim_due_run(claim, next).await.expect("claim again"), "a second claim loses");
+    let shard = super::wake_shard(due.uuid);
+    assert!(store.due_runs(shard, now, 100).await.expect("due").is_empty(), "claimed runs wait again");
+    let moved = store.due_runs(shard, next, 100).await.expect("due");
+    assert_eq!(moved.iter().map(|d| d.uuid).collect::<Vec<_>>(), vec![due.uuid], "due again at its new time");
 }
 
 async fn api_keys(store: &Store) {

@@ -1,7 +1,9 @@
 //! The DynamoDB `Table`: one table, keys and index as `store::table` defines them.
 //!
 //! A single put is a `PutItem` with a condition expression; several are one `TransactWriteItems`
-//! (all or nothing). Queries page through `LastEvaluatedKey` until done. Reads of one item are strongly
+//! (all or nothing). Queries page through `LastEvaluatedKey` until done, except the wake index's, which
+//! is one `Query` with a `Limit` (the sweep takes what is due a page at a time). Moving a wake time is
+//! one conditional `UpdateItem`. Reads of one item are strongly
 //! consistent; index queries are eventually consistent, as GSIs are.
 
 use std::collections::HashMap;
@@ -50,6 +52,13 @@ impl DynamoTable {
             .projection(Projection::builder().projection_type(ProjectionType::All).build())
             .build()
             .map_err(Error::internal)?;
+        let wake = GlobalSecondaryIndex::builder()
+            .index_name(WAKE_INDEX_NAME)
+            .key_schema(key(WAKE_PARTITION_KEY, KeyType::Hash)?)
+            .key_schema(key(WAKE_SORT_KEY, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+            .build()
+            .map_err(Error::internal)?;
         self.client
             .create_table()
             .table_name(&self.table)
@@ -57,9 +66,12 @@ impl DynamoTable {
             .attribute_definitions(attr(SORT_KEY)?)
             .attribute_definitions(attr(INDEX_PARTITION_KEY)?)
             .attribute_definitions(attr(INDEX_SORT_KEY)?)
+            .attribute_definitions(attr(WAKE_PARTITION_KEY)?)
+            .attribute_definitions(attr(WAKE_SORT_KEY)?)
             .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
             .key_schema(key(SORT_KEY, KeyType::Range)?)
             .global_secondary_indexes(index)
+            .global_secondary_indexes(wake)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
@@ -74,6 +86,10 @@ impl DynamoTable {
         if let Some((p, s)) = item.index {
             m.insert(INDEX_PARTITION_KEY.to_string(), AttributeValue::S(p));
             m.insert(INDEX_SORT_KEY.to_string(), AttributeValue::S(s));
+        }
+        if let Some((p, s)) = item.wake {
+            m.insert(WAKE_PARTITION_KEY.to_string(), AttributeValue::S(p));
+            m.insert(WAKE_SORT_KEY.to_string(), AttributeValue::S(s));
         }
         m.insert(VERSION_ATTRIBUTE.to_string(), AttributeValue::N(item.version.to_string()));
         m.insert(DOC_ATTRIBUTE.to_string(), AttributeValue::S(item.doc));
@@ -97,10 +113,15 @@ impl DynamoTable {
             (Some(_), Some(_)) => Some((s(INDEX_PARTITION_KEY)?, s(INDEX_SORT_KEY)?)),
             _ => None,
         };
+        let wake = match (m.get(WAKE_PARTITION_KEY), m.get(WAKE_SORT_KEY)) {
+            (Some(_), Some(_)) => Some((s(WAKE_PARTITION_KEY)?, s(WAKE_SORT_KEY)?)),
+            _ => None,
+        };
         Ok(Item {
             pk: s(PARTITION_KEY)?,
             sk: s(SORT_KEY)?,
             index,
+            wake,
             version: n(VERSION_ATTRIBUTE).unwrap_or(0) as u64,
             doc: s(DOC_ATTRIBUTE)?,
             expires_at: n(TTL_ATTRIBUTE),
@@ -280,5 +301,46 @@ impl Table for DynamoTable {
 
     async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
         self.run_query(true, index_pk, "").await
+    }
+
+    async fn query_wake(&self, wake_pk: &str, until: &str, limit: usize) -> Result<Vec<WakeEntry>> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(WAKE_INDEX_NAME)
+            .key_condition_expression(format!("{WAKE_PARTITION_KEY} = :pk AND {WAKE_SORT_KEY} <= :until"))
+            .expression_attribute_values(":pk", AttributeValue::S(wake_pk.to_string()))
+            .expression_attribute_values(":until", AttributeValue::S(until.to_string()))
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let s = |m: &HashMap<String, AttributeValue>, name: &str| -> Result<String> {
+            m.get(name)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("wake entry without {name}")))
+        };
+        page.items()
+            .iter()
+            .map(|m| Ok(WakeEntry { pk: s(m, PARTITION_KEY)?, sk: s(m, SORT_KEY)?, wake: s(m, WAKE_SORT_KEY)? }))
+            .collect()
+    }
+
+    async fn move_wake(&self, pk: &str, sk: &str, seen: &str, next: &str) -> Result<(), WriteError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(pk.to_string()))
+            .key(SORT_KEY, AttributeValue::S(sk.to_string()))
+            .update_expression(format!("SET {WAKE_SORT_KEY} = :next"))
+            .condition_expression(format!("{WAKE_SORT_KEY} = :seen"))
+            .expression_attribute_values(":next", AttributeValue::S(next.to_string()))
+            .expression_attribute_values(":seen", AttributeValue::S(seen.to_string()))
+            .send()
+            .await;
+        write_outcome(result, |e| e.is_conditional_check_failed_exception())
     }
 }

@@ -1,25 +1,31 @@
 //! A test seam: a `Table` that stops "the worker" right after its n-th write (the write happens, then
-//! the caller gets an error, as if the process died before its next step). Used by the worker's
-//! at-least-once tests; never in production wiring.
+//! the caller gets an error, as if the process died before its next step), and counts the requests
+//! made through it (to check what an access pattern costs). Used by tests; never in production wiring.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::table::{Condition, Item, Put, Table, WriteError};
+use super::table::{Condition, Item, Put, Table, WakeEntry, WriteError};
 use crate::{Error, Result};
 
 pub struct FaultyTable {
     inner: Arc<dyn Table>,
     writes: AtomicUsize,
+    requests: AtomicUsize,
     /// Fail right after this write (counted from 1); 0 never.
     crash_after: AtomicUsize,
 }
 
 impl FaultyTable {
     pub fn new(inner: Arc<dyn Table>) -> Self {
-        FaultyTable { inner, writes: AtomicUsize::new(0), crash_after: AtomicUsize::new(0) }
+        FaultyTable {
+            inner,
+            writes: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            crash_after: AtomicUsize::new(0),
+        }
     }
 
     /// Writes done so far (successful or not).
@@ -27,19 +33,30 @@ impl FaultyTable {
         self.writes.load(Ordering::SeqCst)
     }
 
+    /// Requests of any kind (reads, queries, writes) made so far; each is one DynamoDB request.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
     /// Stop right after write number `n` (see [`FaultyTable::writes`]); once.
     pub fn crash_after_write(&self, n: usize) {
         self.crash_after.store(n, Ordering::SeqCst);
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 #[async_trait]
 impl Table for FaultyTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        self.count();
         self.inner.get(pk, sk).await
     }
 
     async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+        self.count();
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let result = self.inner.write(puts).await;
         if result.is_ok()
@@ -51,14 +68,27 @@ impl Table for FaultyTable {
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {
+        self.count();
         self.inner.delete(pk, sk, condition).await
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
+        self.count();
         self.inner.query(pk, sk_prefix).await
     }
 
     async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
+        self.count();
         self.inner.query_index(index_pk).await
+    }
+
+    async fn query_wake(&self, wake_pk: &str, until: &str, limit: usize) -> Result<Vec<WakeEntry>> {
+        self.count();
+        self.inner.query_wake(wake_pk, until, limit).await
+    }
+
+    async fn move_wake(&self, pk: &str, sk: &str, seen: &str, next: &str) -> Result<(), WriteError> {
+        self.count();
+        self.inner.move_wake(pk, sk, seen, next).await
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
-use super::table::{Condition, Item, Put, Table, WriteError};
+use super::table::{Condition, Item, Put, Table, WakeEntry, WriteError};
 use crate::Result;
 
 #[derive(Default)]
@@ -78,5 +78,32 @@ impl Table for MemoryTable {
             .collect();
         found.sort_by(|a, b| a.index.as_ref().map(|x| &x.1).cmp(&b.index.as_ref().map(|x| &x.1)));
         Ok(found)
+    }
+
+    async fn query_wake(&self, wake_pk: &str, until: &str, limit: usize) -> Result<Vec<WakeEntry>> {
+        let items = self.items.read().await;
+        let mut found: Vec<WakeEntry> = items
+            .values()
+            .filter_map(|i| match &i.wake {
+                Some((p, s)) if p == wake_pk && s.as_str() <= until => {
+                    Some(WakeEntry { pk: i.pk.clone(), sk: i.sk.clone(), wake: s.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        found.sort_by(|a, b| a.wake.cmp(&b.wake));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn move_wake(&self, pk: &str, sk: &str, seen: &str, next: &str) -> Result<(), WriteError> {
+        let mut items = self.items.write().await;
+        match items.get_mut(&(pk.to_string(), sk.to_string())).and_then(|i| i.wake.as_mut()) {
+            Some((_, s)) if s == seen => {
+                *s = next.to_string();
+                Ok(())
+            }
+            _ => Err(WriteError::ConditionFailed),
+        }
     }
 }

@@ -59,6 +59,7 @@ mod pipelines;
 mod runs;
 mod schedules;
 pub mod table;
+pub mod wake;
 
 use std::sync::Arc;
 
@@ -69,6 +70,7 @@ use crate::{Error, Result};
 use table::{Condition, Item, Put, Table, WriteError};
 
 pub use runs::{CreateOutcome, IdempotencyRecord, RunEntry, RunView};
+pub use wake::{wake_shard, DueRun, WAKE_SHARDS};
 
 /// A value with the version its item had when read; pass it back to update conditionally.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +98,7 @@ fn decode_all<T: DeserializeOwned>(items: &[Item]) -> Result<Vec<T>> {
 }
 
 fn item(pk: String, sk: &str, index: Option<(String, String)>, doc: String) -> Item {
-    Item { pk, sk: sk.to_string(), index, version: 1, doc, expires_at: None }
+    Item { pk, sk: sk.to_string(), index, wake: None, version: 1, doc, expires_at: None }
 }
 
 /// `<created, to the microsecond>#<id>`: orders an index partition by creation, ties by id.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::table::{Condition, Item, Put, WriteError};
-use super::{decode, decode_all, encode, index_sort_key, item, Store, Versioned};
+use super::{decode, decode_all, encode, index_sort_key, item, wake, Store, Versioned};
 use crate::domain::run::RunDetail;
 use crate::domain::{BlockRun, Run, RunStatus};
 use crate::{Error, Result};
@@ -93,6 +93,11 @@ impl Store {
             encode(run)?,
         );
         it.version = version;
+        // Only unfinished runs are in the wake index.
+        it.wake = run
+            .wake_at
+            .filter(|_| !run.status.is_finished())
+            .map(|t| (wake::wake_pk(wake::wake_shard(run.uuid)), wake::wake_key(t)));
         Ok(it)
     }
 
@@ -273,7 +278,9 @@ impl Store {
         let Some(run_item) = items.iter().find(|i| i.sk == "RUN") else {
             return Ok(None);
         };
-        let run = Versioned { value: decode(run_item)?, version: run_item.version };
+        let mut value: Run = decode(run_item)?;
+        value.wake_at = run_item.wake.as_ref().and_then(|(_, key)| wake::parse_wake_key(key));
+        let run = Versioned { value, version: run_item.version };
         Ok(Some((run, Self::block_items(&items)?)))
     }
 

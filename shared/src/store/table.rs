@@ -3,8 +3,9 @@
 //! and `infra/template.yaml` agree on (a test checks the template).
 //!
 //! Every item has a partition key `PK`, a sort key `SK`, optionally an index key pair `GSI1PK`/`GSI1SK`
-//! (index `GSI1`, all attributes projected), a version number `ver` used for optimistic conditional
-//! writes, and the entity as a JSON document `doc`.
+//! (index `GSI1`, all attributes projected), optionally a wake key pair `GSI2PK`/`GSI2SK` (index
+//! `GSI2`, keys only: the sweep's index of unfinished runs by the time they must be looked at), a
+//! version number `ver` used for optimistic conditional writes, and the entity as a JSON document `doc`.
 
 use async_trait::async_trait;
 
@@ -15,6 +16,10 @@ pub const SORT_KEY: &str = "SK";
 pub const INDEX_NAME: &str = "GSI1";
 pub const INDEX_PARTITION_KEY: &str = "GSI1PK";
 pub const INDEX_SORT_KEY: &str = "GSI1SK";
+/// The wake index: unfinished runs by the time the sweep must look at them (keys only).
+pub const WAKE_INDEX_NAME: &str = "GSI2";
+pub const WAKE_PARTITION_KEY: &str = "GSI2PK";
+pub const WAKE_SORT_KEY: &str = "GSI2SK";
 pub const VERSION_ATTRIBUTE: &str = "ver";
 pub const DOC_ATTRIBUTE: &str = "doc";
 /// Epoch seconds after which DynamoDB may delete the item (idempotency records).
@@ -26,6 +31,8 @@ pub struct Item {
     pub sk: String,
     /// `(GSI1PK, GSI1SK)` when the item is in the index.
     pub index: Option<(String, String)>,
+    /// `(GSI2PK, GSI2SK)` when the item is in the wake index.
+    pub wake: Option<(String, String)>,
     /// Incremented by every write; conditions compare it.
     pub version: u64,
     pub doc: String,
@@ -61,6 +68,14 @@ pub enum WriteError {
     Other(#[from] crate::Error),
 }
 
+/// An entry of the wake index: the item's keys and its wake sort key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WakeEntry {
+    pub pk: String,
+    pub sk: String,
+    pub wake: String,
+}
+
 #[async_trait]
 pub trait Table: Send + Sync {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
@@ -72,4 +87,10 @@ pub trait Table: Send + Sync {
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>>;
     /// The items of one index partition, in index sort key order.
     async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>>;
+    /// Up to `limit` entries of wake index partition `wake_pk` whose wake sort key is at most `until`,
+    /// in order: one request (DynamoDB: one `Query` with `Limit`).
+    async fn query_wake(&self, wake_pk: &str, until: &str, limit: usize) -> Result<Vec<WakeEntry>>;
+    /// Sets an item's wake sort key to `next` if it is still `seen` (nothing else of the item changes,
+    /// its version neither); `ConditionFailed` if it is not.
+    async fn move_wake(&self, pk: &str, sk: &str, seen: &str, next: &str) -> Result<(), WriteError>;
 }

@@ -135,7 +135,9 @@ impl Worker {
             .filter(|(i, b)| **b != state.blocks[*i].value)
             .map(|(i, b)| (i, Versioned { value: b.clone(), version: state.blocks[i].version }))
             .collect();
-        run.updated = self.now();
+        let now = self.now();
+        run.updated = now;
+        run.wake_at = plan::wake_at(state.run.value.wake_at, &run, blocks, now);
         let status_changed = run.status != state.run.value.status;
         self.app
             .store
@@ -154,12 +156,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Re-sends what the state waits for (see [`plan::pending`]).
-    async fn resend_pending(&self, state: &State) -> Result<()> {
-        let (run, blocks) = state.values();
-        self.send_all(plan::pending(&run, &blocks, self.now())).await
-    }
-
     /// Handles one message. An error means "deliver it again later".
     pub async fn handle(&self, message: &Message) -> Result<()> {
         match message {
@@ -173,6 +169,8 @@ impl Worker {
         }
     }
 
+    /// `StartRun`: a look at the whole run ([`plan::reconcile`]) — from a trigger, `retry_blocks` or the
+    /// sweep. Writes what changed (the wake time included), then sends everything the state waits for.
     async fn start_run(&self, run_uuid: Uuid) -> Result<()> {
         for _ in 0..MAX_RACES {
             let Some(state) = self.load(run_uuid).await? else {
@@ -184,17 +182,16 @@ impl Worker {
                 return Ok(());
             }
             let now = self.now();
-            if run.status == RunStatus::Initial {
-                run.status = RunStatus::Running;
-                run.started_at = Some(now);
-            }
-            let sends = plan::advance(&mut run, &mut blocks, &state.build.blocks, now);
-            if run == state.run.value && blocks.iter().zip(&state.blocks).all(|(a, b)| *a == b.value) {
-                return self.resend_pending(&state).await;
-            }
-            if self.commit(&state, run, &blocks).await? {
-                tracing::info!(run_uuid = %run_uuid, "run started");
-                return self.send_all(sends).await;
+            plan::reconcile(&mut run, &mut blocks, &state.build.blocks, now);
+            let wake = plan::wake_at(state.run.value.wake_at, &run, &blocks, now);
+            let unchanged = run == state.run.value
+                && wake == state.run.value.wake_at
+                && blocks.iter().zip(&state.blocks).all(|(a, b)| *a == b.value);
+            if unchanged || self.commit(&state, run.clone(), &blocks).await? {
+                if state.run.value.status == RunStatus::Initial {
+                    tracing::info!(run_uuid = %run_uuid, "run started");
+                }
+                return self.send_all(plan::pending(&run, &blocks, now)).await;
             }
         }
         Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")))
@@ -215,21 +212,17 @@ impl Worker {
             if b.attempts >= attempt {
                 let lost = b.status == BlockRunStatus::Running
                     && b.attempts == attempt
-                    && b.lease_until.is_some_and(|lease| lease < now);
+                    && b.lease_until.is_some_and(|lease| lease <= now);
                 if !lost {
-                    // A duplicate, or the attempt is done: make sure nothing the state waits for was lost.
-                    return self.resend_pending(&state).await;
+                    // A duplicate, a redelivery while the attempt's lease holds, or the attempt is done:
+                    // re-send what this attempt's steps ask for — a re-check at the lease's end above all,
+                    // so that the run is looked at again if the worker holding the lease is gone.
+                    let dag = &state.build.blocks;
+                    return self.send_all(plan::followups(&run, &blocks, dag, i, attempt, now)).await;
                 }
                 // The worker that claimed this attempt is gone: give it up without counting a failure.
                 tracing::warn!(run_uuid = %run_uuid, block, attempt, "attempt lost with its worker; running the next");
-                let b = &mut blocks[i];
-                b.status = BlockRunStatus::Queued;
-                b.lease_until = None;
-                b.updated = now;
-                let next = Send {
-                    message: Message::RunBlock { run_uuid, block: block.to_string(), attempt: attempt + 1 },
-                    delay_s: 0,
-                };
+                let next = plan::give_up(&run, &mut blocks[i], now);
                 if self.commit(&state, run, &blocks).await? {
                     return self.send_all(vec![next]).await;
                 }
@@ -249,9 +242,8 @@ impl Worker {
                 continue;
             }
             if let Some(t) = b.not_before.filter(|t| *t > now) {
-                let wait = (t - now).to_std().unwrap_or_default();
                 let again = Message::RunBlock { run_uuid, block: block.to_string(), attempt };
-                return self.app.queue.send_delayed(&again, wait.min(MAX_DELAY)).await;
+                return self.send_all(vec![Send { message: again, delay_s: plan::secs_until(t, now) }]).await;
             }
             let call_timeout = match &state.build.blocks[i].executor {
                 crate::domain::Executor::Http { timeout_s, .. } => {
@@ -346,19 +338,20 @@ impl Worker {
             let Some(i) = state.index_of(block) else { return Ok(()) };
             let (mut run, mut blocks) = state.values();
             let b = &blocks[i];
+            let now = self.now();
             let Some(deadline) =
                 b.callback_deadline.filter(|_| b.status == BlockRunStatus::Running && b.attempts == attempt)
             else {
-                return Ok(()); // called back already, or another attempt
+                // Called back already (or another attempt): re-send what that outcome asked for, in case
+                // whoever recorded it stopped before sending.
+                let dag = &state.build.blocks;
+                return self.send_all(plan::followups(&run, &blocks, dag, i, attempt, now)).await;
             };
-            let now = self.now();
             if deadline > now {
-                let wait = (deadline - now).to_std().unwrap_or_default().min(MAX_DELAY);
                 let again = Message::CheckBlock { run_uuid, block: block.to_string(), attempt };
-                return self.app.queue.send_delayed(&again, wait).await;
+                return self.send_all(vec![Send { message: again, delay_s: plan::secs_until(deadline, now) }]).await;
             }
-            let timeout = state.build.blocks[i].timeout_s.unwrap_or(DEFAULT_CALLBACK_TIMEOUT_S);
-            let error = format!("no callback within timeout_s ({timeout}s)");
+            let error = plan::callback_timeout_error(&state.build.blocks[i]);
             let sends = plan::fail_attempt(&mut run, &mut blocks, &state.build.blocks, i, true, &error, now);
             if self.commit(&state, run, &blocks).await? {
                 return self.send_all(sends).await;

@@ -1,8 +1,9 @@
 //! The run's state machine, as pure functions over a run, its block runs and its build's blocks (block
 //! run `i` is block `i` of the build). The worker reads, applies one of these, and writes the result
-//! back conditionally; messages to send come back as values.
+//! back conditionally; messages to send come back as values. The run's wake time (when the sweep is to
+//! look at it if no message has, SPEC §5) is decided here too, by [`wake_at`].
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
 use crate::domain::{Block, BlockRun, BlockRunStatus, Run, RunStatus};
@@ -23,6 +24,144 @@ fn run_block(run: &Run, block: &BlockRun, delay_s: u64) -> Send {
             attempt: block.attempts + 1,
         },
         delay_s,
+    }
+}
+
+/// Whole seconds from `now` until `t` (rounded up, so that a message sent with this delay arrives at
+/// or after `t`; 0 if `t` has passed).
+pub fn secs_until(t: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    let ms = (t - now).num_milliseconds();
+    if ms <= 0 {
+        0
+    } else {
+        (ms as u64).div_ceil(1000)
+    }
+}
+
+/// How late a message may be before the sweep steps in: the grace period of SPEC §5.
+pub const GRACE_S: i64 = 60;
+/// A wake time closer than this to now is moved on by the run's own progress rather than let fire.
+const REFRESH_S: i64 = 30;
+/// A wake time may stay this much later than the state needs before it is moved earlier…
+const LATE_S: i64 = 120;
+/// …and this much earlier before it is moved later.
+const EARLY_S: i64 = 600;
+
+/// When the run must be looked at if no message comes: when the first message it waits for is due
+/// (a queued block's dispatch or retry, a claimed attempt's lease end, an accepted attempt's callback
+/// deadline; now for an `initial` run's start), plus [`GRACE_S`]. `None` for a finished run.
+pub fn needed_wake(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if run.status.is_finished() {
+        return None;
+    }
+    let first = blocks
+        .iter()
+        .filter_map(|b| match b.status {
+            BlockRunStatus::Queued => Some(b.not_before.unwrap_or(now)),
+            BlockRunStatus::Running => b.lease_until.or(b.callback_deadline),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(now);
+    Some((first + Duration::seconds(GRACE_S)).trunc_subsecs(0))
+}
+
+/// The wake time to write with the run: `current` while it is close enough to [`needed_wake`] (not
+/// about to fire, at most 2 minutes late, at most 10 minutes early), else the needed one. So a run's
+/// steps seldom move its index entry: a run that finishes within a minute keeps the one its trigger
+/// wrote until it finishes, and a long one moves it about once per lease.
+pub fn wake_at(
+    current: Option<DateTime<Utc>>,
+    run: &Run,
+    blocks: &[BlockRun],
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let needed = needed_wake(run, blocks, now)?;
+    match current {
+        Some(w)
+            if w >= now + Duration::seconds(REFRESH_S)
+                && w <= needed + Duration::seconds(LATE_S)
+                && w >= needed - Duration::seconds(EARLY_S) =>
+        {
+            Some(w)
+        }
+        _ => Some(needed),
+    }
+}
+
+/// The error of an accepted attempt whose callback did not come in time.
+pub fn callback_timeout_error(block: &Block) -> String {
+    let timeout = block.timeout_s.unwrap_or(super::DEFAULT_CALLBACK_TIMEOUT_S);
+    format!("no callback within timeout_s ({timeout}s)")
+}
+
+/// Gives up a claimed attempt whose lease has passed (its worker is gone): not counted as a failure;
+/// the block is queued for its next attempt, whose message is returned.
+pub fn give_up(run: &Run, block: &mut BlockRun, now: DateTime<Utc>) -> Send {
+    block.status = BlockRunStatus::Queued;
+    block.lease_until = None;
+    block.updated = now;
+    run_block(run, block, 0)
+}
+
+/// A look at the whole run (a `StartRun` message: from a trigger, `retry_blocks` or the sweep): starts
+/// it if `initial`, gives up attempts whose lease has passed, fails accepted attempts whose callback is
+/// overdue, and dispatches what is ready. The messages to send afterwards are [`pending`]'s.
+pub fn reconcile(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: DateTime<Utc>) {
+    if run.status.is_finished() {
+        return;
+    }
+    if run.status == RunStatus::Initial {
+        run.status = RunStatus::Running;
+        run.started_at = Some(now);
+    }
+    for i in 0..blocks.len() {
+        if run.status.is_finished() || blocks[i].status != BlockRunStatus::Running {
+            continue;
+        }
+        if blocks[i].lease_until.is_some_and(|lease| lease <= now) {
+            give_up(run, &mut blocks[i], now);
+        } else if blocks[i].callback_deadline.is_some_and(|deadline| deadline <= now) {
+            let error = callback_timeout_error(&dag[i]);
+            fail_attempt(run, blocks, dag, i, true, &error, now);
+        }
+    }
+    advance(run, blocks, dag, now);
+}
+
+/// What a message about attempt `attempt` of block `i` re-sends when it finds that attempt claimed or
+/// done already (a duplicate, a redelivery, a lease re-check): the messages that attempt's own steps
+/// ask for, in case the worker that wrote them stopped before sending — a re-check at the end of the
+/// attempt's lease, its callback deadline check, its retry, or the dispatch of the blocks its
+/// completion made ready. Only those, so that duplicates never multiply.
+pub fn followups(
+    run: &Run,
+    blocks: &[BlockRun],
+    dag: &[Block],
+    i: usize,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Vec<Send> {
+    let b = &blocks[i];
+    if run.status.is_finished() || b.attempts != attempt {
+        return Vec::new();
+    }
+    match b.status {
+        BlockRunStatus::Running => recheck(run, b, now).into_iter().collect(),
+        BlockRunStatus::Queued => {
+            vec![run_block(run, b, b.not_before.map_or(0, |t| secs_until(t, now)))]
+        }
+        BlockRunStatus::Completed => dag
+            .iter()
+            .enumerate()
+            .filter(|(j, d)| {
+                d.upstream.contains(&dag[i].name)
+                    && blocks[*j].status == BlockRunStatus::Queued
+                    && blocks[*j].attempts == 0
+            })
+            .map(|(j, _)| run_block(run, &blocks[j], 0))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -142,29 +281,35 @@ pub fn complete(
     advance(run, blocks, dag, now)
 }
 
-/// Messages a redelivered or duplicate message re-sends, in case the worker that wrote the state stopped
-/// before sending them: dispatches of queued blocks and time-out checks of accepted ones. Duplicates are
-/// harmless: every message claims its step with a conditional write.
+/// Every message the run's state waits for, sent after a look at the whole run ([`reconcile`]): the
+/// dispatch (or retry) of each queued block, a re-check at the end of each claimed attempt's lease, the
+/// deadline check of each accepted attempt. Duplicates are harmless: every message claims its step
+/// with a conditional write.
 pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> {
     if run.status.is_finished() {
         return Vec::new();
     }
-    let wait = |t: Option<DateTime<Utc>>| t.map_or(0, |t| (t - now).num_seconds().max(0) as u64);
     blocks
         .iter()
         .filter_map(|b| match b.status {
-            BlockRunStatus::Queued => Some(run_block(run, b, wait(b.not_before))),
-            BlockRunStatus::Running if b.callback_deadline.is_some() => Some(Send {
-                message: Message::CheckBlock {
-                    run_uuid: run.uuid,
-                    block: b.block_uuid.clone(),
-                    attempt: b.attempts,
-                },
-                delay_s: wait(b.callback_deadline),
-            }),
+            BlockRunStatus::Queued => Some(run_block(run, b, b.not_before.map_or(0, |t| secs_until(t, now)))),
+            BlockRunStatus::Running => recheck(run, b, now),
             _ => None,
         })
         .collect()
+}
+
+/// The message that looks at a claimed attempt when its lease ends (`RunBlock` of the same attempt:
+/// the attempt is given up if it is still claimed then), or at an accepted attempt when its callback
+/// deadline passes (`CheckBlock`).
+fn recheck(run: &Run, b: &BlockRun, now: DateTime<Utc>) -> Option<Send> {
+    let (run_uuid, block, attempt) = (run.uuid, b.block_uuid.clone(), b.attempts);
+    let (message, until) = match (b.lease_until, b.callback_deadline) {
+        (Some(lease), _) => (Message::RunBlock { run_uuid, block, attempt }, lease),
+        (None, Some(deadline)) => (Message::CheckBlock { run_uuid, block, attempt }, deadline),
+        (None, None) => return None,
+    };
+    Some(Send { message, delay_s: secs_until(until, now) })
 }
 
 /// Resets blocks for `retry_blocks`: `from` and its descendants, or every failed, cancelled and

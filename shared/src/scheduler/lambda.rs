@@ -1,0 +1,22 @@
+//! The scheduler as a Lambda function: EventBridge invokes it every minute with a scheduled event
+//! (`{"detail-type": "Scheduled Event", "source": "aws.events", "time": "…", …}`); it runs one tick for
+//! the event's `time` and answers what the tick did.
+
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use super::{tick, TickReport, LAMBDA_INTERVAL_S};
+use crate::{telemetry, App};
+
+/// The error the scheduler function's `main` returns.
+pub type LambdaError = lambda_runtime::Error;
+
+pub async fn serve() -> Result<(), LambdaError> {
+    telemetry::init_lambda();
+    let app = App::for_lambda().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<CloudWatchEvent>| {
+        let app = app.clone();
+        async move { Ok::<TickReport, LambdaError>(tick(&app, event.payload.time, LAMBDA_INTERVAL_S).await?) }
+    }))
+    .await
+}

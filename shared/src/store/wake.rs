@@ -1,0 +1,79 @@
+//! The wake index (`GSI2`, keys only): every unfinished run, by the time the scheduler tick's sweep is
+//! to look at it if no queue message has (SPEC §5). The run item carries the keys itself, so keeping
+//! the index costs no extra item: `GSI2PK = WAKE#<shard>`, `GSI2SK = <wake time, to the second>`,
+//! written with the run and removed (by leaving the keys out) when the run finishes.
+//!
+//! Shards: `WAKE#0` … `WAKE#7`, the shard taken from the run's UUID, so that no index partition takes
+//! every run's writes (SPEC §11). A run's wake time is set when it is created and moved only when it
+//! must be (see `worker::plan::wake_at`): a run that finishes within a minute writes its index entry
+//! twice in all (created, removed), so 1,000 triggers/s put about 2,000 small index writes/s on the
+//! index, 250 per shard, under DynamoDB's 1,000 write units/s per partition with room for the moves of
+//! longer runs (at most one per run per ~90 s). Each tick sweeps one shard, in turn (see `scheduler`),
+//! so a sweep that finds nothing costs one `Query`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use uuid::Uuid;
+
+use super::table::WriteError;
+use super::Store;
+use crate::{Error, Result};
+
+/// How many partitions the wake index is spread over.
+pub const WAKE_SHARDS: u8 = 8;
+
+const WAKE_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// The wake shard of a run.
+pub fn wake_shard(run_uuid: Uuid) -> u8 {
+    run_uuid.as_bytes()[0] % WAKE_SHARDS
+}
+
+pub(super) fn wake_pk(shard: u8) -> String {
+    format!("WAKE#{shard}")
+}
+
+/// A wake time as the index's sort key (sortable text, to the second).
+pub(super) fn wake_key(at: DateTime<Utc>) -> String {
+    at.format(WAKE_FORMAT).to_string()
+}
+
+pub(super) fn parse_wake_key(key: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(key, WAKE_FORMAT).ok().map(|t| t.and_utc())
+}
+
+/// A run the sweep found due: its UUID and the wake key it was found at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueRun {
+    pub uuid: Uuid,
+    pub wake: String,
+}
+
+impl Store {
+    /// Up to `limit` runs of wake shard `shard` whose wake time is at or before `now`, earliest first:
+    /// one `Query` of the index (eventually consistent; a run seen late is claimed conditionally).
+    pub async fn due_runs(&self, shard: u8, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueRun>> {
+        let entries = self.table.query_wake(&wake_pk(shard), &wake_key(now), limit).await?;
+        entries
+            .into_iter()
+            .map(|e| {
+                let uuid = e
+                    .pk
+                    .strip_prefix("RUN#")
+                    .and_then(|u| Uuid::parse_str(u).ok())
+                    .ok_or_else(|| Error::Internal(format!("wake index entry of {}/{}", e.pk, e.sk)))?;
+                Ok(DueRun { uuid, wake: e.wake })
+            })
+            .collect()
+    }
+
+    /// Claims a due run for one re-queue: moves its wake time to `next` if it is still the one the
+    /// sweep saw (one conditional `UpdateItem`). `false` if another sweep, or the run's own progress,
+    /// moved it first — so however many ticks overlap, a run is queued once per wake.
+    pub async fn claim_due_run(&self, due: &DueRun, next: DateTime<Utc>) -> Result<bool> {
+        match self.table.move_wake(&format!("RUN#{}", due.uuid), "RUN", &due.wake, &wake_key(next)).await {
+            Ok(()) => Ok(true),
+            Err(WriteError::ConditionFailed) => Ok(false),
+            Err(WriteError::Other(e)) => Err(e),
+        }
+    }
+}
