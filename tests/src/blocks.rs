@@ -51,6 +51,8 @@ pub struct Call {
 #[derive(Default)]
 struct Inner {
     calls: Vec<Call>,
+    /// The body of every invocation, as it arrived (before its reply, which a test may never see).
+    arrived: Vec<Value>,
     /// block → replies by attempt (1-based); past the end, the last one; none: 200.
     script: HashMap<String, Vec<Reply>>,
 }
@@ -94,6 +96,11 @@ impl BlockServer {
         self.inner.lock().expect("lock").calls.clone()
     }
 
+    /// Every invocation's body as it arrived, answered or not.
+    pub fn arrived(&self) -> Vec<Value> {
+        self.inner.lock().expect("lock").arrived.clone()
+    }
+
     /// `(block, attempt)` of every call, in arrival order.
     pub fn attempts(&self) -> Vec<(String, u32)> {
         self.calls().into_iter().map(|c| (c.block, c.attempt)).collect()
@@ -108,7 +115,8 @@ async fn answer(state: Arc<Mutex<Inner>>, req: hyper::Request<Incoming>) -> hype
     let block = body["block"].as_str().unwrap_or("").to_string();
     let attempt = body["attempt"].as_u64().unwrap_or(0) as u32;
     let reply = {
-        let inner = state.lock().expect("lock");
+        let mut inner = state.lock().expect("lock");
+        inner.arrived.push(body.clone());
         inner
             .script
             .get(&block)

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use kickoff::clock::ManualClock;
 use kickoff::domain::run::RunDetail;
+use kickoff::queue::fault::FaultyQueue;
 use kickoff::queue::memory::MemoryQueue;
 use kickoff::queue::RunQueue;
 use kickoff::store::fault::FaultyTable;
@@ -25,6 +26,8 @@ pub struct Harness {
     pub api: String,
     pub app: App,
     pub queue: Arc<MemoryQueue>,
+    /// The app's queue: the memory queue behind a seam whose sends can be made to fail.
+    pub sends: Arc<FaultyQueue>,
     pub table: Arc<FaultyTable>,
     pub clock: Arc<ManualClock>,
     pub worker: Arc<Worker>,
@@ -43,13 +46,14 @@ impl Harness {
         let table = Arc::new(FaultyTable::new(Arc::new(MemoryTable::new())));
         let queue = Arc::new(MemoryQueue::new());
         let clock = Arc::new(ManualClock::default());
-        let app = App { store: Store::new(table.clone()), queue: queue.clone(), clock: clock.clone() };
+        let sends = Arc::new(FaultyQueue::new(queue.clone()));
+        let app = App { store: Store::new(table.clone()), queue: sends.clone(), clock: clock.clone() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let api = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
         let executors = Executors::new(SECRET).expect("executors");
         let worker = Arc::new(Worker::new(app.clone(), Arc::new(executors), &api));
-        Harness { api, app, queue, table, clock, worker }
+        Harness { api, app, queue, sends, table, clock, worker }
     }
 
     /// Creates a pipeline of `blocks` (JSON, as `POST /api/v1/pipelines` takes them) and triggers a run.
@@ -67,6 +71,18 @@ impl Harness {
         let config = RunConfig::parse(Default::default(), &build).expect("config");
         let opts = RunOptions { allow_blocks_to_fail, ..RunOptions::default() };
         start_run(&self.app, &build, config, opts).await.expect("trigger").run.uuid
+    }
+
+    /// Runs the scheduler tick 8 times, one interval apart, so that every wake shard is swept once; returns
+    /// how many runs the ticks queued.
+    pub async fn tick_every_shard(&self) -> usize {
+        let now = self.app.clock.now();
+        let mut queued = 0;
+        for i in 0..i64::from(kickoff::store::WAKE_SHARDS) {
+            let at = now + chrono::Duration::minutes(i);
+            queued += kickoff::scheduler::tick(&self.app, at, 60).await.expect("tick").queued;
+        }
+        queued
     }
 
     /// Delivers messages until the run has finished and nothing is left to deliver (or `limit` passes).

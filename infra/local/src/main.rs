@@ -115,14 +115,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)?), &format!("http://{addr}"));
     tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
     say!("  worker: in-process");
-    let interval_s = match std::env::var("KICKOFF_TICK_INTERVAL_S").ok().filter(|v| !v.is_empty()) {
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| format!("KICKOFF_TICK_INTERVAL_S: {v:?} is not a positive number of seconds"))?,
-        None => kickoff::scheduler::LAMBDA_INTERVAL_S,
-    };
+    let interval_s =
+        match std::env::var("KICKOFF_TICK_INTERVAL_S").ok().filter(|v| !v.is_empty()) {
+            Some(v) => v.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                format!("KICKOFF_TICK_INTERVAL_S: {v:?} is not a positive number of seconds")
+            })?,
+            None => kickoff::scheduler::LAMBDA_INTERVAL_S,
+        };
     tokio::spawn(kickoff::scheduler::run_in_process(app.clone(), interval_s));
     say!("  scheduler tick: in-process, every {interval_s} s");
     kickoff::http::local::serve(Arc::new(app), listener).await;

@@ -39,6 +39,14 @@ impl MemoryQueue {
         self.len().await == 0
     }
 
+    /// Takes every waiting message, delayed ones too, with how long each still had to wait (for tests
+    /// that deliver by hand, or lose messages on purpose).
+    pub async fn take_all(&self) -> Vec<(Duration, Message)> {
+        let now = tokio::time::Instant::now();
+        let mut inner = self.inner.lock().await;
+        inner.ready.drain(..).map(|(t, m)| (t.saturating_duration_since(now), m)).collect()
+    }
+
     /// Messages that could be received now (not delayed).
     pub async fn visible_len(&self) -> usize {
         let now = tokio::time::Instant::now();

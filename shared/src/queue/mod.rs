@@ -3,6 +3,7 @@
 //! [`conformance`] is the suite both pass.
 
 pub mod conformance;
+pub mod fault;
 pub mod memory;
 pub mod sqs;
 

@@ -324,7 +324,9 @@ impl Table for DynamoTable {
         };
         page.items()
             .iter()
-            .map(|m| Ok(WakeEntry { pk: s(m, PARTITION_KEY)?, sk: s(m, SORT_KEY)?, wake: s(m, WAKE_SORT_KEY)? }))
+            .map(|m| {
+                Ok(WakeEntry { pk: s(m, PARTITION_KEY)?, sk: s(m, SORT_KEY)?, wake: s(m, WAKE_SORT_KEY)? })
+            })
             .collect()
     }
 

@@ -56,11 +56,10 @@ impl Store {
         entries
             .into_iter()
             .map(|e| {
-                let uuid = e
-                    .pk
-                    .strip_prefix("RUN#")
-                    .and_then(|u| Uuid::parse_str(u).ok())
-                    .ok_or_else(|| Error::Internal(format!("wake index entry of {}/{}", e.pk, e.sk)))?;
+                let uuid =
+                    e.pk.strip_prefix("RUN#")
+                        .and_then(|u| Uuid::parse_str(u).ok())
+                        .ok_or_else(|| Error::Internal(format!("wake index entry of {}/{}", e.pk, e.sk)))?;
                 Ok(DueRun { uuid, wake: e.wake })
             })
             .collect()

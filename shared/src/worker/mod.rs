@@ -349,7 +349,9 @@ impl Worker {
             };
             if deadline > now {
                 let again = Message::CheckBlock { run_uuid, block: block.to_string(), attempt };
-                return self.send_all(vec![Send { message: again, delay_s: plan::secs_until(deadline, now) }]).await;
+                return self
+                    .send_all(vec![Send { message: again, delay_s: plan::secs_until(deadline, now) }])
+                    .await;
             }
             let error = plan::callback_timeout_error(&state.build.blocks[i]);
             let sends = plan::fail_attempt(&mut run, &mut blocks, &state.build.blocks, i, true, &error, now);

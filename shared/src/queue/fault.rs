@@ -1,0 +1,47 @@
+//! A test seam: a `RunQueue` whose sends fail on demand (the queue was unreachable after the write
+//! that asked for the message). Used by tests; never in production wiring.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Message, Received, RunQueue};
+use crate::{Error, Result};
+
+pub struct FaultyQueue {
+    inner: Arc<dyn RunQueue>,
+    failing: AtomicUsize,
+}
+
+impl FaultyQueue {
+    pub fn new(inner: Arc<dyn RunQueue>) -> Self {
+        FaultyQueue { inner, failing: AtomicUsize::new(0) }
+    }
+
+    /// The next `n` sends fail (and send nothing).
+    pub fn fail_next_sends(&self, n: usize) {
+        self.failing.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl RunQueue for FaultyQueue {
+    async fn send_delayed(&self, message: &Message, delay: Duration) -> Result<()> {
+        let failed =
+            self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if failed {
+            return Err(Error::Internal("injected queue send failure".into()));
+        }
+        self.inner.send_delayed(message, delay).await
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>> {
+        self.inner.receive(max, wait).await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<()> {
+        self.inner.delete(receipt).await
+    }
+}
