@@ -342,3 +342,62 @@ async fn an_unreadable_message_ends_in_the_dead_letter_queue_without_blocking_th
     let detail = d.store.get_run(run_uuid).await.expect("get").expect("run").value;
     assert_ne!(detail.run.status, kickoff::domain::RunStatus::Initial, "the good message was handled");
 }
+
+/// The `scheduler` function as cargo lambda runs it, invoked with a real EventBridge scheduled event:
+/// it queues a run whose trigger died after writing it (no `StartRun` was ever sent), and the run
+/// completes through the worker function.
+#[tokio::test]
+async fn the_scheduler_function_queues_a_stuck_run_on_an_eventbridge_tick() {
+    use std::sync::Arc;
+
+    use kickoff::clock::{Clock, ManualClock, SystemClock};
+    use kickoff::queue::fault::FaultyQueue;
+    let Some(stack) = stack("the_scheduler_function_queues_a_stuck_run_on_an_eventbridge_tick") else {
+        return;
+    };
+    let d = deploy(&stack, "e2e-scheduler").await;
+
+    // The trigger of ten minutes ago: the run is written, its queue send is lost.
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(chrono::Duration::minutes(-10));
+    let sends = Arc::new(FaultyQueue::new(Arc::new(d.queue.clone())));
+    sends.fail_next_sends(1);
+    let app = kickoff::App { store: d.store.clone(), queue: sends, clock };
+    let (_, build) = kickoff::demo::seed(&app).await.expect("demo");
+    let config = kickoff::domain::run_config::RunConfig::parse(Default::default(), &build).expect("config");
+    let run = kickoff::trigger::start_run(&app, &build, config, Default::default()).await.expect("trigger").run.uuid;
+
+    // EventBridge's tick for a minute that sweeps the run's shard.
+    let now = SystemClock.now();
+    let minute = chrono::DateTime::from_timestamp(now.timestamp() / 60 * 60, 0).expect("minute");
+    let at = (0..8)
+        .map(|m| minute + chrono::Duration::minutes(m))
+        .find(|t| kickoff::scheduler::shard_of_tick(*t, 60) == kickoff::store::wake_shard(run))
+        .expect("a minute for every shard");
+    let event = json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/kickoff-SchedulerTick"],
+        "detail": {}
+    });
+    let a = request(
+        "POST",
+        &format!("{}/2015-03-31/functions/scheduler/invocations", d.base),
+        &[("content-type", "application/json")],
+        event.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["due"], 1, "{}", a.json);
+    assert_eq!(a.json["queued"], 1, "{}", a.json);
+
+    let delivered = d.pump(run, Duration::from_secs(60)).await;
+    assert_eq!(delivered.first(), Some(&Message::StartRun { run_uuid: run }), "the tick's message started it");
+    let detail = d.store.get_run(run).await.expect("get").expect("run").value;
+    assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
+}

@@ -118,3 +118,63 @@ async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
     let runs = app.store.run_entries(&kickoff::store::RunView::Schedule(71)).await.expect("entries");
     assert_eq!(runs.len(), 1, "exactly one run in the table");
 }
+
+/// The scheduler tick invoked twice at once, on DynamoDB Local and the SQS emulator: each run whose
+/// `StartRun` was lost is queued once; and a sweep that finds nothing costs one DynamoDB request.
+#[tokio::test]
+async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_one_query() {
+    use kickoff::clock::ManualClock;
+    use kickoff::queue::fault::FaultyQueue;
+    use kickoff::store::fault::FaultyTable;
+    let Some(stack) = stack("overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_one_query") else {
+        return;
+    };
+    let table = Arc::new(FaultyTable::new(Arc::new(stack.new_table("sweep").await)));
+    let sqs = Arc::new(SqsQueue::new(stack.sqs().await, stack.new_queue("sweep").await));
+    let sends = Arc::new(FaultyQueue::new(sqs.clone()));
+    let clock = Arc::new(ManualClock::default());
+    let app = App { store: Store::new(table.clone()), queue: sends.clone(), clock: clock.clone() };
+    let (_, build) = kickoff::demo::seed(&app).await.expect("seed");
+
+    // 12 runs written whose queue sends failed.
+    const STUCK: usize = 12;
+    sends.fail_next_sends(STUCK);
+    let mut runs = std::collections::BTreeSet::new();
+    for _ in 0..STUCK {
+        let config = kickoff::domain::run_config::RunConfig::parse(Default::default(), &build).expect("config");
+        let detail = kickoff::trigger::start_run(&app, &build, config, Default::default()).await.expect("trigger");
+        runs.insert(detail.run.uuid);
+    }
+    clock.advance(chrono::Duration::minutes(2));
+
+    // Every tick of 8 minutes (one per shard), each invoked twice at once.
+    let start = app.clock.now();
+    let mut queued = 0;
+    for minute in 0..i64::from(kickoff::store::WAKE_SHARDS) {
+        let at = start + chrono::Duration::minutes(minute);
+        let (a, b) = tokio::join!(kickoff::scheduler::tick(&app, at, 60), kickoff::scheduler::tick(&app, at, 60));
+        queued += a.expect("tick").queued + b.expect("tick").queued;
+    }
+    assert_eq!(queued, STUCK, "each stuck run queued by one of the two ticks");
+    let mut sent = Vec::new();
+    loop {
+        let got = sqs.receive(10, Duration::from_secs(1)).await.expect("receive");
+        if got.is_empty() {
+            break;
+        }
+        for r in got {
+            sqs.delete(&r.receipt).await.expect("delete");
+            sent.push(r.message);
+        }
+    }
+    let expected: Vec<Message> = runs.iter().map(|&run_uuid| Message::StartRun { run_uuid }).collect();
+    sent.sort_by_key(|m| m.run_uuid());
+    assert_eq!(sent, expected, "one StartRun per stuck run, none twice");
+
+    // Nothing is due now: a tick costs one query of the wake index, and writes and sends nothing.
+    let before = table.requests();
+    let report = kickoff::scheduler::tick(&app, start, 60).await.expect("tick");
+    assert_eq!((report.due, report.queued), (0, 0));
+    assert_eq!(table.requests() - before, 1, "an empty sweep is one DynamoDB request");
+    assert!(sqs.receive(10, Duration::from_secs(1)).await.expect("receive").is_empty());
+}
