@@ -31,18 +31,28 @@ pub struct Answer {
 
 /// Sends one request; `headers` are `(name, value)` pairs.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+    try_request(method, url, headers, body).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// Sends one request; an error if no complete answer came (the server is down or died meanwhile).
+pub async fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Answer, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(body.into())).expect("a valid request");
-    let resp = client.request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let req = req.body(Full::new(body.into())).map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let raw = resp.into_body().collect().await.expect("a readable body").to_bytes();
+    let raw = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Answer { status, headers, raw, json }
+    Ok(Answer { status, headers, raw, json })
 }
 
 /// The embedded server on a free port, with a write key and a read key.
@@ -147,6 +157,21 @@ impl Stack {
             .await
             .expect("create queue on the emulator")
     }
+
+    /// A fresh queue whose received messages come back after `seconds` unless deleted; returns its URL.
+    pub async fn new_queue_with_visibility(&self, prefix: &str, seconds: u32) -> String {
+        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let out = self
+            .sqs()
+            .await
+            .create_queue()
+            .queue_name(name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, seconds.to_string())
+            .send()
+            .await
+            .expect("create queue on the emulator");
+        out.queue_url().expect("queue url").to_string()
+    }
 }
 
 /// The workspace root (for tests that read the repository's files).
@@ -160,10 +185,31 @@ pub struct ChildGroup {
 }
 
 impl ChildGroup {
+    /// Kills the process group with SIGKILL (no clean-up, as a crash) and reaps the child.
+    pub fn sigkill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+
     /// Starts `cmd` in a process group of its own, output to `log`.
-    pub fn spawn(mut cmd: std::process::Command, log: &std::path::Path) -> ChildGroup {
-        use std::os::unix::process::CommandExt;
+    pub fn spawn(cmd: std::process::Command, log: &std::path::Path) -> ChildGroup {
         let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        Self::spawn_to(cmd, out)
+    }
+
+    /// As [`ChildGroup::spawn`], adding to the end of `log` (one log across restarts).
+    pub fn spawn_appending(cmd: std::process::Command, log: &std::path::Path) -> ChildGroup {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        Self::spawn_to(cmd, out)
+    }
+
+    fn spawn_to(mut cmd: std::process::Command, out: std::fs::File) -> ChildGroup {
+        use std::os::unix::process::CommandExt;
         let err = out.try_clone().expect("log file");
         cmd.stdout(out).stderr(err).stdin(std::process::Stdio::null()).process_group(0);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));

@@ -365,7 +365,11 @@ async fn the_scheduler_function_queues_a_stuck_run_on_an_eventbridge_tick() {
     let app = kickoff::App { store: d.store.clone(), queue: sends, clock };
     let (_, build) = kickoff::demo::seed(&app).await.expect("demo");
     let config = kickoff::domain::run_config::RunConfig::parse(Default::default(), &build).expect("config");
-    let run = kickoff::trigger::start_run(&app, &build, config, Default::default()).await.expect("trigger").run.uuid;
+    let run = kickoff::trigger::start_run(&app, &build, config, Default::default())
+        .await
+        .expect("trigger")
+        .run
+        .uuid;
 
     // EventBridge's tick for a minute that sweeps the run's shard.
     let now = SystemClock.now();
@@ -397,7 +401,11 @@ async fn the_scheduler_function_queues_a_stuck_run_on_an_eventbridge_tick() {
     assert_eq!(a.json["queued"], 1, "{}", a.json);
 
     let delivered = d.pump(run, Duration::from_secs(60)).await;
-    assert_eq!(delivered.first(), Some(&Message::StartRun { run_uuid: run }), "the tick's message started it");
+    assert_eq!(
+        delivered.first(),
+        Some(&Message::StartRun { run_uuid: run }),
+        "the tick's message started it"
+    );
     let detail = d.store.get_run(run).await.expect("get").expect("run").value;
     assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
 }

@@ -126,7 +126,8 @@ async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_on
     use kickoff::clock::ManualClock;
     use kickoff::queue::fault::FaultyQueue;
     use kickoff::store::fault::FaultyTable;
-    let Some(stack) = stack("overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_one_query") else {
+    let Some(stack) = stack("overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_one_query")
+    else {
         return;
     };
     let table = Arc::new(FaultyTable::new(Arc::new(stack.new_table("sweep").await)));
@@ -141,8 +142,10 @@ async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_on
     sends.fail_next_sends(STUCK);
     let mut runs = std::collections::BTreeSet::new();
     for _ in 0..STUCK {
-        let config = kickoff::domain::run_config::RunConfig::parse(Default::default(), &build).expect("config");
-        let detail = kickoff::trigger::start_run(&app, &build, config, Default::default()).await.expect("trigger");
+        let config =
+            kickoff::domain::run_config::RunConfig::parse(Default::default(), &build).expect("config");
+        let detail =
+            kickoff::trigger::start_run(&app, &build, config, Default::default()).await.expect("trigger");
         runs.insert(detail.run.uuid);
     }
     clock.advance(chrono::Duration::minutes(2));
@@ -152,7 +155,8 @@ async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_on
     let mut queued = 0;
     for minute in 0..i64::from(kickoff::store::WAKE_SHARDS) {
         let at = start + chrono::Duration::minutes(minute);
-        let (a, b) = tokio::join!(kickoff::scheduler::tick(&app, at, 60), kickoff::scheduler::tick(&app, at, 60));
+        let (a, b) =
+            tokio::join!(kickoff::scheduler::tick(&app, at, 60), kickoff::scheduler::tick(&app, at, 60));
         queued += a.expect("tick").queued + b.expect("tick").queued;
     }
     assert_eq!(queued, STUCK, "each stuck run queued by one of the two ticks");
