@@ -3,11 +3,17 @@
 # starts DynamoDB Local and the SQS emulator (moto) on free ports, validates the SAM template with
 # cfn-lint, builds the function binaries for `cargo lambda watch`, runs every test with
 # KICKOFF_REQUIRE_STACK=1 (a test that would skip fails instead), checks that nothing was skipped, and
-# stops the emulators.
+# stops the emulators. Prints how long each phase took.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+phase_start=$SECONDS
+phase() { # name: prints the time the phase that just ended took
+  echo "== phase '$1' took $((SECONDS - phase_start)) s"
+  phase_start=$SECONDS
+}
 bash infra/scripts/tools.sh
+phase "install tools"
 tools="$root/.tools"
 export PATH="$tools/venv/bin:$PATH"
 logs="$root/target/test-logs"
@@ -37,9 +43,11 @@ pids+=($!)
 wait_for "http://127.0.0.1:$ddb_port" dynamodb-local
 wait_for "http://127.0.0.1:$sqs_port" moto
 echo "DynamoDB Local on :$ddb_port, SQS emulator on :$sqs_port"
+phase "start emulators"
 
 echo "cfn-lint infra/template.yaml"
 cfn-lint infra/template.yaml
+phase "cfn-lint"
 
 export KICKOFF_REQUIRE_STACK=1
 export KICKOFF_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$ddb_port"
@@ -52,12 +60,14 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AW
 functions=$(ls functions)
 cargo build $(for f in $functions; do printf -- '-p %s ' "$f"; done)
 cargo build -p kickoff-local --bins -p echo-block
+phase "build"
 
 out="$logs/nextest.log"
 set +e
 cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
+phase "tests"
 if [ "$status" -ne 0 ]; then
   echo "tests failed"; exit "$status"
 fi

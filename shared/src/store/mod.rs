@@ -4,7 +4,7 @@
 //! same semantics: [`dynamo::DynamoTable`] (one DynamoDB table) and [`memory::MemoryTable`] (the embedded
 //! default and test double). The conformance suite in [`conformance`] runs against both.
 //!
-//! # Key design (one table, index `GSI1`)
+//! # Key design (one table, indexes `GSI1` and `GSI2`)
 //!
 //! | entity | PK | SK | GSI1PK / GSI1SK |
 //! |---|---|---|---|
@@ -14,11 +14,15 @@
 //! | build | `BUILD#<uuid>` | `BUILD` | `BUILDS` / `<created>#<uuid>` |
 //! | build of a pipeline | `PIPELINE#<uuid>` | `BUILD#<created>#<uuid>` | — |
 //! | schedule | `SCHEDULE#<id>` | `SCHEDULE` | `SCHEDULES` / `<created>#<id>` |
-//! | run | `RUN#<uuid>` | `RUN` | `RUNS` / `<created>#<uuid>` |
+//! | run | `RUN#<uuid>` | `RUN` | `RUNS` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
 //! | run list entry | `RUNVIEW#ALL`, `RUNVIEW#SCHEDULE#<id>`, `RUNVIEW#PIPELINE#<name>` | `<execution date>#<id, 16 digits>` | — |
 //! | idempotency key | `IDEMPOTENCY#<scope>#<key>` | `IDEMPOTENCY` (TTL `expires_at`) | — |
+//!
+//! `GSI2` is the wake index (keys only; [`wake`]): the scheduler's sweep finds there, by time, the
+//! unfinished runs that no queue message looked at in time. A run item carries its wake keys while the
+//! run is unfinished; a finished run's item is written without them, which takes it out of the index.
 //!
 //! Pipelines and builds are immutable, so their extra copies (by name, by pipeline) never go stale;
 //! they are written in the same transaction as the entity. Run list entries are small (ids, execution
@@ -39,6 +43,15 @@
 //!   the race between repeats is decided here), and one item per block run: 5 + blocks (+1) items.
 //! - Run status change: one transaction: the run conditioned on the version read (optimistic
 //!   concurrency), the block runs that change (each conditioned on its version), and the list entries.
+//! - Wake index upkeep: free on the table (the keys ride on the run item, in the writes above); on
+//!   `GSI2`, one ~100-byte index write (1 write unit) when a run is created and one when it finishes,
+//!   plus two when its wake time moves, which `worker::plan::wake_at` allows about once per lease of a
+//!   long run and never for a run that finishes within a minute. At 1,000 triggers/s that is ~2,000 index
+//!   writes/s over 8 shards: ~250 per partition (DynamoDB allows 1,000).
+//! - Sweep (each scheduler tick, one shard): one `Query` of `GSI2` partition `WAKE#<shard>` with
+//!   `GSI2SK <= now`, `Limit` 500 (an empty sweep is that one request, 0.5 read units); then per due run
+//!   one conditional `UpdateItem` of its wake key (the claim that makes overlapping ticks queue it once)
+//!   and one `SendMessage`. Cost grows with the stuck runs found, never with history.
 //! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`): one
 //!   `Query` of the view's partition, which is already ordered (`execution_date` desc, then `id` desc, by
 //!   reading it backwards). The entries are about 200 bytes, so the query costs one read unit per ~20 runs

@@ -3,14 +3,20 @@
 //! Every step reads the run and its block runs in one query, applies a pure transition ([`plan`]) and
 //! writes the changed items in one transaction conditioned on the versions it read — the run item's
 //! version included, so all changes of one run are serialized and a lost race is simply read and
-//! applied again. Messages are sent after the write that asks for them; a message that finds its step
-//! done already (a duplicate or a redelivery) re-sends what the state still waits for, in case the worker
-//! that wrote it stopped before sending.
+//! applied again. Each write also carries the run's wake time ([`plan::wake_at`]), by which the
+//! scheduler's sweep looks at the run if no message has. Messages are sent after the write that asks
+//! for them; a message that finds its step done already (a duplicate, a redelivery, a lease re-check)
+//! re-sends that step's follow-ups ([`plan::followups`]), in case the worker that wrote it stopped
+//! before sending.
+//!
+//! The invariant (`docs/worker.md` walks every crash point): *every unfinished run always has a queue
+//! message on its way that will advance it, or the scheduler tick's sweep will find it.*
 //!
 //! Attempts: a `RunBlock` message claims attempt `n` of a block (status `running`, a lease) before its
-//! executor is called, so a duplicate message never calls it twice for one attempt. If the worker stops
-//! during the call, the message comes back after the lease: that attempt is given up (it is not counted
-//! as a failure) and attempt `n + 1` runs.
+//! executor is called, so a duplicate message never calls it twice for one attempt. A `RunBlock` that
+//! finds the attempt still claimed under an unexpired lease (the queue's visibility timeout was shorter
+//! than the lease) sends itself again for the lease's end; one that finds the lease passed gives the
+//! attempt up (it is not counted as a failure) and queues attempt `n + 1`.
 //!
 //! Cost per block (DynamoDB): the `RunBlock` message reads the run (one `Query`) and writes the claim
 //! (one transaction: the run item and the block run, 2 items); its result is one more `Query` and one
