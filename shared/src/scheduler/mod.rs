@@ -68,9 +68,10 @@ pub async fn sweep(app: &App, shard: u8) -> Result<TickReport> {
     for _ in 0..MAX_PAGES {
         let now = app.clock.now();
         let due = app.store.due_runs(shard, now, PAGE).await?;
-        report.due += due.len();
+        let found = due.len();
+        report.due += found;
         let mut tasks = JoinSet::new();
-        for run in due.iter().cloned() {
+        for run in due {
             let (app, limit) = (app.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.map_err(Error::internal)?;
@@ -84,7 +85,7 @@ pub async fn sweep(app: &App, shard: u8) -> Result<TickReport> {
                 Err(e) => tracing::error!(error = %e, "sweep: a run could not be queued; it stays due"),
             }
         }
-        if due.len() < PAGE {
+        if found < PAGE {
             break;
         }
     }
