@@ -216,7 +216,9 @@ def write_template(rs):
             - Effect: Allow
               Action:
                 - dynamodb:Query
-              Resource: !Sub "${Table.Arn}/index/GSI2"
+              Resource:
+                - !GetAtt Table.Arn
+                - !Sub "${Table.Arn}/index/GSI2"
             - Effect: Allow
               Action:
                 - dynamodb:UpdateItem

@@ -154,8 +154,8 @@ fn the_worker_is_fed_by_the_run_queue_and_reports_partial_failures() {
     assert!(queue.contains("deadLetterTargetArn: !GetAtt RunDeadLetterQueue.Arn"));
 }
 
-/// EventBridge invokes the scheduler every minute; its role may query the wake index, move a run's wake
-/// time and send to the run queue, and nothing else.
+/// EventBridge invokes the scheduler every minute; its role may query the wake index and read a run,
+/// move a run's wake time and send to the run queue, and nothing else.
 #[test]
 fn the_scheduler_ticks_every_minute_with_a_role_of_its_own() {
     let resources = template_resources();
@@ -168,5 +168,5 @@ fn the_scheduler_ticks_every_minute_with_a_role_of_its_own() {
         .filter(|l| l.starts_with("dynamodb:") || l.starts_with("sqs:") || l.starts_with("lambda:"))
         .collect();
     assert_eq!(actions, ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"], "{compact}");
-    assert!(compact.contains(&format!("Resource: !Sub \"${{Table.Arn}}/index/{}\"", table::WAKE_INDEX_NAME)));
+    assert!(compact.contains(&format!("- !Sub \"${{Table.Arn}}/index/{}\"", table::WAKE_INDEX_NAME)));
 }

@@ -208,3 +208,33 @@ async fn overlapping_sweeps_queue_a_stuck_run_once() {
     let sent: Vec<Message> = h.queue.take_all().await.into_iter().map(|(_, m)| m).collect();
     assert_eq!(sent, [Message::StartRun { run_uuid: run }]);
 }
+
+#[tokio::test]
+async fn a_healthy_run_found_due_is_rescheduled_not_queued() {
+    let server = BlockServer::start().await;
+    server.script("slow", vec![Reply::status(200).after(120_000)]);
+    let h = Harness::new().await;
+    let run = h.run(json!([http(&server, "slow", &[])]), false).await;
+    step(&h).await; // StartRun
+    let taken = h.queue.take_all().await;
+    let [(_, message)] = &taken[..] else { panic!("one RunBlock: {taken:?}") };
+    let (worker, m) = (h.worker.clone(), message.clone());
+    let call = tokio::spawn(async move { worker.handle(&m).await });
+    until_claimed(&h, run, 0, 1).await;
+
+    // The trigger's wake time (created + 60 s) passes while the call, and its 90 s lease, go on: the
+    // sweep reads the run, sees its lease holds, and moves its wake time to the lease's end + grace.
+    h.clock.advance(chrono::Duration::seconds(70));
+    let shard = kickoff::store::wake_shard(run);
+    let report = kickoff::scheduler::sweep(&h.app, shard).await.expect("sweep");
+    assert_eq!((report.due, report.rescheduled, report.queued), (1, 1, 0), "{report:?}");
+    assert!(h.queue.take_all().await.is_empty(), "nothing sent");
+    let report = kickoff::scheduler::sweep(&h.app, shard).await.expect("sweep");
+    assert_eq!(report.due, 0, "not due again until the lease's end + grace");
+    let wake = h.app.store.get_run(run).await.expect("get").expect("run").value.run.wake_at.expect("wake");
+    let lease = h.app.store.get_run(run).await.expect("get").expect("run").value.blocks[0]
+        .lease_until
+        .expect("lease");
+    assert_eq!(wake.timestamp(), (lease + chrono::Duration::seconds(60)).timestamp());
+    call.abort();
+}

@@ -3,14 +3,17 @@
 //!
 //! Today the tick is the **sweep** of SPEC §5, the backstop of the worker's invariant — *every unfinished
 //! run always has a queue message on its way that will advance it, or the sweep will find it*. Every
-//! unfinished run is in the wake index (`store::wake`) under the time by which a message should have
-//! looked at it, plus a grace period (`worker::plan::wake_at`): an `initial` run whose `StartRun` was
-//! never sent, an attempt whose lease ran out with no re-check arriving, an accepted block whose callback
-//! deadline passed unchecked, a backoff wait that was due. The sweep takes what is due from one shard of
-//! the index (one `Query`), claims each run with a conditional write that moves its wake time
-//! [`RESWEEP_S`] on (so overlapping ticks queue a run once), and sends it a `StartRun`, which looks at the
-//! whole run (`worker::plan::reconcile`) and writes its next wake time. If that message is lost too, the
-//! run is due again after [`RESWEEP_S`].
+//! unfinished run is in the wake index (`store::wake`) under a time by which a message should have looked
+//! at it (`worker::plan::wake_at`; never later than the state needs, sometimes earlier, to spare index
+//! writes). The sweep takes what is due from one shard of the index (one `Query`) and reads each run
+//! found: if the state shows that nothing it waited for is overdue (`worker::plan::needed_wake` is still
+//! ahead: a long call's lease holds, a callback's deadline has not come), it moves the run's wake time
+//! there and sends nothing. Otherwise the run is stuck — an `initial` run whose `StartRun` was never sent,
+//! an attempt whose lease ran out with no re-check arriving, an accepted block whose callback deadline
+//! passed unchecked, a backoff wait that was due — and the sweep claims it by moving its wake time
+//! [`RESWEEP_S`] on with a conditional write (so overlapping ticks queue it once) and sends it a
+//! `StartRun`, which looks at the whole run (`worker::plan::reconcile`) and writes its next wake time. If
+//! that message is lost too, the run is due again after [`RESWEEP_S`].
 //!
 //! Shards are swept in turn, one per tick (`tick_time / interval mod 8`), so a sweep that finds nothing
 //! costs one `Query`, and a stuck run is found at most 8 ticks after it became due.
@@ -26,6 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::queue::Message;
 use crate::store::{DueRun, WAKE_SHARDS};
+use crate::worker::plan;
 use crate::{App, Error, Result};
 
 /// How long a run the sweep queued waits before the sweep may queue it again.
@@ -44,9 +48,11 @@ const PARALLEL: usize = 32;
 pub struct TickReport {
     /// The wake shard swept.
     pub shard: u8,
-    /// Runs found due.
+    /// Runs found due in the index.
     pub due: usize,
-    /// Runs this tick claimed and queued (others were claimed by an overlapping tick, or moved on).
+    /// Of those, runs that were not stuck (a message is still to come): their wake time was moved.
+    pub rescheduled: usize,
+    /// Stuck runs this tick claimed and queued (others were claimed by an overlapping tick, or moved on).
     pub queued: usize,
 }
 
@@ -75,14 +81,15 @@ pub async fn sweep(app: &App, shard: u8) -> Result<TickReport> {
             let (app, limit) = (app.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.map_err(Error::internal)?;
-                requeue(&app, &run, now).await
+                look(&app, &run, now).await
             });
         }
         while let Some(done) = tasks.join_next().await {
             match done.map_err(Error::internal)? {
-                Ok(true) => report.queued += 1,
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "sweep: a run could not be queued; it stays due"),
+                Ok(Look::Queued) => report.queued += 1,
+                Ok(Look::Rescheduled) => report.rescheduled += 1,
+                Ok(Look::Passed) => {}
+                Err(e) => tracing::error!(error = %e, "sweep: a run could not be looked at; it stays due"),
             }
         }
         if found < PAGE {
@@ -90,20 +97,37 @@ pub async fn sweep(app: &App, shard: u8) -> Result<TickReport> {
         }
     }
     if report.due > 0 {
-        tracing::info!(shard, due = report.due, queued = report.queued, "sweep queued stuck runs");
+        let (due, rescheduled, queued) = (report.due, report.rescheduled, report.queued);
+        tracing::info!(shard, due, rescheduled, queued, "sweep done");
     }
     Ok(report)
 }
 
-/// Claims one due run and sends it a `StartRun`; `false` if another sweep (or the run's progress) got
-/// there first.
-async fn requeue(app: &App, run: &DueRun, now: DateTime<Utc>) -> Result<bool> {
-    if !app.store.claim_due_run(run, now + Duration::seconds(RESWEEP_S)).await? {
-        return Ok(false);
+/// What the sweep did with one run it found due.
+enum Look {
+    /// Stuck: claimed and sent a `StartRun`.
+    Queued,
+    /// A message is still to come: its wake time was moved to when one is overdue.
+    Rescheduled,
+    /// Another sweep, or the run's own progress, moved it first (or it has gone).
+    Passed,
+}
+
+/// Reads one due run and queues it if it is stuck (see the module's docs).
+async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
+    let Some((run, blocks)) = app.store.run_state(due.uuid).await? else { return Ok(Look::Passed) };
+    let blocks: Vec<_> = blocks.into_iter().map(|(_, b)| b.value).collect();
+    let Some(needed) = plan::needed_wake(&run.value, &blocks) else { return Ok(Look::Passed) };
+    if needed > now {
+        let moved = app.store.claim_due_run(due, needed).await?;
+        return Ok(if moved { Look::Rescheduled } else { Look::Passed });
     }
-    tracing::warn!(run_uuid = %run.uuid, wake = %run.wake, "sweep: no message looked at the run in time; queueing it");
-    app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await?;
-    Ok(true)
+    if !app.store.claim_due_run(due, now + Duration::seconds(RESWEEP_S)).await? {
+        return Ok(Look::Passed);
+    }
+    tracing::warn!(run_uuid = %due.uuid, wake = %due.wake, "sweep: no message looked at the run in time; queueing it");
+    app.queue.send(&Message::StartRun { run_uuid: due.uuid }).await?;
+    Ok(Look::Queued)
 }
 
 /// The embedded server's tick: every `interval_s` seconds, on the multiples of the interval, until

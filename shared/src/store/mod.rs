@@ -50,8 +50,9 @@
 //!   writes/s over 8 shards: ~250 per partition (DynamoDB allows 1,000).
 //! - Sweep (each scheduler tick, one shard): one `Query` of `GSI2` partition `WAKE#<shard>` with
 //!   `GSI2SK <= now`, `Limit` 500 (an empty sweep is that one request, 0.5 read units); then per due run
-//!   one conditional `UpdateItem` of its wake key (the claim that makes overlapping ticks queue it once)
-//!   and one `SendMessage`. Cost grows with the stuck runs found, never with history.
+//!   one `Query` of its partition (is it stuck, or was its wake time early?) and one conditional
+//!   `UpdateItem` of its wake key (the claim that makes overlapping ticks queue it once), and for a stuck
+//!   run one `SendMessage`. Cost grows with the runs found due, never with history.
 //! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`): one
 //!   `Query` of the view's partition, which is already ordered (`execution_date` desc, then `id` desc, by
 //!   reading it backwards). The entries are about 200 bytes, so the query costs one read unit per ~20 runs

@@ -9,7 +9,8 @@
 //! twice in all (created, removed), so 1,000 triggers/s put about 2,000 small index writes/s on the
 //! index, 250 per shard, under DynamoDB's 1,000 write units/s per partition with room for the moves of
 //! longer runs (at most one per run per ~90 s). Each tick sweeps one shard, in turn (see `scheduler`),
-//! so a sweep that finds nothing costs one `Query`.
+//! so a sweep that finds nothing costs one `Query`. A wake time may be early (the state did not need
+//! it yet); the sweep then reads the run and moves it, without queueing anything.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use uuid::Uuid;
@@ -65,9 +66,9 @@ impl Store {
             .collect()
     }
 
-    /// Claims a due run for one re-queue: moves its wake time to `next` if it is still the one the
-    /// sweep saw (one conditional `UpdateItem`). `false` if another sweep, or the run's own progress,
-    /// moved it first — so however many ticks overlap, a run is queued once per wake.
+    /// Claims a due run: moves its wake time to `next` if it is still the one the sweep saw (one
+    /// conditional `UpdateItem`). `false` if another sweep, or the run's own progress, moved it first —
+    /// so however many ticks overlap, a run is queued once per wake.
     pub async fn claim_due_run(&self, due: &DueRun, next: DateTime<Utc>) -> Result<bool> {
         match self.table.move_wake(&format!("RUN#{}", due.uuid), "RUN", &due.wake, &wake_key(next)).await {
             Ok(()) => Ok(true),

@@ -47,22 +47,24 @@ const LATE_S: i64 = 120;
 /// …and this much earlier before it is moved later.
 const EARLY_S: i64 = 600;
 
-/// When the run must be looked at if no message comes: when the first message it waits for is due
-/// (a queued block's dispatch or retry, a claimed attempt's lease end, an accepted attempt's callback
-/// deadline; now for an `initial` run's start), plus [`GRACE_S`]. `None` for a finished run.
-pub fn needed_wake(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// When the run must be looked at if no message comes: when the first message it waits for was due
+/// (a queued block's dispatch, at its queueing or at its backoff's end; a claimed attempt's lease end;
+/// an accepted attempt's callback deadline; the run's `StartRun`, at its last write, when nothing else
+/// is in flight — an `initial` run's creation), plus [`GRACE_S`]. In the past means stuck: nothing that
+/// was due came. `None` for a finished run.
+pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
     if run.status.is_finished() {
         return None;
     }
     let first = blocks
         .iter()
         .filter_map(|b| match b.status {
-            BlockRunStatus::Queued => Some(b.not_before.unwrap_or(now)),
+            BlockRunStatus::Queued => Some(b.not_before.unwrap_or(b.updated)),
             BlockRunStatus::Running => b.lease_until.or(b.callback_deadline),
             _ => None,
         })
         .min()
-        .unwrap_or(now);
+        .unwrap_or(run.updated);
     Some((first + Duration::seconds(GRACE_S)).trunc_subsecs(0))
 }
 
@@ -76,7 +78,7 @@ pub fn wake_at(
     blocks: &[BlockRun],
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let needed = needed_wake(run, blocks, now)?;
+    let needed = needed_wake(run, blocks)?;
     match current {
         Some(w)
             if w >= now + Duration::seconds(REFRESH_S)
@@ -512,5 +514,90 @@ mod tests {
             ]
         );
         assert_eq!(run.status, RunStatus::Running);
+    }
+
+    #[test]
+    fn the_wake_time_follows_what_the_run_waits_for_and_seldom_moves() {
+        let (mut run, mut blocks, dag) = diamond();
+        let t0 = run.updated;
+        let secs = |s: i64| (t0 + Duration::seconds(s)).trunc_subsecs(0);
+        run.status = RunStatus::Initial;
+        assert_eq!(needed_wake(&run, &blocks), Some(secs(GRACE_S)), "initial: its StartRun, plus grace");
+        let first = wake_at(None, &run, &blocks, t0);
+        assert_eq!(first, Some(secs(GRACE_S)));
+
+        // Started, a queued: kept (close enough); a claimed with a 90 s lease: still kept.
+        run.status = RunStatus::Running;
+        advance(&mut run, &mut blocks, &dag, t0);
+        assert_eq!(wake_at(first, &run, &blocks, t0), first);
+        blocks[0].status = BlockRunStatus::Running;
+        blocks[0].attempts = 1;
+        blocks[0].lease_until = Some(t0 + Duration::seconds(90));
+        assert_eq!(needed_wake(&run, &blocks), Some(secs(90 + GRACE_S)));
+        assert_eq!(wake_at(first, &run, &blocks, t0), first, "earlier than needed is fine: no index write");
+        // About to fire: moved on to what the state needs.
+        let later = t0 + Duration::seconds(45);
+        assert_eq!(wake_at(first, &run, &blocks, later), Some(secs(90 + GRACE_S)));
+        // Far later than needed (a claimed run woken by the sweep): moved earlier.
+        let claimed = Some(t0 + Duration::seconds(3600));
+        assert_eq!(wake_at(claimed, &run, &blocks, t0), Some(secs(90 + GRACE_S)));
+        // A lease long past: the needed time is past too — the run is stuck, due at once.
+        blocks[0].lease_until = Some(t0 - Duration::seconds(300));
+        assert_eq!(needed_wake(&run, &blocks), Some(secs(-300 + GRACE_S)));
+        assert_eq!(wake_at(first, &run, &blocks, t0), Some(secs(-300 + GRACE_S)));
+        // Finished: out of the index.
+        run.status = RunStatus::Completed;
+        assert_eq!(wake_at(first, &run, &blocks, t0), None);
+    }
+
+    #[test]
+    fn follow_ups_resend_only_what_the_attempt_asked_for() {
+        let (mut run, mut blocks, dag) = diamond();
+        let now = Utc::now();
+        advance(&mut run, &mut blocks, &dag, now);
+        // Claimed under a lease: a re-check at the lease's end.
+        blocks[0].status = BlockRunStatus::Running;
+        blocks[0].attempts = 1;
+        blocks[0].lease_until = Some(now + Duration::seconds(90));
+        let s = followups(&run, &blocks, &dag, 0, 1, now);
+        assert_eq!((names(&s), s[0].delay_s), (vec!["a#1".to_string()], 90));
+        assert!(followups(&run, &blocks, &dag, 0, 2, now).is_empty(), "another attempt's message");
+        // Completed, b and c queued: their dispatch, not d's (still initial) nor anything twice.
+        blocks[0].lease_until = None;
+        complete(&mut run, &mut blocks, &dag, 0, None, now);
+        assert_eq!(names(&followups(&run, &blocks, &dag, 0, 1, now)), ["b#1", "c#1"]);
+        blocks[1].status = BlockRunStatus::Running;
+        blocks[1].attempts = 1;
+        assert_eq!(names(&followups(&run, &blocks, &dag, 0, 1, now)), ["c#1"], "b was claimed already");
+    }
+
+    #[test]
+    fn reconcile_starts_gives_up_expired_leases_and_fails_overdue_callbacks() {
+        let (mut run, mut blocks, mut dag) = diamond();
+        dag[1].retries = 1;
+        dag[1].delay_s = 0;
+        let now = Utc::now();
+        run.status = RunStatus::Initial;
+        reconcile(&mut run, &mut blocks, &dag, now);
+        assert_eq!((run.status, blocks[0].status), (RunStatus::Running, BlockRunStatus::Queued));
+        assert_eq!(names(&pending(&run, &blocks, now)), ["a#1"]);
+
+        blocks[0].status = BlockRunStatus::Completed;
+        advance(&mut run, &mut blocks, &dag, now);
+        for (i, b) in blocks.iter_mut().enumerate().take(3).skip(1) {
+            b.status = BlockRunStatus::Running;
+            b.attempts = 1;
+            if i == 1 {
+                b.callback_deadline = Some(now - Duration::seconds(1));
+            } else {
+                b.lease_until = Some(now - Duration::seconds(1));
+            }
+        }
+        reconcile(&mut run, &mut blocks, &dag, now);
+        assert_eq!(blocks[1].status, BlockRunStatus::Queued, "overdue callback: a failed attempt, retried");
+        assert_eq!(blocks[1].failures, 1);
+        assert_eq!(blocks[2].status, BlockRunStatus::Queued, "expired lease: given up");
+        assert_eq!(blocks[2].failures, 0, "a lost attempt is not a failure");
+        assert_eq!(names(&pending(&run, &blocks, now)), ["b#2", "c#2"]);
     }
 }
