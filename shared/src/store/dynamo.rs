@@ -45,20 +45,17 @@ impl DynamoTable {
         let key = |name: &str, kind: KeyType| {
             KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(Error::internal)
         };
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(INDEX_NAME)
-            .key_schema(key(INDEX_PARTITION_KEY, KeyType::Hash)?)
-            .key_schema(key(INDEX_SORT_KEY, KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
-            .build()
-            .map_err(Error::internal)?;
-        let wake = GlobalSecondaryIndex::builder()
-            .index_name(WAKE_INDEX_NAME)
-            .key_schema(key(WAKE_PARTITION_KEY, KeyType::Hash)?)
-            .key_schema(key(WAKE_SORT_KEY, KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
-            .build()
-            .map_err(Error::internal)?;
+        let gsi = |name: &str, pk: &str, sk: &str, projection: ProjectionType| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(projection).build())
+                .build()
+                .map_err(Error::internal)
+        };
+        let index = gsi(INDEX_NAME, INDEX_PARTITION_KEY, INDEX_SORT_KEY, ProjectionType::All)?;
+        let wake = gsi(WAKE_INDEX_NAME, WAKE_PARTITION_KEY, WAKE_SORT_KEY, ProjectionType::KeysOnly)?;
         self.client
             .create_table()
             .table_name(&self.table)
