@@ -150,18 +150,12 @@ pub fn followups(
     }
     match b.status {
         BlockRunStatus::Running => recheck(run, b, now).into_iter().collect(),
-        BlockRunStatus::Queued => {
-            vec![run_block(run, b, b.not_before.map_or(0, |t| secs_until(t, now)))]
-        }
+        BlockRunStatus::Queued => vec![dispatch(run, b, now)],
         BlockRunStatus::Completed => dag
             .iter()
             .enumerate()
-            .filter(|(j, d)| {
-                d.upstream.contains(&dag[i].name)
-                    && blocks[*j].status == BlockRunStatus::Queued
-                    && blocks[*j].attempts == 0
-            })
-            .map(|(j, _)| run_block(run, &blocks[j], 0))
+            .filter(|(j, d)| d.upstream.contains(&dag[i].name) && blocks[*j].status == BlockRunStatus::Queued)
+            .map(|(j, _)| dispatch(run, &blocks[j], now))
             .collect(),
         _ => Vec::new(),
     }
@@ -294,11 +288,16 @@ pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> 
     blocks
         .iter()
         .filter_map(|b| match b.status {
-            BlockRunStatus::Queued => Some(run_block(run, b, b.not_before.map_or(0, |t| secs_until(t, now)))),
+            BlockRunStatus::Queued => Some(dispatch(run, b, now)),
             BlockRunStatus::Running => recheck(run, b, now),
             _ => None,
         })
         .collect()
+}
+
+/// The `RunBlock` of a queued block's next attempt, delayed to the end of its backoff if it has one.
+fn dispatch(run: &Run, b: &BlockRun, now: DateTime<Utc>) -> Send {
+    run_block(run, b, b.not_before.map_or(0, |t| secs_until(t, now)))
 }
 
 /// The message that looks at a claimed attempt when its lease ends (`RunBlock` of the same attempt:
