@@ -59,6 +59,27 @@ async fn claimed_then_killed(h: &Harness, server: &BlockServer, block: &str) -> 
     (run, message.clone())
 }
 
+/// A run of one block (with `settings` merged in) whose first attempt answers `first` and the second
+/// 200: its `StartRun` and first attempt are delivered, then every message it left is lost.
+async fn one_attempt_then_lose_messages(
+    h: &Harness,
+    server: &BlockServer,
+    name: &str,
+    first: Reply,
+    settings: Value,
+) -> Uuid {
+    server.script(name, vec![first, Reply::status(200)]);
+    let mut block = http(server, name, &[]);
+    for (k, v) in settings.as_object().expect("settings object") {
+        block[k] = v.clone();
+    }
+    let run = h.run(json!([block]), false).await;
+    step(h).await; // StartRun
+    step(h).await; // RunBlock: the first attempt
+    h.queue.take_all().await;
+    run
+}
+
 #[tokio::test]
 async fn a_message_redelivered_while_its_lease_holds_has_the_run_looked_at_when_the_lease_ends() {
     let server = BlockServer::start().await;
@@ -160,28 +181,28 @@ async fn the_sweep_finds_an_expired_lease_an_overdue_callback_and_a_due_backoff_
     h.queue.take_all().await;
 
     // 2. An accepted (202) attempt whose callback never comes, and whose deadline check is lost.
-    server.script("accepted", vec![Reply::status(202), Reply::status(200)]);
-    let mut block = http(&server, "accepted", &[]);
-    block["timeout_s"] = json!(5);
-    block["retries"] = json!(1);
-    let callback_run = h.run(json!([block]), false).await;
-    step(&h).await; // StartRun
-    step(&h).await; // RunBlock: 202
+    let callback_run = one_attempt_then_lose_messages(
+        &h,
+        &server,
+        "accepted",
+        Reply::status(202),
+        json!({"timeout_s": 5, "retries": 1}),
+    )
+    .await;
     let d = h.app.store.get_run(callback_run).await.expect("get").expect("run").value;
     assert!(d.blocks[0].callback_deadline.is_some(), "waiting for its callback");
-    h.queue.take_all().await;
 
     // 3. A failed attempt waiting out its backoff, whose retry message is lost.
-    server.script("flaky", vec![Reply::status(500), Reply::status(200)]);
-    let mut block = http(&server, "flaky", &[]);
-    block["retries"] = json!(1);
-    block["delay_s"] = json!(5);
-    let backoff_run = h.run(json!([block]), false).await;
-    step(&h).await; // StartRun
-    step(&h).await; // RunBlock: 500
+    let backoff_run = one_attempt_then_lose_messages(
+        &h,
+        &server,
+        "flaky",
+        Reply::status(500),
+        json!({"retries": 1, "delay_s": 5}),
+    )
+    .await;
     let d = h.app.store.get_run(backoff_run).await.expect("get").expect("run").value;
     assert!(d.blocks[0].not_before.is_some(), "waiting out its backoff");
-    h.queue.take_all().await;
 
     assert_eq!(h.tick_every_shard().await, 0, "nothing is overdue yet");
     h.clock.advance(chrono::Duration::minutes(3));

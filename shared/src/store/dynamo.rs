@@ -3,8 +3,8 @@
 //! A single put is a `PutItem` with a condition expression; several are one `TransactWriteItems`
 //! (all or nothing). Queries page through `LastEvaluatedKey` until done, except the wake index's, which
 //! is one `Query` with a `Limit` (the sweep takes what is due a page at a time). Moving a wake time is
-//! one conditional `UpdateItem`. Reads of one item are strongly
-//! consistent; index queries are eventually consistent, as GSIs are.
+//! one conditional `UpdateItem`. Reads of one item are strongly consistent; index queries are
+//! eventually consistent, as GSIs are.
 
 use std::collections::HashMap;
 
@@ -97,30 +97,16 @@ impl DynamoTable {
     }
 
     fn from_attributes(m: &HashMap<String, AttributeValue>) -> Result<Item> {
-        let s = |name: &str| -> Result<String> {
-            m.get(name)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .ok_or_else(|| Error::Internal(format!("item without string attribute {name}")))
-        };
         let n = |name: &str| -> Option<i64> {
             m.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
         };
-        let index = match (m.get(INDEX_PARTITION_KEY), m.get(INDEX_SORT_KEY)) {
-            (Some(_), Some(_)) => Some((s(INDEX_PARTITION_KEY)?, s(INDEX_SORT_KEY)?)),
-            _ => None,
-        };
-        let wake = match (m.get(WAKE_PARTITION_KEY), m.get(WAKE_SORT_KEY)) {
-            (Some(_), Some(_)) => Some((s(WAKE_PARTITION_KEY)?, s(WAKE_SORT_KEY)?)),
-            _ => None,
-        };
         Ok(Item {
-            pk: s(PARTITION_KEY)?,
-            sk: s(SORT_KEY)?,
-            index,
-            wake,
+            pk: string_attr(m, PARTITION_KEY)?,
+            sk: string_attr(m, SORT_KEY)?,
+            index: key_pair(m, INDEX_PARTITION_KEY, INDEX_SORT_KEY)?,
+            wake: key_pair(m, WAKE_PARTITION_KEY, WAKE_SORT_KEY)?,
             version: n(VERSION_ATTRIBUTE).unwrap_or(0) as u64,
-            doc: s(DOC_ATTRIBUTE)?,
+            doc: string_attr(m, DOC_ATTRIBUTE)?,
             expires_at: n(TTL_ATTRIBUTE),
         })
     }
@@ -236,6 +222,22 @@ impl DynamoTable {
     }
 }
 
+/// A string attribute an item must have.
+fn string_attr(m: &HashMap<String, AttributeValue>, name: &str) -> Result<String> {
+    m.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| Error::Internal(format!("item without string attribute {name}")))
+}
+
+/// An index's key pair, when the item is in that index.
+fn key_pair(m: &HashMap<String, AttributeValue>, pk: &str, sk: &str) -> Result<Option<(String, String)>> {
+    match (m.get(pk), m.get(sk)) {
+        (Some(_), Some(_)) => Ok(Some((string_attr(m, pk)?, string_attr(m, sk)?))),
+        _ => Ok(None),
+    }
+}
+
 /// A single write's result: a failed condition, or another error.
 fn write_outcome<T, E, R>(
     result: std::result::Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
@@ -313,16 +315,14 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        let s = |m: &HashMap<String, AttributeValue>, name: &str| -> Result<String> {
-            m.get(name)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .ok_or_else(|| Error::Internal(format!("wake entry without {name}")))
-        };
         page.items()
             .iter()
             .map(|m| {
-                Ok(WakeEntry { pk: s(m, PARTITION_KEY)?, sk: s(m, SORT_KEY)?, wake: s(m, WAKE_SORT_KEY)? })
+                Ok(WakeEntry {
+                    pk: string_attr(m, PARTITION_KEY)?,
+                    sk: string_attr(m, SORT_KEY)?,
+                    wake: string_attr(m, WAKE_SORT_KEY)?,
+                })
             })
             .collect()
     }
