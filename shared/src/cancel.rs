@@ -1,7 +1,13 @@
-//! Cancelling a run, for both dialects (ZenML `POST /runs/{id}/stop`, Mage `PUT /pipeline_runs/{id}`
-//! with `status: cancelled`): the run becomes `cancelled` and its blocks not yet started do too, in one
-//! conditional transaction. A running block keeps running; its result is recorded but changes nothing.
+//! Ending a run from outside the worker, in one conditional transaction of the run and the blocks that
+//! change:
+//! - **cancel**, for both dialects (ZenML `POST /runs/{id}/stop`, Mage `PUT /pipeline_runs/{id}` with
+//!   `status: cancelled`): the run becomes `cancelled` and its blocks not yet started do too. A running
+//!   block keeps running; its result is recorded but changes nothing.
+//! - **time-out**, by the scheduler tick's sweep (SPEC §6): a run past its `timeout` ends with its
+//!   `timeout_status`, its blocks not yet started and its running blocks `cancelled`.
 
+use chrono::{DateTime, Utc};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::run::RunDetail;
@@ -11,6 +17,34 @@ use crate::{App, Error, Result};
 
 /// Cancels an unfinished run; 409 if it has finished, 404 if there is none.
 pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
+    match end_run(app, uuid, None).await? {
+        Ended::Now(detail) => {
+            tracing::info!(run_uuid = %uuid, "run cancelled");
+            Ok(detail)
+        }
+        Ended::Before(status) => {
+            Err(Error::Conflict(format!("the run is {} and cannot be cancelled", status.as_mage())))
+        }
+    }
+}
+
+/// Ends a run that is past its `timeout` (as of `now`) with its `timeout_status`; `false` if it had
+/// finished, has gone, or is not past its time-out after all.
+pub async fn time_out(app: &App, uuid: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    let ended = end_run(app, uuid, Some(now)).await?;
+    if let Ended::Now(d) = &ended {
+        tracing::warn!(run_uuid = %uuid, status = d.run.status.as_mage(), "run timed out");
+    }
+    Ok(matches!(ended, Ended::Now(_)))
+}
+
+enum Ended {
+    Now(RunDetail),
+    Before(RunStatus),
+}
+
+/// Cancels the run (`timeout: None`), or times it out if it is past its time-out at `timeout`.
+async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Result<Ended> {
     for _ in 0..5 {
         let (current, blocks) = app
             .store
@@ -19,17 +53,31 @@ pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
             .ok_or_else(|| Error::NotFound(format!("No run with id {uuid}")))?;
         let status = current.value.status;
         if status.is_finished() {
-            return Err(Error::Conflict(format!("the run is {} and cannot be cancelled", status.as_mage())));
+            return Ok(Ended::Before(status));
         }
         let now = app.clock.now();
         let mut run = current.value;
-        run.status = RunStatus::Cancelled;
-        run.updated = now;
+        let mut ending = vec![BlockRunStatus::Initial, BlockRunStatus::Queued];
+        if let Some(at) = timeout {
+            let Some(deadline) = run.timeout_deadline().filter(|d| *d <= at) else {
+                return Ok(Ended::Before(status));
+            };
+            ending.push(BlockRunStatus::Running);
+            let timeout_s = (deadline - run.started_at.unwrap_or(deadline)).num_seconds();
+            run.metrics = Some(json!({ "error": format!("the run timed out after {timeout_s}s") }));
+            run.finish(run.deadlines.timeout_status.unwrap_or(RunStatus::Failed), now);
+        } else {
+            run.status = RunStatus::Cancelled;
+            run.updated = now;
+        }
         let mut all = Vec::with_capacity(blocks.len());
         let mut changed = Vec::new();
         for (i, mut b) in blocks {
-            if matches!(b.value.status, BlockRunStatus::Initial | BlockRunStatus::Queued) {
+            if ending.contains(&b.value.status) {
                 b.value.status = BlockRunStatus::Cancelled;
+                b.value.lease_until = None;
+                b.value.callback_hash = None;
+                b.value.callback_deadline = None;
                 b.value.updated = now;
                 changed.push((i, b.clone()));
             }
@@ -37,8 +85,7 @@ pub async fn cancel_run(app: &App, uuid: Uuid) -> Result<RunDetail> {
         }
         let run = Versioned { value: run, version: current.version };
         if app.store.update_run_and_blocks(&run, true, &changed).await? {
-            tracing::info!(run_uuid = %uuid, "run cancelled");
-            return Ok(RunDetail { run: run.value, blocks: all });
+            return Ok(Ended::Now(RunDetail { run: run.value, blocks: all }));
         }
     }
     Err(Error::Conflict("the run is changing; try again".into()))

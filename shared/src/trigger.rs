@@ -20,9 +20,10 @@ use crate::clock::hex;
 use crate::clock::{block_run_id, new_int_id};
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
-use crate::domain::{BlockRun, Build, Run, RunStatus};
+use crate::domain::run::Deadlines;
+use crate::domain::{BlockRun, Build, Run, RunStatus, Schedule};
 use crate::queue::Message;
-use crate::store::{CreateOutcome, IdempotencyRecord};
+use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord};
 use crate::{App, Error, Result};
 
 /// An `Idempotency-Key` with what it is scoped to and the request it came with.
@@ -67,6 +68,31 @@ pub struct RunOptions {
     pub idempotency: Option<Idempotency>,
     /// From the schedule's settings.
     pub allow_blocks_to_fail: bool,
+    /// From the schedule: `sla` and the `timeout` settings.
+    pub deadlines: Deadlines,
+    pub backfill_id: Option<i64>,
+    /// A time schedule's fire (SPEC §6): the schedule moved past this run's execution date and the
+    /// version it was read at, written in the run's transaction with the claim of that fire time.
+    pub fire: Option<(Schedule, u64)>,
+}
+
+impl RunOptions {
+    /// What a run of `schedule` takes from it: its id, variables, `allow_blocks_to_fail`, `sla` and
+    /// `timeout`.
+    pub fn of_schedule(schedule: &Schedule) -> Result<RunOptions> {
+        let settings = &schedule.settings;
+        Ok(RunOptions {
+            schedule_id: Some(schedule.id),
+            variables: Some(Value::Object(schedule.variables.clone())),
+            allow_blocks_to_fail: settings.allow_blocks_to_fail.unwrap_or(false),
+            deadlines: Deadlines {
+                sla_s: schedule.sla,
+                timeout_s: settings.timeout,
+                timeout_status: settings.timeout.map(|_| settings.timeout_status()).transpose()?,
+            },
+            ..RunOptions::default()
+        })
+    }
 }
 
 fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
@@ -90,7 +116,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         pipeline_name: build.pipeline_name.clone(),
         pipeline_version: build.pipeline_version.clone(),
         schedule_id: opts.schedule_id,
-        backfill_id: None,
+        backfill_id: opts.backfill_id,
         status: RunStatus::Initial,
         execution_date: opts.execution_date.unwrap_or(now),
         variables: opts.variables,
@@ -99,6 +125,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         passed_sla: false,
         metrics: None,
         allow_blocks_to_fail: opts.allow_blocks_to_fail,
+        deadlines: opts.deadlines,
         started_at: None,
         completed_at: None,
         created: now,
@@ -123,10 +150,14 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         run_uuid: uuid,
         created: now,
     });
+    let with = CreateWith { idempotency: record.as_ref(), fire: opts.fire.as_ref().map(|(s, v)| (s, *v)) };
     let outcome = app
         .store
-        .create_run(&mut run, &mut blocks, record.as_ref(), |r, b| renumber(r, b, new_int_id(now)))
+        .create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, new_int_id(now)))
         .await?;
+    if outcome == CreateOutcome::Conflict {
+        return Err(Error::Conflict("the schedule changed meanwhile; nothing was written".into()));
+    }
     if let CreateOutcome::Replayed(earlier) = outcome {
         let Some(record) = record else {
             return Err(Error::Internal("a replay without an idempotency key".into()));
@@ -149,8 +180,15 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
     Ok(RunDetail { run, blocks })
 }
 
+/// Writes a new run of a schedule (its build, its settings, `opts` over them) and queues it.
+pub async fn start_schedule_run(app: &App, schedule: &Schedule, opts: RunOptions) -> Result<RunDetail> {
+    let build = build_for_schedule(app, schedule).await?;
+    let config = RunConfig::parse(Map::new(), &build)?;
+    start_run(app, &build, config, opts).await
+}
+
 /// The build a schedule runs: its pinned build, else the newest build of the pipeline's newest version.
-pub async fn build_for_schedule(app: &App, schedule: &crate::domain::Schedule) -> Result<Build> {
+pub async fn build_for_schedule(app: &App, schedule: &Schedule) -> Result<Build> {
     if let Some(id) = schedule.build_id {
         return app
             .store

@@ -73,16 +73,10 @@ impl Harness {
         start_run(&self.app, &build, config, opts).await.expect("trigger").run.uuid
     }
 
-    /// Runs the scheduler tick 8 times, one interval apart, so that every wake shard is swept once; returns
-    /// how many runs the ticks queued.
+    /// Runs the scheduler tick once (it sweeps every wake shard); returns how many runs it queued.
     pub async fn tick_every_shard(&self) -> usize {
         let now = self.app.clock.now();
-        let mut queued = 0;
-        for i in 0..i64::from(kickoff::store::WAKE_SHARDS) {
-            let at = now + chrono::Duration::minutes(i);
-            queued += kickoff::scheduler::tick(&self.app, at, 60).await.expect("tick").queued;
-        }
-        queued
+        kickoff::scheduler::tick(&self.app, now).await.expect("tick").sweep.queued
     }
 
     /// Delivers messages until the run has finished and nothing is left to deliver (or `limit` passes).

@@ -120,7 +120,7 @@ async fn concurrent_idempotent_triggers_make_one_run_on_dynamodb() {
 }
 
 /// The scheduler tick invoked twice at once, on DynamoDB Local and the SQS emulator: each run whose
-/// `StartRun` was lost is queued once; and a sweep that finds nothing costs one DynamoDB request.
+/// `StartRun` was lost is queued once; and a tick that finds nothing costs one DynamoDB query per shard.
 #[tokio::test]
 async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_one_query() {
     use kickoff::clock::ManualClock;
@@ -150,15 +150,10 @@ async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_on
     }
     clock.advance(chrono::Duration::minutes(2));
 
-    // Every tick of 8 minutes (one per shard), each invoked twice at once.
+    // The tick (it sweeps every shard), invoked twice at once.
     let start = app.clock.now();
-    let mut queued = 0;
-    for minute in 0..i64::from(kickoff::store::WAKE_SHARDS) {
-        let at = start + chrono::Duration::minutes(minute);
-        let (a, b) =
-            tokio::join!(kickoff::scheduler::tick(&app, at, 60), kickoff::scheduler::tick(&app, at, 60));
-        queued += a.expect("tick").queued + b.expect("tick").queued;
-    }
+    let (a, b) = tokio::join!(kickoff::scheduler::tick(&app, start), kickoff::scheduler::tick(&app, start));
+    let queued = a.expect("tick").sweep.queued + b.expect("tick").sweep.queued;
     assert_eq!(queued, STUCK, "each stuck run queued by one of the two ticks");
     let mut sent = Vec::new();
     loop {
@@ -175,10 +170,12 @@ async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_on
     sent.sort_by_key(|m| m.run_uuid());
     assert_eq!(sent, expected, "one StartRun per stuck run, none twice");
 
-    // Nothing is due now: a tick costs one query of the wake index, and writes and sends nothing.
+    // Nothing is due now: a tick costs one query per shard of the fire index and of the wake index,
+    // and writes and sends nothing.
     let before = table.requests();
-    let report = kickoff::scheduler::tick(&app, start, 60).await.expect("tick");
-    assert_eq!((report.due, report.queued), (0, 0));
-    assert_eq!(table.requests() - before, 1, "an empty sweep is one DynamoDB request");
+    let report = kickoff::scheduler::tick(&app, start).await.expect("tick");
+    assert_eq!((report.sweep.due, report.sweep.queued, report.fire.due), (0, 0, 0));
+    let shards = usize::from(kickoff::store::WAKE_SHARDS);
+    assert_eq!(table.requests() - before, 2 * shards, "an empty tick is one query per shard");
     assert!(sqs.receive(10, Duration::from_secs(1)).await.expect("receive").is_empty());
 }

@@ -7,6 +7,7 @@ pub mod pipeline;
 pub mod run;
 pub mod run_config;
 pub mod schedule;
+pub mod timetable;
 
 pub use api_key::{ApiKey, Role};
 pub use build::Build;

@@ -122,6 +122,9 @@ pub struct Run {
     /// From the schedule's settings: a failed block fails only its descendants, not the run.
     #[serde(default)]
     pub allow_blocks_to_fail: bool,
+    /// From the schedule: its `sla` and its `timeout` settings.
+    #[serde(default)]
+    pub deadlines: Deadlines,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
@@ -131,6 +134,58 @@ pub struct Run {
     /// document: the store reads and writes it there, and leaves finished runs out of the index.
     #[serde(skip)]
     pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// A run's time limits, copied from its schedule when it is made (SPEC §6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// Seconds after `execution_date` by which the run should have finished; past it, unfinished, the
+    /// run is `passed_sla`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_s: Option<u64>,
+    /// Seconds after the run started after which it is ended with `timeout_status` and its running
+    /// blocks cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_status: Option<RunStatus>,
+}
+
+fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    t + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000).min(100 * 365 * 86_400))
+}
+
+impl Run {
+    /// When an unfinished run misses its SLA, unless it has already been marked.
+    pub fn sla_deadline(&self) -> Option<DateTime<Utc>> {
+        if self.passed_sla {
+            return None;
+        }
+        self.deadlines.sla_s.map(|s| plus_secs(self.execution_date, s))
+    }
+
+    /// Ends the run with `status` at `now`; a run that ends after its SLA deadline has passed it.
+    pub fn finish(&mut self, status: RunStatus, now: DateTime<Utc>) {
+        if self.sla_deadline().is_some_and(|d| d < now) {
+            self.passed_sla = true;
+        }
+        self.status = status;
+        self.completed_at = Some(now);
+        self.updated = now;
+    }
+
+    /// The first of the SLA and time-out deadlines still to come for an unfinished run.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        if self.status.is_finished() {
+            return None;
+        }
+        [self.sla_deadline(), self.timeout_deadline()].into_iter().flatten().min()
+    }
+
+    /// When a started run times out.
+    pub fn timeout_deadline(&self) -> Option<DateTime<Utc>> {
+        Some(plus_secs(self.started_at?, self.deadlines.timeout_s?))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

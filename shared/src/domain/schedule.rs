@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::timetable::{self, Timetable};
+use super::RunStatus;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +43,8 @@ impl ScheduleStatus {
     }
 }
 
-/// `settings` of a schedule, as Mage names them.
+/// `settings` of a schedule, as Mage names them. `timeout_status` is `failed` (the default) or
+/// `cancelled`; `pipeline_run_limit` is at least 1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
@@ -58,6 +61,30 @@ pub struct ScheduleSettings {
     pub timeout_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_initial_pipeline_run: Option<bool>,
+}
+
+impl ScheduleSettings {
+    fn validate(&self) -> Result<()> {
+        if self.pipeline_run_limit == Some(0) {
+            return Err(Error::Unprocessable("settings.pipeline_run_limit: at least 1".into()));
+        }
+        if self.timeout == Some(0) {
+            return Err(Error::Unprocessable("settings.timeout: at least 1 second".into()));
+        }
+        self.timeout_status()?;
+        Ok(())
+    }
+
+    /// What a run past `timeout` ends as.
+    pub fn timeout_status(&self) -> Result<RunStatus> {
+        match self.timeout_status.as_deref() {
+            None | Some("failed") => Ok(RunStatus::Failed),
+            Some("cancelled") => Ok(RunStatus::Cancelled),
+            Some(other) => Err(Error::Unprocessable(format!(
+                "settings.timeout_status: {other:?} is not \"failed\" or \"cancelled\""
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +106,9 @@ pub struct Schedule {
     pub settings: ScheduleSettings,
     pub token: String,
     pub last_enabled_at: Option<DateTime<Utc>>,
+    /// When an active `time` schedule fires next (Mage's `next_pipeline_run_date`); `None` otherwise.
+    #[serde(default)]
+    pub next_run_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -103,26 +133,6 @@ pub struct ScheduleFields {
     pub rotate_token: bool,
 }
 
-/// `@once`, `@hourly`, `@daily`, `@weekly`, `@monthly`, or five cron fields of `0-9 * , - /`
-/// (with names of months and weekdays).
-pub fn validate_interval(interval: &str) -> Result<()> {
-    if matches!(interval, "@once" | "@hourly" | "@daily" | "@weekly" | "@monthly") {
-        return Ok(());
-    }
-    let fields: Vec<&str> = interval.split_whitespace().collect();
-    let ok = fields.len() == 5
-        && fields
-            .iter()
-            .all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/')));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Unprocessable(format!(
-            "schedule_interval: {interval:?} is not @once, @hourly, @daily, @weekly, @monthly or a 5-field cron expression"
-        )))
-    }
-}
-
 /// Times as Mage sends them: ISO 8601 with or without an offset (UTC when none), or with a space.
 pub fn parse_datetime(field: &str, value: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
@@ -142,19 +152,6 @@ pub fn parse_datetime(field: &str, value: &str) -> Result<DateTime<Utc>> {
         }
     }
     Err(Error::Unprocessable(format!("{field}: {value:?} is not an ISO 8601 date and time")))
-}
-
-fn validate_timezone(tz: &str) -> Result<()> {
-    // IANA names: Area/Location (e.g. Europe/Berlin), or UTC.
-    let ok = tz == "UTC"
-        || (tz.contains('/')
-            && tz.len() <= 64
-            && tz.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Unprocessable(format!("timezone: {tz:?} is not an IANA time zone name")))
-    }
 }
 
 impl Schedule {
@@ -188,6 +185,7 @@ impl Schedule {
             settings: ScheduleSettings::default(),
             token,
             last_enabled_at: None,
+            next_run_at: None,
             created: now,
             updated: now,
         };
@@ -209,12 +207,18 @@ impl Schedule {
         if let Some(t) = f.schedule_type {
             self.schedule_type = t;
         }
+        // Whether the fire times change: then the next one is worked out again from now.
+        let retime = f.schedule_type.is_some()
+            || f.schedule_interval.is_some()
+            || f.timezone.is_some()
+            || f.start_time.is_some()
+            || f.status == Some(ScheduleStatus::Active) && self.status != ScheduleStatus::Active;
         if let Some(i) = f.schedule_interval {
-            validate_interval(&i)?;
+            timetable::parse_interval(&i)?;
             self.schedule_interval = Some(i);
         }
         if let Some(tz) = f.timezone {
-            validate_timezone(&tz)?;
+            timetable::parse_timezone(&tz)?;
             self.timezone = tz;
         }
         if let Some(t) = f.start_time {
@@ -227,6 +231,7 @@ impl Schedule {
             self.sla = Some(sla);
         }
         if let Some(s) = f.settings {
+            s.validate()?;
             self.settings = s;
         }
         if let Some(b) = f.build_id {
@@ -243,6 +248,35 @@ impl Schedule {
                 "schedule_interval: a time schedule needs an interval (@once, @hourly, … or cron)".into(),
             ));
         }
+        match self.timetable()? {
+            Some(t) if self.status == ScheduleStatus::Active => {
+                if retime || self.next_run_at.is_none() && !t.is_once() {
+                    let initial = self.settings.create_initial_pipeline_run.unwrap_or(false);
+                    self.next_run_at = t.first_fire(self.start_time, now, initial);
+                }
+            }
+            _ => self.next_run_at = None,
+        }
+        self.updated = now;
+        Ok(())
+    }
+
+    /// The interval in the timezone, for a `time` schedule.
+    pub fn timetable(&self) -> Result<Option<Timetable>> {
+        match (&self.schedule_interval, self.schedule_type) {
+            (Some(i), ScheduleType::Time) => Ok(Some(Timetable::new(i, &self.timezone)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Moves the schedule past its fire time `at`: to the next fire time, or, for `@once`, to
+    /// `inactive`.
+    pub fn fired(&mut self, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        let Some(t) = self.timetable()? else { return Ok(()) };
+        self.next_run_at = t.next(at, false);
+        if t.is_once() {
+            self.status = ScheduleStatus::Inactive;
+        }
         self.updated = now;
         Ok(())
     }
@@ -256,16 +290,6 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_are_checked() {
-        for ok in ["@once", "@daily", "*/5 * * * *", "0 9 * * MON-FRI", "0 0 1,15 * *"] {
-            assert!(validate_interval(ok).is_ok(), "{ok}");
-        }
-        for bad in ["@sometimes", "* * *", "* * * * * *", "0 9 * * ;rm"] {
-            assert!(validate_interval(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn datetimes_parse_in_mage_and_iso_forms() {

@@ -5,7 +5,7 @@
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 
-use super::{tick, TickReport, LAMBDA_INTERVAL_S};
+use super::{tick, TickReport};
 use crate::{telemetry, App};
 
 /// The error the scheduler function's `main` returns.
@@ -16,7 +16,7 @@ pub async fn serve() -> Result<(), LambdaError> {
     let app = App::for_lambda().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<CloudWatchEvent>| {
         let app = app.clone();
-        async move { Ok::<TickReport, LambdaError>(tick(&app, event.payload.time, LAMBDA_INTERVAL_S).await?) }
+        async move { Ok::<TickReport, LambdaError>(tick(&app, event.payload.time).await?) }
     }))
     .await
 }

@@ -1,7 +1,8 @@
 //! The scheduler tick (SPEC §5, §6): what the `scheduler` function does each minute when EventBridge
 //! invokes it, and what the embedded server does in-process on the same interval.
 //!
-//! Today the tick is the **sweep** of SPEC §5, the backstop of the worker's invariant — *every unfinished
+//! Each tick first **fires the time schedules** that are due ([`fire`]), then runs the **sweep** of
+//! SPEC §5 over every shard of the wake index, the backstop of the worker's invariant — *every unfinished
 //! run always has a queue message on its way that will advance it, or the sweep will find it*. Every
 //! unfinished run is in the wake index (`store::wake`) under a time by which a message should have looked
 //! at it (`worker::plan::wake_at`; never later than the state needs, sometimes earlier, to spare index
@@ -15,9 +16,14 @@
 //! `StartRun`, which looks at the whole run (`worker::plan::reconcile`) and writes its next wake time. If
 //! that message is lost too, the run is due again after [`RESWEEP_S`].
 //!
-//! Shards are swept in turn, one per tick (`tick_time / interval mod 8`), so a sweep that finds nothing
-//! costs one `Query`, and a stuck run is found at most 8 ticks after it became due.
+//! The same look ends runs past their `timeout` and marks runs past their SLA (`deadline`): their wake
+//! time is never later than those deadlines.
+//!
+//! The 8 wake shards are swept in parallel on every tick, so a sweep that finds nothing costs one
+//! `Query` per shard (8 a minute, about 0.5 read units each), and a stuck run or a deadline is acted on
+//! within a minute of coming due.
 
+pub mod fire;
 pub mod lambda;
 
 use std::sync::Arc;
@@ -46,6 +52,14 @@ const PARALLEL: usize = 32;
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TickReport {
+    pub fire: fire::FireReport,
+    /// The sweep of every wake shard, added up.
+    pub sweep: SweepReport,
+}
+
+/// What the sweep of one wake shard did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepReport {
     /// The wake shard swept.
     pub shard: u8,
     /// Runs found due in the index.
@@ -54,22 +68,37 @@ pub struct TickReport {
     pub rescheduled: usize,
     /// Stuck runs this tick claimed and queued (others were claimed by an overlapping tick, or moved on).
     pub queued: usize,
+    /// Runs ended because they passed their `timeout`.
+    pub timed_out: usize,
+    /// Runs marked `passed_sla`.
+    pub passed_sla: usize,
 }
 
-/// The shard a tick at `tick_time` sweeps when ticks come every `interval_s` seconds.
-pub fn shard_of_tick(tick_time: DateTime<Utc>, interval_s: i64) -> u8 {
-    let n = tick_time.timestamp().div_euclid(interval_s.max(1));
-    u8::try_from(n.rem_euclid(i64::from(WAKE_SHARDS))).unwrap_or(0)
-}
-
-/// One tick at `tick_time` (the scheduled time EventBridge reports, or the embedded server's clock).
-pub async fn tick(app: &App, tick_time: DateTime<Utc>, interval_s: i64) -> Result<TickReport> {
-    sweep(app, shard_of_tick(tick_time, interval_s)).await
+/// One tick. `tick_time` is the scheduled time EventBridge reports (or the embedded server's); what is
+/// due is decided by the app's clock.
+pub async fn tick(app: &App, tick_time: DateTime<Utc>) -> Result<TickReport> {
+    tracing::debug!(%tick_time, "tick");
+    let fired = fire::fire_due(app, app.clock.now()).await?;
+    let mut shards = JoinSet::new();
+    for shard in 0..WAKE_SHARDS {
+        let app = app.clone();
+        shards.spawn(async move { sweep(&app, shard).await });
+    }
+    let mut total = SweepReport::default();
+    while let Some(done) = shards.join_next().await {
+        let r = done.map_err(Error::internal)??;
+        total.due += r.due;
+        total.rescheduled += r.rescheduled;
+        total.queued += r.queued;
+        total.timed_out += r.timed_out;
+        total.passed_sla += r.passed_sla;
+    }
+    Ok(TickReport { fire: fired, sweep: total })
 }
 
 /// Queues the runs of one wake shard that are due now, each once however many sweeps overlap.
-pub async fn sweep(app: &App, shard: u8) -> Result<TickReport> {
-    let mut report = TickReport { shard, ..TickReport::default() };
+pub async fn sweep(app: &App, shard: u8) -> Result<SweepReport> {
+    let mut report = SweepReport { shard, ..SweepReport::default() };
     let limit = Arc::new(Semaphore::new(PARALLEL));
     for _ in 0..MAX_PAGES {
         let now = app.clock.now();
@@ -88,6 +117,8 @@ pub async fn sweep(app: &App, shard: u8) -> Result<TickReport> {
             match done.map_err(Error::internal)? {
                 Ok(Look::Queued) => report.queued += 1,
                 Ok(Look::Rescheduled) => report.rescheduled += 1,
+                Ok(Look::TimedOut) => report.timed_out += 1,
+                Ok(Look::PassedSla) => report.passed_sla += 1,
                 Ok(Look::Passed) => {}
                 Err(e) => tracing::error!(error = %e, "sweep: a run could not be looked at; it stays due"),
             }
@@ -111,18 +142,39 @@ enum Look {
     Rescheduled,
     /// Another sweep, or the run's own progress, moved it first (or it has gone).
     Passed,
+    /// Past its `timeout`: ended with its `timeout_status`.
+    TimedOut,
+    /// Past its SLA: marked `passed_sla`.
+    PassedSla,
 }
 
-/// Reads one due run and queues it if it is stuck (see the module's docs).
+/// Reads one due run: ends it if past its time-out, marks it if past its SLA, and queues it if it is
+/// stuck (see the module's docs).
 async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
     let Some((run, blocks)) = app.store.run_state(due.uuid).await? else { return Ok(Look::Passed) };
+    if run.value.timeout_deadline().is_some_and(|t| t <= now) && !run.value.status.is_finished() {
+        let ended = crate::cancel::time_out(app, due.uuid, now).await?;
+        return Ok(if ended { Look::TimedOut } else { Look::Passed });
+    }
     let blocks: Vec<_> = blocks.into_iter().map(|(_, b)| b.value).collect();
-    let Some(needed) = plan::needed_wake(&run.value, &blocks) else { return Ok(Look::Passed) };
-    if needed > now {
+    if run.value.sla_deadline().is_some_and(|t| t <= now) && !run.value.status.is_finished() {
+        // The write moves the run's wake time too (to what the state needs next).
+        let mut marked = run.clone();
+        marked.value.passed_sla = true;
+        marked.value.wake_at = plan::wake_at(None, &marked.value, &blocks, now);
+        let done = app.store.update_run_and_blocks(&marked, false, &[]).await?;
+        return Ok(if done { Look::PassedSla } else { Look::Passed });
+    }
+    let Some(message) = plan::message_due(&run.value, &blocks) else { return Ok(Look::Passed) };
+    let needed = plan::needed_wake(&run.value, &blocks).unwrap_or(message);
+    if message > now {
         let moved = app.store.claim_due_run(due, needed).await?;
         return Ok(if moved { Look::Rescheduled } else { Look::Passed });
     }
-    if !app.store.claim_due_run(due, now + Duration::seconds(RESWEEP_S)).await? {
+    // Looked at again after RESWEEP_S if that StartRun is lost too, or at its next deadline if sooner.
+    let resweep = now + Duration::seconds(RESWEEP_S);
+    let again = run.value.next_deadline().map_or(resweep, |d| d.min(resweep));
+    if !app.store.claim_due_run(due, again).await? {
         return Ok(Look::Passed);
     }
     tracing::warn!(run_uuid = %due.uuid, wake = %due.wake, "sweep: no message looked at the run in time; queueing it");
@@ -140,25 +192,8 @@ pub async fn run_in_process(app: App, interval_s: i64) {
         let wait_ms = (next * 1000 - now.timestamp_millis()).max(0) as u64;
         tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
         let at = DateTime::<Utc>::from_timestamp(next, 0).unwrap_or_else(|| app.clock.now());
-        if let Err(e) = tick(&app, at, interval).await {
+        if let Err(e) = tick(&app, at).await {
             tracing::error!(error = %e, "scheduler tick failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_sweep_the_shards_in_turn() {
-        let t0 = DateTime::<Utc>::from_timestamp(1_700_000_000 / 60 * 60, 0).unwrap();
-        let shards: Vec<u8> = (0..16).map(|m| shard_of_tick(t0 + Duration::minutes(m), 60)).collect();
-        let mut first: Vec<u8> = shards[..8].to_vec();
-        first.sort();
-        assert_eq!(first, (0..8).collect::<Vec<u8>>(), "8 ticks visit every shard");
-        assert_eq!(shards[..8], shards[8..], "then again in the same order");
-        assert_eq!(shard_of_tick(t0 + Duration::seconds(59), 60), shards[0], "a late tick keeps its minute");
-        assert_eq!(shard_of_tick(t0 + Duration::seconds(3), 1), shard_of_tick(t0 + Duration::seconds(11), 1));
     }
 }

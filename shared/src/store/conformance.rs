@@ -68,6 +68,7 @@ fn run_of(build: &Build, id: i64) -> (Run, Vec<BlockRun>) {
         passed_sla: false,
         metrics: None,
         allow_blocks_to_fail: false,
+        deadlines: Default::default(),
         started_at: None,
         completed_at: None,
         created: now,
@@ -394,6 +395,7 @@ async fn idempotency_race(store: &Store) {
             match outcome {
                 CreateOutcome::Created => run.uuid,
                 CreateOutcome::Replayed(r) => r.run_uuid,
+                CreateOutcome::Conflict => panic!("no fire, no conflict"),
             }
         }));
     }

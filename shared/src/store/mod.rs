@@ -83,7 +83,8 @@ use crate::domain::ApiKey;
 use crate::{Error, Result};
 use table::{Condition, Item, Put, Table, WriteError};
 
-pub use runs::{CreateOutcome, IdempotencyRecord, RunEntry, RunView};
+pub use runs::{CreateOutcome, CreateWith, IdempotencyRecord, RunEntry, RunView};
+pub use schedules::fire_shard;
 pub use wake::{wake_shard, DueRun, WAKE_SHARDS};
 
 /// A value with the version its item had when read; pass it back to update conditionally.

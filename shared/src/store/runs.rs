@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::table::{Condition, Item, Put, WriteError};
 use super::{decode, decode_all, encode, index_sort_key, item, wake, Store, Versioned};
 use crate::domain::run::RunDetail;
-use crate::domain::{BlockRun, Run, RunStatus};
+use crate::domain::{BlockRun, Run, RunStatus, Schedule};
 use crate::{Error, Result};
 
 /// How long an `Idempotency-Key` is remembered.
@@ -78,6 +78,25 @@ pub enum CreateOutcome {
     Created,
     /// The idempotency key was used before (within the window); nothing was written.
     Replayed(IdempotencyRecord),
+    /// A condition of the items written with the run (`CreateWith::fire`) did not hold; nothing was
+    /// written. The caller reads them again and decides.
+    Conflict,
+}
+
+/// What is written in the same transaction as a new run, besides its own items.
+#[derive(Debug, Clone, Default)]
+pub struct CreateWith<'a> {
+    /// The `Idempotency-Key` record (SPEC §4).
+    pub idempotency: Option<&'a IdempotencyRecord>,
+    /// A time schedule's fire (SPEC §6): the claim of `(schedule, the run's execution_date)`, which
+    /// exists once, and the schedule moved past that fire time, conditioned on the version it was
+    /// read at.
+    pub fire: Option<(&'a Schedule, u64)>,
+}
+
+/// The claim of one fire time of one schedule: `FIRED#<schedule id>#<fire time>`.
+fn fire_claim_pk(schedule_id: i64, at: DateTime<Utc>) -> String {
+    format!("FIRED#{schedule_id}#{}", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
 fn entry_sort_key(run: &Run) -> String {
@@ -137,8 +156,22 @@ impl Store {
         run: &mut Run,
         blocks: &mut [BlockRun],
         idempotency: Option<&IdempotencyRecord>,
+        reassign: impl FnMut(&mut Run, &mut [BlockRun]),
+    ) -> Result<CreateOutcome> {
+        self.create_run_with(run, blocks, &CreateWith { idempotency, ..CreateWith::default() }, reassign).await
+    }
+
+    /// [`Store::create_run`] with more items in the same transaction (see [`CreateWith`]). A failed
+    /// condition with a `fire` is answered [`CreateOutcome::Conflict`] (after the idempotency check),
+    /// not retried here: the schedule must be read again.
+    pub async fn create_run_with(
+        &self,
+        run: &mut Run,
+        blocks: &mut [BlockRun],
+        with: &CreateWith<'_>,
         mut reassign: impl FnMut(&mut Run, &mut [BlockRun]),
     ) -> Result<CreateOutcome> {
+        let idempotency = with.idempotency;
         for _ in 0..8 {
             let mut puts = vec![
                 Put { item: Self::run_item(run, 1)?, condition: Condition::Absent },
@@ -162,6 +195,12 @@ impl Store {
                 it.expires_at = Some(rec.expires_at());
                 puts.push(Put { item: it, condition: Condition::AbsentOrExpired(rec.created.timestamp()) });
             }
+            if let Some((schedule, version)) = with.fire {
+                let claim = encode(&serde_json::json!({ "run_uuid": run.uuid }))?;
+                let pk = fire_claim_pk(schedule.id, run.execution_date);
+                puts.push(Put { item: item(pk, "FIRED", None, claim), condition: Condition::Absent });
+                puts.push(super::schedules::schedule_put(schedule, version + 1, Condition::Version(version))?);
+            }
             match self.table.write(puts).await {
                 Ok(()) => return Ok(CreateOutcome::Created),
                 Err(WriteError::ConditionFailed) => {
@@ -172,12 +211,28 @@ impl Store {
                             return Ok(CreateOutcome::Replayed(earlier));
                         }
                     }
+                    if with.fire.is_some() {
+                        return Ok(CreateOutcome::Conflict);
+                    }
                     reassign(run, blocks);
                 }
                 Err(WriteError::Other(e)) => return Err(e),
             }
         }
         Err(Error::Internal("could not write the run after 8 tries".into()))
+    }
+
+    /// The run made for fire time `at` of a schedule, if one was (one `GetItem` on the claim).
+    pub async fn fired_run(&self, schedule_id: i64, at: DateTime<Utc>) -> Result<Option<Uuid>> {
+        let Some(claim) = self.table.get(&fire_claim_pk(schedule_id, at), "FIRED").await? else {
+            return Ok(None);
+        };
+        let v: serde_json::Value = decode(&claim)?;
+        v.get("run_uuid")
+            .and_then(|u| u.as_str())
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .map(Some)
+            .ok_or_else(|| Error::Internal(format!("corrupt fire claim of schedule {schedule_id}")))
     }
 
     /// The record of an idempotency key, unless it has expired by `now`.

@@ -1,11 +1,25 @@
-//! Schedules in the table (keys in `store`'s module docs).
+//! Schedules in the table (keys in `store`'s module docs), and the fire index: an active `time`
+//! schedule's item carries `GSI2PK = FIRE#<id mod 8>`, `GSI2SK = <next fire time>`, so the tick finds
+//! the schedules due through the index (one `Query` per shard), never by reading them all.
+
+use chrono::{DateTime, Utc};
 
 use super::table::{Condition, Put, WriteError};
+use super::wake::{wake_key, WAKE_SHARDS};
 use super::{decode_all, encode, index_sort_key, item, Store, Versioned};
-use crate::domain::Schedule;
-use crate::Result;
+use crate::domain::{Schedule, ScheduleStatus};
+use crate::{Error, Result};
 
-fn schedule_put(s: &Schedule, version: u64, condition: Condition) -> Result<Put> {
+/// The fire index shard of a schedule.
+pub fn fire_shard(schedule_id: i64) -> u8 {
+    u8::try_from(schedule_id.rem_euclid(i64::from(WAKE_SHARDS))).unwrap_or(0)
+}
+
+fn fire_pk(shard: u8) -> String {
+    format!("FIRE#{shard}")
+}
+
+pub(super) fn schedule_put(s: &Schedule, version: u64, condition: Condition) -> Result<Put> {
     let mut it = item(
         format!("SCHEDULE#{}", s.id),
         "SCHEDULE",
@@ -13,6 +27,10 @@ fn schedule_put(s: &Schedule, version: u64, condition: Condition) -> Result<Put>
         encode(s)?,
     );
     it.version = version;
+    it.wake = s
+        .next_run_at
+        .filter(|_| s.status == ScheduleStatus::Active)
+        .map(|t| (fire_pk(fire_shard(s.id)), wake_key(t)));
     Ok(Put { item: it, condition })
 }
 
@@ -32,6 +50,20 @@ impl Store {
 
     pub async fn get_schedule(&self, id: i64) -> Result<Option<Versioned<Schedule>>> {
         self.get_doc(format!("SCHEDULE#{id}"), "SCHEDULE").await
+    }
+
+    /// Up to `limit` ids of schedules of fire shard `shard` whose next fire time is at or before `now`,
+    /// earliest first: one `Query` of the index (eventually consistent: the fire itself is conditional).
+    pub async fn due_schedules(&self, shard: u8, now: DateTime<Utc>, limit: usize) -> Result<Vec<i64>> {
+        let entries = self.table.query_wake(&fire_pk(shard), &wake_key(now), limit).await?;
+        entries
+            .into_iter()
+            .map(|e| {
+                e.pk.strip_prefix("SCHEDULE#")
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| Error::Internal(format!("fire index entry of {}/{}", e.pk, e.sk)))
+            })
+            .collect()
     }
 
     /// Every schedule, oldest first.

@@ -47,12 +47,21 @@ const LATE_S: i64 = 120;
 /// …and this much earlier before it is moved later.
 const EARLY_S: i64 = 600;
 
+/// When the run must be looked at: the first of [`message_due`] and its SLA or time-out deadline.
+pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
+    let message = message_due(run, blocks)?;
+    Some(match run.next_deadline() {
+        Some(deadline) if deadline < message => deadline.trunc_subsecs(0) + Duration::seconds(1),
+        _ => message,
+    })
+}
+
 /// When the run must be looked at if no message comes: when the first message it waits for was due
 /// (a queued block's dispatch, at its queueing or at its backoff's end; a claimed attempt's lease end;
 /// an accepted attempt's callback deadline; the run's `StartRun`, at its last write, when nothing else
 /// is in flight — an `initial` run's creation), plus [`GRACE_S`]. In the past means stuck: nothing that
 /// was due came. `None` for a finished run.
-pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
+pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
     if run.status.is_finished() {
         return None;
     }
@@ -209,9 +218,7 @@ pub fn advance(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: DateT
     }
     if blocks.iter().all(|b| b.status.is_finished()) {
         let failed = blocks.iter().any(|b| b.status != BlockRunStatus::Completed);
-        run.status = if failed { RunStatus::Failed } else { RunStatus::Completed };
-        run.completed_at = Some(now);
-        run.updated = now;
+        run.finish(if failed { RunStatus::Failed } else { RunStatus::Completed }, now);
     }
     sends
 }
@@ -244,9 +251,7 @@ pub fn fail_attempt(
     b.status = BlockRunStatus::Failed;
     b.completed_at = Some(now);
     if !run.status.is_finished() && !run.allow_blocks_to_fail {
-        run.status = RunStatus::Failed;
-        run.completed_at = Some(now);
-        run.updated = now;
+        run.finish(RunStatus::Failed, now);
         for other in blocks.iter_mut() {
             if matches!(other.status, BlockRunStatus::Initial | BlockRunStatus::Queued) {
                 other.status = BlockRunStatus::Cancelled;

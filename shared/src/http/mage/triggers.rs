@@ -10,11 +10,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::view;
-use crate::domain::run_config::RunConfig;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
 use crate::http::{auth, json_type_name, ApiRequest, ApiResponse};
-use crate::trigger::{build_for_schedule, start_run, Idempotency, RunOptions};
+use crate::trigger::{start_schedule_run, Idempotency, RunOptions};
 use crate::{App, Error, Result};
 
 /// What a trigger body says, mapped as Mage maps it.
@@ -96,18 +95,16 @@ async fn run(app: &App, req: &ApiRequest, schedule: Schedule) -> Result<ApiRespo
     let idempotency =
         Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", schedule.id), &body)?;
     let mapped = map_body(body)?;
-    let build = build_for_schedule(app, &schedule).await?;
     let mut variables = schedule.variables.clone();
     variables.extend(mapped.variables);
     let opts = RunOptions {
-        schedule_id: Some(schedule.id),
         variables: Some(Value::Object(variables)),
         event_variables: mapped.event_variables,
         execution_date: mapped.execution_date,
         idempotency,
-        allow_blocks_to_fail: schedule.settings.allow_blocks_to_fail.unwrap_or(false),
+        ..RunOptions::of_schedule(&schedule)?
     };
-    let detail = start_run(app, &build, RunConfig::parse(Map::new(), &build)?, opts).await?;
+    let detail = start_schedule_run(app, &schedule, opts).await?;
     Ok(ApiResponse::ok(&json!({ "pipeline_run": view::run(&detail, Some(&schedule)) })))
 }
 

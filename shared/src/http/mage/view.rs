@@ -31,6 +31,7 @@ pub fn schedule(s: &Schedule) -> Value {
         "settings": s.settings,
         "token": s.token,
         "last_enabled_at": opt_time(s.last_enabled_at),
+        "next_pipeline_run_date": opt_time(s.next_run_at),
         "created_at": time(s.created),
         "updated_at": time(s.updated),
     })
