@@ -26,6 +26,12 @@ impl ManualClock {
     pub fn advance(&self, by: chrono::Duration) {
         self.offset_ms.fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Puts the clock at `t` (from where it goes on at the system clock's pace).
+    pub fn set(&self, t: DateTime<Utc>) {
+        let offset = (t - SystemClock.now()).num_milliseconds();
+        self.offset_ms.store(offset, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

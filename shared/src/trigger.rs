@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use crate::clock::hex;
 use crate::clock::{block_run_id, new_int_id};
+use crate::domain::run::Deadlines;
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
-use crate::domain::run::Deadlines;
 use crate::domain::{BlockRun, Build, Run, RunStatus, Schedule};
 use crate::queue::Message;
 use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord};

@@ -58,9 +58,15 @@ impl Harness {
 
     /// Creates a pipeline of `blocks` (JSON, as `POST /api/v1/pipelines` takes them) and triggers a run.
     pub async fn run(&self, blocks: serde_json::Value, allow_blocks_to_fail: bool) -> Uuid {
+        let opts = kickoff::trigger::RunOptions { allow_blocks_to_fail, ..Default::default() };
+        self.run_with(blocks, opts).await
+    }
+
+    /// [`Harness::run`] with the trigger's options.
+    pub async fn run_with(&self, blocks: serde_json::Value, opts: kickoff::trigger::RunOptions) -> Uuid {
         use kickoff::domain::pipeline::NewPipeline;
         use kickoff::domain::run_config::RunConfig;
-        use kickoff::trigger::{start_run, RunOptions};
+        use kickoff::trigger::start_run;
         let name = format!("p-{}", Uuid::new_v4().simple());
         let body = serde_json::json!({ "name": name, "blocks": blocks });
         let serde_json::Value::Object(body) = body else { unreachable!("an object") };
@@ -69,7 +75,6 @@ impl Harness {
         let build = kickoff::domain::Build::initial(&pipeline);
         self.app.store.create_pipeline(&pipeline, &build).await.expect("create");
         let config = RunConfig::parse(Default::default(), &build).expect("config");
-        let opts = RunOptions { allow_blocks_to_fail, ..RunOptions::default() };
         start_run(&self.app, &build, config, opts).await.expect("trigger").run.uuid
     }
 
@@ -117,6 +122,21 @@ impl Harness {
                 return detail;
             }
             assert!(started.elapsed() < limit, "the run did not finish in {limit:?}: {detail:#?}");
+        }
+    }
+
+    /// Delivers the messages visible now (and those they send at once) until none is, once each; for
+    /// runs that are to stay unfinished.
+    pub async fn deliver_visible(&self) {
+        loop {
+            let batch = self.queue.receive(10, Duration::from_millis(50)).await.expect("receive");
+            if batch.is_empty() {
+                return;
+            }
+            for received in batch {
+                let _ = self.worker.handle(&received.message).await;
+                self.queue.delete(&received.receipt).await.expect("delete");
+            }
         }
     }
 }

@@ -48,7 +48,9 @@ pub fn parse_interval(interval: &str) -> Result<Option<Cron>> {
     let Some(expr) = expression(interval)? else { return Ok(None) };
     let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
     parser.parse(expr).map(Some).map_err(|e| {
-        Error::Unprocessable(format!("schedule_interval: {interval:?} is not a valid 5-field cron expression: {e}"))
+        Error::Unprocessable(format!(
+            "schedule_interval: {interval:?} is not a valid 5-field cron expression: {e}"
+        ))
     })
 }
 
@@ -156,7 +158,10 @@ mod tests {
             ["2024-01-31T06:00:00Z", "2024-03-31T06:00:00Z", "2024-05-31T06:00:00Z"]
         );
         // 29 February: leap years only.
-        assert_eq!(fires("0 0 29 2 *", "UTC", "2023-01-01T00:00:00Z", 2), ["2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z"]);
+        assert_eq!(
+            fires("0 0 29 2 *", "UTC", "2023-01-01T00:00:00Z", 2),
+            ["2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z"]
+        );
         // Berlin's midnight on the first of the month, across a year end (UTC+1 in winter).
         assert_eq!(
             fires("@monthly", "Europe/Berlin", "2023-11-15T00:00:00Z", 3),
@@ -246,9 +251,15 @@ mod tests {
             Some(utc("2024-05-03T00:00:00Z")),
             "a start time that is a fire time fires"
         );
-        assert_eq!(hourly.first_fire(Some(utc("2024-04-01T00:00:00Z")), now, false), Some(utc("2024-05-01T11:00:00Z")));
+        assert_eq!(
+            hourly.first_fire(Some(utc("2024-04-01T00:00:00Z")), now, false),
+            Some(utc("2024-05-01T11:00:00Z"))
+        );
         // create_initial_pipeline_run: the interval under way, once.
-        assert_eq!(hourly.first_fire(Some(utc("2024-04-01T00:00:00Z")), now, true), Some(utc("2024-05-01T10:00:00Z")));
+        assert_eq!(
+            hourly.first_fire(Some(utc("2024-04-01T00:00:00Z")), now, true),
+            Some(utc("2024-05-01T10:00:00Z"))
+        );
         assert_eq!(
             hourly.first_fire(Some(utc("2024-05-01T10:10:00Z")), now, true),
             Some(utc("2024-05-01T11:00:00Z")),
@@ -257,7 +268,10 @@ mod tests {
         let once = Timetable::new("@once", "Europe/Berlin").unwrap();
         assert!(once.is_once());
         assert_eq!(once.first_fire(None, now, false), Some(utc("2024-05-01T10:20:30Z")));
-        assert_eq!(once.first_fire(Some(utc("2024-06-01T08:00:00Z")), now, false), Some(utc("2024-06-01T08:00:00Z")));
+        assert_eq!(
+            once.first_fire(Some(utc("2024-06-01T08:00:00Z")), now, false),
+            Some(utc("2024-06-01T08:00:00Z"))
+        );
         assert_eq!(once.next(now, false), None);
     }
 

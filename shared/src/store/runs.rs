@@ -158,7 +158,8 @@ impl Store {
         idempotency: Option<&IdempotencyRecord>,
         reassign: impl FnMut(&mut Run, &mut [BlockRun]),
     ) -> Result<CreateOutcome> {
-        self.create_run_with(run, blocks, &CreateWith { idempotency, ..CreateWith::default() }, reassign).await
+        self.create_run_with(run, blocks, &CreateWith { idempotency, ..CreateWith::default() }, reassign)
+            .await
     }
 
     /// [`Store::create_run`] with more items in the same transaction (see [`CreateWith`]). A failed
@@ -199,7 +200,11 @@ impl Store {
                 let claim = encode(&serde_json::json!({ "run_uuid": run.uuid }))?;
                 let pk = fire_claim_pk(schedule.id, run.execution_date);
                 puts.push(Put { item: item(pk, "FIRED", None, claim), condition: Condition::Absent });
-                puts.push(super::schedules::schedule_put(schedule, version + 1, Condition::Version(version))?);
+                puts.push(super::schedules::schedule_put(
+                    schedule,
+                    version + 1,
+                    Condition::Version(version),
+                )?);
             }
             match self.table.write(puts).await {
                 Ok(()) => return Ok(CreateOutcome::Created),

@@ -1,0 +1,400 @@
+//! Time schedules on the scheduler tick (SPEC §6), with the injected clock: each interval kind across
+//! month ends, a leap day and both DST transitions in Europe/Berlin and America/New_York; a late tick's
+//! catch-up; re-enabling without replay; `@once`; SLA and time-out; bad input. Through the Mage API of
+//! the embedded server's router and `scheduler::tick`, on the in-memory store.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kickoff::domain::{ApiKey, Role, RunStatus};
+use kickoff::store::RunView;
+use kickoff_tests::worker::{Delivery, Harness};
+use kickoff_tests::{request, Answer};
+use serde_json::{json, Value};
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+}
+
+fn minutes(n: i64) -> chrono::Duration {
+    chrono::Duration::minutes(n)
+}
+
+/// The harness with the demo pipeline and a write key.
+async fn setup() -> (Harness, String) {
+    let h = Harness::new().await;
+    kickoff::demo::seed(&h.app).await.expect("demo");
+    let (secret, key) = ApiKey::generate(Role::Write, "test", h.app.clock.now());
+    h.app.store.put_api_key(&key).await.expect("key");
+    (h, format!("Bearer {secret}"))
+}
+
+async fn call(h: &Harness, key: &str, method: &str, path: &str, body: Value) -> Answer {
+    request(method, &format!("{}{path}", h.api), &[("authorization", key)], body.to_string()).await
+}
+
+/// Creates an active time schedule of the demo pipeline; its id.
+async fn time_schedule(h: &Harness, key: &str, fields: Value) -> i64 {
+    let mut body = json!({"name": "nightly", "schedule_type": "time", "status": "active"});
+    body.as_object_mut().expect("object").extend(fields.as_object().expect("object").clone());
+    let a = call(
+        h,
+        key,
+        "POST",
+        "/api/pipelines/training/pipeline_schedules",
+        json!({"pipeline_schedule": body}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    a.json["pipeline_schedule"]["id"].as_i64().expect("id")
+}
+
+/// The execution dates of a schedule's runs, oldest first.
+async fn fired(h: &Harness, schedule: i64) -> Vec<DateTime<Utc>> {
+    let mut dates: Vec<_> = h
+        .app
+        .store
+        .run_entries(&RunView::Schedule(schedule))
+        .await
+        .expect("entries")
+        .into_iter()
+        .map(|e| e.execution_date)
+        .collect();
+    dates.reverse();
+    dates
+}
+
+async fn tick(h: &Harness) -> kickoff::scheduler::TickReport {
+    kickoff::scheduler::tick(&h.app, h.app.clock.now()).await.expect("tick")
+}
+
+/// Creates the schedule at `from`, then ticks around each expected fire time: nothing before it, one
+/// run at it, nothing more when the same minute is ticked again.
+async fn walk(interval: &str, tz: &str, from: &str, expected: &[&str]) {
+    let (h, key) = setup().await;
+    h.clock.set(utc(from));
+    let id = time_schedule(&h, &key, json!({"schedule_interval": interval, "timezone": tz})).await;
+    let mut made = Vec::new();
+    for e in expected {
+        let e = utc(e);
+        h.clock.set(e - chrono::Duration::seconds(30));
+        assert_eq!(tick(&h).await.fire.runs, 0, "{interval} {tz}: nothing before {e}");
+        h.clock.set(e + chrono::Duration::seconds(20));
+        assert_eq!(tick(&h).await.fire.runs, 1, "{interval} {tz}: one run at {e}");
+        assert_eq!(tick(&h).await.fire.runs, 0, "{interval} {tz}: a second tick in the minute makes none");
+        made.push(e);
+        assert_eq!(fired(&h, id).await, made, "{interval} {tz}");
+    }
+    let s = h.app.store.get_schedule(id).await.expect("get").expect("schedule").value;
+    assert!(s.next_run_at.is_some_and(|n| n > *made.last().expect("one")), "{interval}: moved on");
+}
+
+#[tokio::test]
+async fn hourly_fires_every_real_hour_across_berlins_spring_gap_and_new_yorks_autumn_repeat() {
+    walk(
+        "@hourly",
+        "Europe/Berlin",
+        "2024-03-31T00:10:00Z",
+        &["2024-03-31T01:00:00Z", "2024-03-31T02:00:00Z"],
+    )
+    .await;
+    walk(
+        "@hourly",
+        "America/New_York",
+        "2024-11-03T04:30:00Z",
+        &["2024-11-03T05:00:00Z", "2024-11-03T06:00:00Z", "2024-11-03T07:00:00Z"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn daily_keeps_local_midnight_across_both_berlin_transitions() {
+    walk(
+        "@daily",
+        "Europe/Berlin",
+        "2024-03-29T12:00:00Z",
+        &["2024-03-29T23:00:00Z", "2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z"],
+    )
+    .await;
+    walk(
+        "@daily",
+        "Europe/Berlin",
+        "2024-10-26T12:00:00Z",
+        &["2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn weekly_and_monthly_follow_new_york_midnight_across_both_transitions() {
+    walk(
+        "@weekly",
+        "America/New_York",
+        "2024-03-05T00:00:00Z",
+        &["2024-03-10T05:00:00Z", "2024-03-17T04:00:00Z"],
+    )
+    .await;
+    walk(
+        "@monthly",
+        "America/New_York",
+        "2024-10-15T00:00:00Z",
+        &["2024-11-01T04:00:00Z", "2024-12-01T05:00:00Z"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cron_in_the_gap_fires_after_it_and_in_the_repeat_fires_once() {
+    walk(
+        "30 2 * * *",
+        "America/New_York",
+        "2024-03-09T12:00:00Z",
+        &["2024-03-10T07:00:00Z", "2024-03-11T06:30:00Z"],
+    )
+    .await;
+    walk(
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2024-10-26T12:00:00Z",
+        &["2024-10-27T00:30:00Z", "2024-10-28T01:30:00Z"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn month_ends_and_a_leap_day_fire_only_when_they_exist() {
+    walk("0 0 29 2 *", "UTC", "2024-02-27T00:00:00Z", &["2024-02-29T00:00:00Z"]).await;
+    walk(
+        "0 6 31 * *",
+        "Europe/Berlin",
+        "2024-04-01T00:00:00Z",
+        &["2024-05-31T04:00:00Z", "2024-07-31T04:00:00Z"],
+    )
+    .await;
+    walk("@monthly", "UTC", "2024-01-31T12:00:00Z", &["2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"]).await;
+}
+
+#[tokio::test]
+async fn once_fires_at_its_start_time_and_goes_inactive() {
+    let (h, key) = setup().await;
+    h.clock.set(utc("2024-06-01T07:00:00Z"));
+    let id = time_schedule(
+        &h,
+        &key,
+        json!({"schedule_interval": "@once", "timezone": "Europe/Berlin", "start_time": "2024-06-01T08:00:00Z"}),
+    )
+    .await;
+    let a = call(&h, &key, "GET", &format!("/api/pipeline_schedules/{id}"), json!(null)).await;
+    assert_eq!(a.json["pipeline_schedule"]["next_pipeline_run_date"], "2024-06-01 08:00:00.000000+00:00");
+    h.clock.set(utc("2024-06-01T07:59:00Z"));
+    assert_eq!(tick(&h).await.fire.runs, 0);
+    h.clock.set(utc("2024-06-01T08:00:10Z"));
+    assert_eq!(tick(&h).await.fire.runs, 1);
+    h.clock.set(utc("2024-06-02T08:00:10Z"));
+    assert_eq!(tick(&h).await.fire.runs, 0);
+    assert_eq!(fired(&h, id).await, [utc("2024-06-01T08:00:00Z")]);
+    let a = call(&h, &key, "GET", &format!("/api/pipeline_schedules/{id}"), json!(null)).await;
+    assert_eq!(a.json["pipeline_schedule"]["status"], "inactive");
+    assert!(a.json["pipeline_schedule"]["next_pipeline_run_date"].is_null());
+}
+
+/// The catch-up rule (`scheduler::fire`): a late tick fires each fire time it missed, once, oldest first;
+/// beyond the last 10 it skips.
+#[tokio::test]
+async fn a_tick_seven_minutes_late_fires_each_missed_time_once() {
+    let (h, key) = setup().await;
+    h.clock.set(utc("2024-05-01T10:00:30Z"));
+    let every_minute = time_schedule(&h, &key, json!({"schedule_interval": "* * * * *"})).await;
+    let hourly = time_schedule(&h, &key, json!({"schedule_interval": "@hourly"})).await;
+    // Ticks at 10:01 … 10:53 never came; the next is 7 minutes late for 11:00.
+    h.clock.set(utc("2024-05-01T10:01:10Z"));
+    tick(&h).await;
+    h.clock.set(utc("2024-05-01T10:08:10Z"));
+    let report = tick(&h).await;
+    assert_eq!((report.fire.runs, report.fire.skipped), (7, 0), "{report:?}");
+    let expected: Vec<_> = (1..=8).map(|m| utc("2024-05-01T10:00:00Z") + minutes(m)).collect();
+    assert_eq!(fired(&h, every_minute).await, expected, "10:01 … 10:08, each once");
+    assert_eq!(tick(&h).await.fire.runs, 0, "no duplicates");
+
+    h.clock.set(utc("2024-05-01T11:07:00Z"));
+    let report = tick(&h).await;
+    assert_eq!(
+        fired(&h, hourly).await,
+        [utc("2024-05-01T11:00:00Z")],
+        "the hour's run, 7 minutes late, once"
+    );
+    // The every-minute schedule missed 59 minutes: the last 10 fire, 49 are skipped.
+    assert_eq!(report.fire.skipped, 49, "{report:?}");
+    let dates = fired(&h, every_minute).await;
+    assert_eq!(dates.len(), 8 + 10);
+    assert_eq!(dates[8..], (58..=67).map(|m| utc("2024-05-01T10:00:00Z") + minutes(m)).collect::<Vec<_>>());
+    assert_eq!(tick(&h).await.fire.runs, 0);
+}
+
+#[tokio::test]
+async fn re_enabling_replays_nothing_unless_create_initial_pipeline_run() {
+    let (h, key) = setup().await;
+    h.clock.set(utc("2024-05-01T10:30:00Z"));
+    let plain = time_schedule(&h, &key, json!({"schedule_interval": "@hourly"})).await;
+    let initial = time_schedule(
+        &h,
+        &key,
+        json!({"schedule_interval": "@hourly", "settings": {"create_initial_pipeline_run": true}}),
+    )
+    .await;
+    let first = fired(&h, initial).await;
+    assert!(first.is_empty());
+    // The initial run: the interval under way (10:00) fires at the next tick.
+    assert_eq!(tick(&h).await.fire.runs, 1);
+    assert_eq!(fired(&h, initial).await, [utc("2024-05-01T10:00:00Z")]);
+    for id in [plain, initial] {
+        let a = call(
+            &h,
+            &key,
+            "PUT",
+            &format!("/api/pipeline_schedules/{id}"),
+            json!({"pipeline_schedule": {"status": "inactive"}}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert!(a.json["pipeline_schedule"]["next_pipeline_run_date"].is_null());
+    }
+    // Five hours later, re-enabled.
+    h.clock.set(utc("2024-05-01T15:30:00Z"));
+    assert_eq!(tick(&h).await.fire.runs, 0, "inactive schedules do not fire");
+    for id in [plain, initial] {
+        let a = call(
+            &h,
+            &key,
+            "PUT",
+            &format!("/api/pipeline_schedules/{id}"),
+            json!({"pipeline_schedule": {"status": "active"}}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.json);
+    }
+    let a = call(&h, &key, "GET", &format!("/api/pipeline_schedules/{plain}"), json!(null)).await;
+    assert_eq!(a.json["pipeline_schedule"]["next_pipeline_run_date"], "2024-05-01 16:00:00.000000+00:00");
+    let report = tick(&h).await;
+    assert_eq!(report.fire.runs, 1, "only the initial run of the interval under way: {report:?}");
+    assert!(fired(&h, plain).await.is_empty(), "11:00 … 15:00 are not replayed");
+    assert_eq!(fired(&h, initial).await, [utc("2024-05-01T10:00:00Z"), utc("2024-05-01T15:00:00Z")]);
+    h.clock.set(utc("2024-05-01T16:00:30Z"));
+    assert_eq!(tick(&h).await.fire.runs, 2, "both fire at 16:00");
+}
+
+#[tokio::test]
+async fn a_fired_run_runs_to_completion_with_the_schedules_variables() {
+    let (h, key) = setup().await;
+    let now = h.app.clock.now();
+    let id = time_schedule(&h, &key, json!({"schedule_interval": "* * * * *", "variables": {"env": "prod"}}))
+        .await;
+    h.clock.set(now + minutes(1));
+    assert_eq!(tick(&h).await.fire.runs, 1);
+    let entry = h.app.store.run_entries(&RunView::Schedule(id)).await.expect("entries").remove(0);
+    let done = h.drain(entry.uuid, Delivery::default(), Duration::from_secs(10)).await;
+    assert_eq!(done.run.status, RunStatus::Completed);
+    assert_eq!(done.run.variables, Some(json!({"env": "prod"})));
+    assert_eq!(done.run.execution_date.timestamp() % 60, 0, "a fire time, to the minute");
+    let a = call(&h, &key, "GET", &format!("/api/pipeline_runs/{}", entry.id), json!(null)).await;
+    assert_eq!(a.json["pipeline_run"]["pipeline_schedule_type"], "time");
+}
+
+#[tokio::test]
+async fn a_run_past_its_sla_is_marked_and_one_past_its_timeout_ends_with_its_timeout_status() {
+    use kickoff::domain::run::Deadlines;
+    use kickoff::trigger::RunOptions;
+    use kickoff_tests::blocks::{BlockServer, Reply};
+    let (h, _) = setup().await;
+    let blocks = BlockServer::start().await;
+    blocks.script("wait", vec![Reply::status(202)]);
+    let slow = json!([{"name": "wait", "executor": {"type": "http", "url": format!("{}/blocks/wait", blocks.url)}, "timeout_s": 86400}]);
+    let deadlines = |timeout_status| Deadlines { sla_s: Some(60), timeout_s: Some(600), timeout_status };
+    // Unfinished past its SLA, then past its time-out (default status: failed).
+    let late =
+        h.run_with(slow.clone(), RunOptions { deadlines: deadlines(None), ..Default::default() }).await;
+    let cancelled = h
+        .run_with(slow, RunOptions { deadlines: deadlines(Some(RunStatus::Cancelled)), ..Default::default() })
+        .await;
+    // Finished in time.
+    let quick = h
+        .run_with(
+            json!([{"name": "a", "executor": {"type": "noop"}}]),
+            RunOptions { deadlines: deadlines(None), ..Default::default() },
+        )
+        .await;
+    h.deliver_visible().await;
+    let store = h.app.store.clone();
+    let status = |run| {
+        let store = store.clone();
+        async move { store.get_run(run).await.expect("get").expect("run").value }
+    };
+    assert_eq!(status(late).await.run.status, RunStatus::Running, "waiting for its callback");
+    assert_eq!(status(quick).await.run.status, RunStatus::Completed);
+
+    h.clock.advance(chrono::Duration::seconds(90));
+    let report = tick(&h).await;
+    assert_eq!(report.sweep.passed_sla, 2, "{report:?}");
+    assert!(status(late).await.run.passed_sla && status(cancelled).await.run.passed_sla);
+    assert!(!status(quick).await.run.passed_sla, "finished in time");
+    assert_eq!(tick(&h).await.sweep.passed_sla, 0, "marked once");
+
+    h.clock.advance(chrono::Duration::seconds(600));
+    let report = tick(&h).await;
+    assert_eq!(report.sweep.timed_out, 2, "{report:?}");
+    let ended = status(late).await;
+    assert_eq!(ended.run.status, RunStatus::Failed);
+    assert!(ended.run.completed_at.is_some());
+    assert_eq!(
+        ended.blocks[0].status,
+        kickoff::domain::BlockRunStatus::Cancelled,
+        "its running block is cancelled"
+    );
+    assert_eq!(status(cancelled).await.run.status, RunStatus::Cancelled);
+    assert_eq!(status(quick).await.run.status, RunStatus::Completed);
+    // Ended once: the next tick finds nothing to time out.
+    assert_eq!(tick(&h).await.sweep.timed_out, 0);
+}
+
+#[tokio::test]
+async fn bad_schedule_input_is_a_422_naming_the_field_that_changes_nothing() {
+    let (h, key) = setup().await;
+    let id =
+        time_schedule(&h, &key, json!({"schedule_interval": "@daily", "timezone": "Europe/Berlin"})).await;
+    let before = h.app.store.get_schedule(id).await.expect("get").expect("schedule");
+    let count = h.app.store.list_schedules().await.expect("list").len();
+    let cases = [
+        (json!({"schedule_interval": "61 * * * *"}), "schedule_interval"),
+        (json!({"schedule_interval": "@fortnightly"}), "schedule_interval"),
+        (json!({"schedule_interval": "* * * *"}), "schedule_interval"),
+        (json!({"timezone": "Mars/Olympus_Mons"}), "timezone"),
+        (json!({"sla": -5}), "sla"),
+        (json!({"settings": {"pipeline_run_limit": 0}}), "pipeline_run_limit"),
+        (json!({"settings": {"timeout_status": "exploded"}}), "timeout_status"),
+    ];
+    for (fields, name) in cases {
+        let mut create = json!({"name": "bad", "schedule_type": "time", "schedule_interval": "@daily"});
+        create.as_object_mut().expect("object").extend(fields.as_object().expect("object").clone());
+        let a = call(
+            &h,
+            &key,
+            "POST",
+            "/api/pipelines/training/pipeline_schedules",
+            json!({"pipeline_schedule": create}),
+        )
+        .await;
+        assert_eq!(a.status, 422, "{fields}: {}", a.json);
+        assert!(a.json["error"]["message"].as_str().unwrap_or("").contains(name), "{fields}: {}", a.json);
+        let a = call(
+            &h,
+            &key,
+            "PUT",
+            &format!("/api/pipeline_schedules/{id}"),
+            json!({"pipeline_schedule": fields}),
+        )
+        .await;
+        assert_eq!(a.status, 422, "{fields}: {}", a.json);
+    }
+    assert_eq!(h.app.store.list_schedules().await.expect("list").len(), count, "nothing created");
+    assert_eq!(h.app.store.get_schedule(id).await.expect("get"), Some(before), "nothing changed");
+}
