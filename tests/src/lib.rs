@@ -387,3 +387,25 @@ impl Deployed {
         }
     }
 }
+
+/// Writes an active `time` schedule of the demo pipeline (seeded already) with `interval`, in UTC.
+pub async fn new_time_schedule(app: &App, interval: &str) -> kickoff::domain::Schedule {
+    use kickoff::domain::schedule::ScheduleFields;
+    use kickoff::domain::{Schedule, ScheduleStatus, ScheduleType};
+    let now = app.clock.now();
+    let fields = ScheduleFields {
+        name: Some(format!("every {interval}")),
+        schedule_type: Some(ScheduleType::Time),
+        schedule_interval: Some(interval.to_string()),
+        status: Some(ScheduleStatus::Active),
+        ..ScheduleFields::default()
+    };
+    loop {
+        let id = kickoff::clock::new_int_id(app.clock.now());
+        let s = Schedule::create(id, kickoff::demo::PIPELINE_NAME, fields.clone(), kickoff::clock::new_token(), now)
+            .expect("schedule");
+        if app.store.create_schedule(&s).await.expect("create schedule") {
+            return s;
+        }
+    }
+}

@@ -405,3 +405,61 @@ async fn the_scheduler_function_queues_a_stuck_run_on_an_eventbridge_tick() {
     let detail = d.store.get_run(run).await.expect("get").expect("run").value;
     assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
 }
+
+/// The `scheduler` function as cargo lambda runs it, invoked with an EventBridge scheduled event, fires
+/// a cron schedule that is due: one run with the fire time as its execution date, which completes through
+/// the worker function; the schedule moves to its next fire time.
+#[tokio::test]
+async fn the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick() {
+    use std::sync::Arc;
+
+    use kickoff::clock::{Clock, ManualClock, SystemClock};
+    use kickoff::store::RunView;
+    let Some(stack) = stack("the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick") else {
+        return;
+    };
+    let d = deploy(&stack, "e2e-fire").await;
+    // Created a second before this minute began: its first fire time is this minute's start (and the
+    // test keeps clear of the minute's end, so that the next one has not come by the tick).
+    let second = SystemClock.now().timestamp() % 60;
+    if second >= 50 {
+        tokio::time::sleep(Duration::from_secs(61 - second as u64)).await;
+    }
+    let minute = chrono::DateTime::from_timestamp(SystemClock.now().timestamp() / 60 * 60, 0).expect("minute");
+    let clock = Arc::new(ManualClock::default());
+    clock.set(minute - chrono::Duration::seconds(1));
+    let app = kickoff::App { store: d.store.clone(), queue: Arc::new(d.queue.clone()), clock };
+    kickoff::demo::seed(&app).await.expect("demo");
+    let schedule = kickoff_tests::new_time_schedule(&app, "* * * * *").await;
+    assert_eq!(schedule.next_run_at, Some(minute));
+
+    let event = json!({
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": minute.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/kickoff-SchedulerTick"],
+        "detail": {}
+    });
+    let a = request(
+        "POST",
+        &format!("{}/2015-03-31/functions/scheduler/invocations", d.base),
+        &[("content-type", "application/json")],
+        event.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["fire"]["runs"], 1, "{}", a.json);
+
+    let entries = d.store.run_entries(&RunView::Schedule(schedule.id)).await.expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].execution_date, minute, "the fire time is the execution date");
+    d.pump(entries[0].uuid, Duration::from_secs(60)).await;
+    let detail = d.store.get_run(entries[0].uuid).await.expect("get").expect("run").value;
+    assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
+    let moved = d.store.get_schedule(schedule.id).await.expect("get").expect("schedule").value;
+    assert_eq!(moved.next_run_at, Some(minute + chrono::Duration::minutes(1)));
+}

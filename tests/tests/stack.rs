@@ -179,3 +179,44 @@ async fn overlapping_ticks_queue_each_stuck_run_once_and_an_empty_sweep_costs_on
     assert_eq!(table.requests() - before, 2 * shards, "an empty tick is one query per shard");
     assert!(sqs.receive(10, Duration::from_secs(1)).await.expect("receive").is_empty());
 }
+
+/// Two ticks racing on the same minute, on DynamoDB Local: each fire time of each schedule gets one run
+/// (the fire is one transaction with the claim of `(schedule, execution_date)` and the schedule's
+/// version), whichever tick wins it.
+#[tokio::test]
+async fn two_ticks_racing_on_the_same_minute_make_one_run_per_fire_time_on_dynamodb() {
+    use kickoff::clock::ManualClock;
+    use kickoff::queue::memory::MemoryQueue;
+    use kickoff::store::RunView;
+    let Some(stack) = stack("two_ticks_racing_on_the_same_minute_make_one_run_per_fire_time_on_dynamodb") else {
+        return;
+    };
+    let table = Arc::new(stack.new_table("fire").await);
+    let clock = Arc::new(ManualClock::default());
+    let app = App { store: Store::new(table), queue: Arc::new(MemoryQueue::new()), clock: clock.clone() };
+    kickoff::demo::seed(&app).await.expect("seed");
+    let mut schedules = Vec::new();
+    for _ in 0..6 {
+        schedules.push(kickoff_tests::new_time_schedule(&app, "* * * * *").await.id);
+    }
+    // Three fire times have come for each; two ticks (and a third, late) race for them.
+    clock.advance(chrono::Duration::minutes(3));
+    let now = app.clock.now();
+    let (a, b, c) = tokio::join!(
+        kickoff::scheduler::tick(&app, now),
+        kickoff::scheduler::tick(&app, now),
+        kickoff::scheduler::tick(&app, now)
+    );
+    let made: usize = [a, b, c].into_iter().map(|r| r.expect("tick").fire.runs).sum();
+    assert_eq!(made, 6 * 3, "the ticks made 3 runs per schedule between them");
+    for id in schedules {
+        let entries = app.store.run_entries(&RunView::Schedule(id)).await.expect("entries");
+        let mut dates: Vec<_> = entries.iter().map(|e| e.execution_date).collect();
+        dates.sort();
+        dates.dedup();
+        assert_eq!((entries.len(), dates.len()), (3, 3), "schedule {id}: one run per fire time");
+        let s = app.store.get_schedule(id).await.expect("get").expect("schedule").value;
+        assert!(s.next_run_at.is_some_and(|n| n > now), "moved past now");
+    }
+    assert_eq!(kickoff::scheduler::tick(&app, now).await.expect("tick").fire.runs, 0);
+}
