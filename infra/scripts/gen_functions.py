@@ -48,7 +48,7 @@ ACTIONS = {
 # Functions that no HTTP route calls: name -> the `main` body.
 OTHER_FUNCTIONS = {
     "worker": ("the SQS-triggered worker that runs queued pipeline runs block by block", "kickoff::worker::lambda::serve().await", "kickoff::worker::lambda::LambdaError"),
-    "scheduler": ("the one-minute tick EventBridge invokes: the sweep that re-queues runs no message looked at in time", "kickoff::scheduler::lambda::serve().await", "kickoff::scheduler::lambda::LambdaError"),
+    "scheduler": ("the one-minute tick EventBridge invokes: fires the time schedules that are due, and sweeps runs (re-queues those no message looked at in time, marks missed SLAs, ends timed-out runs)", "kickoff::scheduler::lambda::serve().await", "kickoff::scheduler::lambda::LambdaError"),
 }
 
 
@@ -203,7 +203,7 @@ def write_template(rs):
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: ../target/lambda/scheduler/
-      Description: The one-minute tick (EventBridge); sweeps runs no message looked at in time
+      Description: The one-minute tick (EventBridge); fires due time schedules, sweeps runs
       Timeout: 60
       Events:
         Tick:
@@ -221,6 +221,8 @@ def write_template(rs):
                 - !Sub "${Table.Arn}/index/GSI2"
             - Effect: Allow
               Action:
+                - dynamodb:GetItem
+                - dynamodb:PutItem
                 - dynamodb:UpdateItem
               Resource: !GetAtt Table.Arn
             - Effect: Allow

@@ -78,4 +78,8 @@ fi
 if grep -q '^ *SKIPPED:' "$out"; then
   echo "a test skipped its work"; exit 1
 fi
+
+# Benchmarks: figures beside their targets (a missed target fails the run).
+cargo run -q -p kickoff-tests --bin bench-tick
+phase "benchmarks"
 echo "all tests passed, none skipped"

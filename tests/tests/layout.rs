@@ -167,6 +167,10 @@ fn the_scheduler_ticks_every_minute_with_a_role_of_its_own() {
         .filter_map(|l| l.strip_prefix("- "))
         .filter(|l| l.starts_with("dynamodb:") || l.starts_with("sqs:") || l.starts_with("lambda:"))
         .collect();
-    assert_eq!(actions, ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"], "{compact}");
+    assert_eq!(
+        actions,
+        ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage"],
+        "{compact}"
+    );
     assert!(compact.contains(&format!("- !Sub \"${{Table.Arn}}/index/{}\"", table::WAKE_INDEX_NAME)));
 }
