@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::run::RunDetail;
+use crate::domain::run::{RunDetail, Slot};
 use crate::domain::{BlockRunStatus, RunStatus};
 use crate::store::Versioned;
 use crate::{App, Error, Result};
@@ -83,8 +83,16 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
             }
             all.push(b.value);
         }
+        // Out of the wake index, unless its slot under the schedule's run limits is to be handed over.
+        run.wake_at = crate::worker::plan::wake_at(None, &run, &all, now);
+        let hand_over = run.slot.is_some_and(|s| s != Slot::Released);
         let run = Versioned { value: run, version: current.version };
         if app.store.update_run_and_blocks(&run, true, &changed).await? {
+            if hand_over {
+                if let Err(e) = crate::admission::release(app, uuid).await {
+                    tracing::warn!(run_uuid = %uuid, error = %e, "hand-over failed; the sweep will retry it");
+                }
+            }
             return Ok(Ended::Now(RunDetail { run: run.value, blocks: all }));
         }
     }

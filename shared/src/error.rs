@@ -28,6 +28,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 429: a limit was reached (a schedule's waiting list is full); try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 422: well-formed JSON whose content is not acceptable (unknown field, wrong type, bad DAG).
     #[error("{0}")]
     Unprocessable(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -4,12 +4,15 @@
 //! - [`store`] — the `Store` port (access patterns) over a `Table` adapter: DynamoDB or in-memory.
 //! - [`queue`] — the `RunQueue` port: SQS or in-memory.
 //! - [`worker`] — advances runs block by block from queue messages.
-//! - [`scheduler`] — the one-minute tick: the sweep that re-queues runs no message looked at in time.
+//! - [`scheduler`] — the one-minute tick: fires due time schedules; the sweep that re-queues runs no
+//!   message looked at in time, marks missed SLAs and ends timed-out runs.
+//! - [`admission`] — a schedule's run limits (`pipeline_run_limit`, `skip_if_previous_running`).
 //! - [`http`] — the route table, both dialects' handlers, and the Lambda and local-server adapters.
 //! - [`app`] — the dependencies a handler gets, built once from the environment.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admission;
 pub mod app;
 pub mod cancel;
 pub mod clock;

@@ -21,7 +21,9 @@ use crate::clock::{block_run_id, new_int_id};
 use crate::domain::run::Deadlines;
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
-use crate::domain::{BlockRun, Build, Run, RunStatus, Schedule};
+use crate::admission::{self, Admission, Limits, Waiter};
+use crate::domain::run::Slot;
+use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus, Schedule};
 use crate::queue::Message;
 use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord};
 use crate::{App, Error, Result};
@@ -71,6 +73,8 @@ pub struct RunOptions {
     /// From the schedule: `sla` and the `timeout` settings.
     pub deadlines: Deadlines,
     pub backfill_id: Option<i64>,
+    /// The schedule's run limits (`admission`).
+    pub limits: Option<Limits>,
     /// A time schedule's fire (SPEC §6): the schedule moved past this run's execution date and the
     /// version it was read at, written in the run's transaction with the claim of that fire time.
     pub fire: Option<(Schedule, u64)>,
@@ -90,9 +94,28 @@ impl RunOptions {
                 timeout_s: settings.timeout,
                 timeout_status: settings.timeout.map(|_| settings.timeout_status()).transpose()?,
             },
+            limits: Limits::of(schedule),
             ..RunOptions::default()
         })
     }
+}
+
+/// Sets a new run's state from its admission under the schedule's run limits: waiting (no wake time:
+/// nothing polls it), skipped (created `cancelled`, its blocks too), or free to start.
+fn apply_admission(run: &mut Run, blocks: &mut [BlockRun], admission: Option<&Admission>, now: DateTime<Utc>) {
+    run.status = RunStatus::Initial;
+    run.completed_at = None;
+    run.slot = admission.and_then(Admission::slot);
+    for b in blocks.iter_mut() {
+        b.status = BlockRunStatus::Initial;
+    }
+    if admission == Some(&Admission::Skipped) {
+        run.finish(RunStatus::Cancelled, now);
+        for b in blocks.iter_mut() {
+            b.status = BlockRunStatus::Cancelled;
+        }
+    }
+    run.wake_at = crate::worker::plan::wake_at(None, run, blocks, now);
 }
 
 fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
@@ -126,6 +149,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         metrics: None,
         allow_blocks_to_fail: opts.allow_blocks_to_fail,
         deadlines: opts.deadlines,
+        slot: None,
         started_at: None,
         completed_at: None,
         created: now,
@@ -142,7 +166,6 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         })
         .collect();
     renumber(&mut run, &mut blocks, new_int_id(now));
-    run.wake_at = crate::worker::plan::wake_at(None, &run, &blocks, now);
     let record = opts.idempotency.map(|i| IdempotencyRecord {
         scope: i.scope,
         key: i.key,
@@ -150,11 +173,32 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         run_uuid: uuid,
         created: now,
     });
-    let with = CreateWith { idempotency: record.as_ref(), fire: opts.fire.as_ref().map(|(s, v)| (s, *v)) };
-    let outcome = app
-        .store
-        .create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, new_int_id(now)))
-        .await?;
+    let fire = opts.fire.as_ref().map(|(s, v)| (s, *v));
+    let mut outcome = CreateOutcome::Conflict;
+    // Admission reads the schedule's slots item; a concurrent trigger or hand-over that wrote it first
+    // makes the write fail, and admission is decided again (a fire's caller re-reads its schedule).
+    for _ in 0..8 {
+        let admission = match &opts.limits {
+            Some(limits) => {
+                let waiter = Waiter { uuid, execution_date: run.execution_date, id: run.id };
+                Some(admission::admit(app, limits, waiter).await?)
+            }
+            None => None,
+        };
+        apply_admission(&mut run, &mut blocks, admission.as_ref(), now);
+        let slots = match (&opts.limits, admission.as_ref().and_then(Admission::write)) {
+            (Some(l), Some((slots, version))) => Some((l.schedule_id, slots, version)),
+            _ => None,
+        };
+        let with = CreateWith { idempotency: record.as_ref(), fire, slots };
+        outcome = app
+            .store
+            .create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, new_int_id(now)))
+            .await?;
+        if outcome != CreateOutcome::Conflict || fire.is_some() {
+            break;
+        }
+    }
     if outcome == CreateOutcome::Conflict {
         return Err(Error::Conflict("the schedule changed meanwhile; nothing was written".into()));
     }
@@ -173,7 +217,10 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         tracing::info!(run_uuid = %earlier.run_uuid, "idempotent repeat answered with the earlier run");
         return Ok(existing.value);
     }
-    tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, "run created");
+    tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, status = run.status.as_mage(), slot = ?run.slot, "run created");
+    if run.status != RunStatus::Initial || run.slot == Some(Slot::Waiting) {
+        return Ok(RunDetail { run, blocks });
+    }
     if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler's sweep will queue the run");
     }

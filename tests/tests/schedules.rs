@@ -398,3 +398,117 @@ async fn bad_schedule_input_is_a_422_naming_the_field_that_changes_nothing() {
     assert_eq!(h.app.store.list_schedules().await.expect("list").len(), count, "nothing created");
     assert_eq!(h.app.store.get_schedule(id).await.expect("get"), Some(before), "nothing changed");
 }
+
+/// Creates an active `api` schedule of the demo pipeline with `settings`; its id and token.
+async fn api_schedule(h: &Harness, key: &str, settings: Value) -> (i64, String) {
+    let body = json!({"pipeline_schedule": {"name": "hook", "schedule_type": "api", "status": "active", "settings": settings}});
+    let a = call(h, key, "POST", "/api/pipelines/training/pipeline_schedules", body).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let s = &a.json["pipeline_schedule"];
+    (s["id"].as_i64().expect("id"), s["token"].as_str().expect("token").to_string())
+}
+
+async fn token_trigger(h: &Harness, id: i64, token: &str) -> Value {
+    let a = request("POST", &format!("{}/api/pipeline_schedules/{id}/pipeline_runs/{token}", h.api), &[], "{}").await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    a.json["pipeline_run"].clone()
+}
+
+/// The runs of a schedule, oldest execution date first.
+async fn runs_of(h: &Harness, schedule: i64) -> Vec<kickoff::domain::Run> {
+    let mut runs = Vec::new();
+    for e in h.app.store.run_entries(&RunView::Schedule(schedule)).await.expect("entries").into_iter().rev() {
+        runs.push(h.app.store.get_run(e.uuid).await.expect("get").expect("run").value.run);
+    }
+    runs
+}
+
+/// Each run started after the one before it had finished, and all completed.
+fn one_after_another(runs: &[kickoff::domain::Run]) {
+    for r in runs {
+        assert_eq!(r.status, RunStatus::Completed, "{r:#?}");
+    }
+    for pair in runs.windows(2) {
+        let (done, next) = (pair[0].completed_at.expect("completed"), pair[1].started_at.expect("started"));
+        assert!(next >= done, "run {} started at {next} before run {} finished at {done}", pair[1].id, pair[0].id);
+    }
+}
+
+#[tokio::test]
+async fn a_run_limit_of_one_runs_three_api_triggers_one_after_another_in_order() {
+    let (h, key) = setup().await;
+    let (id, token) = api_schedule(&h, &key, json!({"pipeline_run_limit": 1})).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(token_trigger(&h, id, &token).await);
+        h.clock.advance(chrono::Duration::seconds(1));
+    }
+    assert!(answers.iter().all(|a| a["status"] == "initial"), "{answers:?}");
+    assert_eq!(h.queue.visible_len().await, 1, "only the admitted run is queued; the others wait, unpolled");
+    // The sweep leaves waiting runs alone, however late.
+    h.clock.advance(chrono::Duration::minutes(10));
+    assert_eq!(tick(&h).await.sweep.queued, 1, "only the admitted run, whose message was not taken yet");
+    h.deliver_visible().await;
+    let runs = runs_of(&h, id).await;
+    assert_eq!(runs.len(), 3);
+    one_after_another(&runs);
+    let ids: Vec<i64> = answers.iter().map(|a| a["id"].as_i64().expect("id")).collect();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), ids, "in trigger order");
+}
+
+#[tokio::test]
+async fn skip_if_previous_running_creates_the_second_api_trigger_cancelled() {
+    let (h, key) = setup().await;
+    let (id, token) = api_schedule(&h, &key, json!({"skip_if_previous_running": true})).await;
+    let first = token_trigger(&h, id, &token).await;
+    let second = token_trigger(&h, id, &token).await;
+    assert_eq!(first["status"], "initial");
+    assert_eq!(second["status"], "cancelled", "{second}");
+    assert!(second["block_runs"].as_array().expect("blocks").iter().all(|b| b["status"] == "cancelled"));
+    assert_eq!(h.queue.visible_len().await, 1, "the skipped run is not queued");
+    h.deliver_visible().await;
+    // The first has finished: the next trigger runs.
+    let third = token_trigger(&h, id, &token).await;
+    assert_eq!(third["status"], "initial");
+}
+
+#[tokio::test]
+async fn run_limits_hold_for_time_schedules_too() {
+    let (h, key) = setup().await;
+    h.clock.set(utc("2024-05-01T10:00:30Z"));
+    let limited = time_schedule(&h, &key, json!({"schedule_interval": "* * * * *", "settings": {"pipeline_run_limit": 1}}))
+        .await;
+    let skipping = time_schedule(
+        &h,
+        &key,
+        json!({"schedule_interval": "* * * * *", "settings": {"skip_if_previous_running": true}}),
+    )
+    .await;
+    // A tick 3 minutes late: three fire times for each.
+    h.clock.set(utc("2024-05-01T10:03:10Z"));
+    assert_eq!(tick(&h).await.fire.runs, 6);
+    let statuses: Vec<RunStatus> = runs_of(&h, skipping).await.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [RunStatus::Initial, RunStatus::Cancelled, RunStatus::Cancelled]);
+    h.deliver_visible().await;
+    let runs = runs_of(&h, limited).await;
+    assert_eq!(
+        runs.iter().map(|r| r.execution_date).collect::<Vec<_>>(),
+        (1..=3).map(|m| utc("2024-05-01T10:00:00Z") + minutes(m)).collect::<Vec<_>>()
+    );
+    one_after_another(&runs);
+}
+
+#[tokio::test]
+async fn cancelling_a_waiting_run_gives_up_its_place() {
+    let (h, key) = setup().await;
+    let (id, token) = api_schedule(&h, &key, json!({"pipeline_run_limit": 1})).await;
+    let runs: Vec<Value> = [token_trigger(&h, id, &token).await, token_trigger(&h, id, &token).await, token_trigger(&h, id, &token).await]
+        .into();
+    let middle = runs[1]["id"].as_i64().expect("id");
+    let a = call(&h, &key, "PUT", &format!("/api/pipeline_runs/{middle}"), json!({"pipeline_run": {"status": "cancelled"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    h.deliver_visible().await;
+    let statuses: Vec<RunStatus> = runs_of(&h, id).await.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [RunStatus::Completed, RunStatus::Cancelled, RunStatus::Completed]);
+}

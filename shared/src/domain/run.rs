@@ -125,6 +125,9 @@ pub struct Run {
     /// From the schedule: its `sla` and its `timeout` settings.
     #[serde(default)]
     pub deadlines: Deadlines,
+    /// For a run of a schedule with run limits: its place under them (`admission`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<Slot>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
@@ -134,6 +137,18 @@ pub struct Run {
     /// document: the store reads and writes it there, and leaves finished runs out of the index.
     #[serde(skip)]
     pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// A run's place under its schedule's run limits (`admission`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    /// Admitted: it may start.
+    Held,
+    /// Waiting in `initial` for a slot to free.
+    Waiting,
+    /// Finished, and its slot (or place) handed over.
+    Released,
 }
 
 /// A run's time limits, copied from its schedule when it is made (SPEC §6).

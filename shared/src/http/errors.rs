@@ -20,6 +20,7 @@ fn zenml_kind(e: &Error) -> &'static str {
         Error::MethodNotAllowed(_) => "MethodNotAllowed",
         Error::Conflict(_) => "EntityExistsError",
         Error::PayloadTooLarge(_) => "PayloadTooLarge",
+        Error::TooManyRequests(_) => "TooManyRequests",
         Error::Unprocessable(_) => "ValidationError",
         Error::Internal(_) => "RuntimeError",
     }
@@ -34,6 +35,7 @@ fn mage_kind(e: &Error) -> &'static str {
         Error::MethodNotAllowed(_) => "method_not_allowed",
         Error::Conflict(_) => "conflict",
         Error::PayloadTooLarge(_) => "payload_too_large",
+        Error::TooManyRequests(_) => "too_many_requests",
         Error::Unprocessable(_) => "invalid_input",
         Error::Internal(_) => "internal_error",
     }

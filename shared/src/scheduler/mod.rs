@@ -152,6 +152,11 @@ enum Look {
 /// stuck (see the module's docs).
 async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
     let Some((run, blocks)) = app.store.run_state(due.uuid).await? else { return Ok(Look::Passed) };
+    if run.value.status.is_finished() {
+        // Finished with its slot under the schedule's run limits not handed over (its worker died).
+        crate::admission::release(app, due.uuid).await?;
+        return Ok(Look::Queued);
+    }
     if run.value.timeout_deadline().is_some_and(|t| t <= now) && !run.value.status.is_finished() {
         let ended = crate::cancel::time_out(app, due.uuid, now).await?;
         return Ok(if ended { Look::TimedOut } else { Look::Passed });

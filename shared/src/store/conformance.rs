@@ -69,6 +69,7 @@ fn run_of(build: &Build, id: i64) -> (Run, Vec<BlockRun>) {
         metrics: None,
         allow_blocks_to_fail: false,
         deadlines: Default::default(),
+        slot: None,
         started_at: None,
         completed_at: None,
         created: now,

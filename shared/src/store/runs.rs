@@ -78,7 +78,7 @@ pub enum CreateOutcome {
     Created,
     /// The idempotency key was used before (within the window); nothing was written.
     Replayed(IdempotencyRecord),
-    /// A condition of the items written with the run (`CreateWith::fire`) did not hold; nothing was
+    /// A condition of the items written with the run (`CreateWith::fire`, `slots`) did not hold; nothing was
     /// written. The caller reads them again and decides.
     Conflict,
 }
@@ -92,6 +92,8 @@ pub struct CreateWith<'a> {
     /// exists once, and the schedule moved past that fire time, conditioned on the version it was
     /// read at.
     pub fire: Option<(&'a Schedule, u64)>,
+    /// The run's schedule's slots item (`admission`), conditioned on the version read (`None`: new).
+    pub slots: Option<(i64, &'a crate::admission::Slots, Option<u64>)>,
 }
 
 /// The claim of one fire time of one schedule: `FIRED#<schedule id>#<fire time>`.
@@ -104,7 +106,7 @@ fn entry_sort_key(run: &Run) -> String {
 }
 
 impl Store {
-    fn run_item(run: &Run, version: u64) -> Result<Item> {
+    pub(super) fn run_item(run: &Run, version: u64) -> Result<Item> {
         let mut it = item(
             format!("RUN#{}", run.uuid),
             "RUN",
@@ -112,10 +114,11 @@ impl Store {
             encode(run)?,
         );
         it.version = version;
-        // Only unfinished runs are in the wake index.
+        // Only unfinished runs are in the wake index, and finished ones whose slot is to be handed over.
+        let slot_pending = run.slot.is_some_and(|s| s != crate::domain::run::Slot::Released);
         it.wake = run
             .wake_at
-            .filter(|_| !run.status.is_finished())
+            .filter(|_| !run.status.is_finished() || slot_pending)
             .map(|t| (wake::wake_pk(wake::wake_shard(run.uuid)), wake::wake_key(t)));
         Ok(it)
     }
@@ -196,6 +199,9 @@ impl Store {
                 it.expires_at = Some(rec.expires_at());
                 puts.push(Put { item: it, condition: Condition::AbsentOrExpired(rec.created.timestamp()) });
             }
+            if let Some((schedule_id, slots, version)) = with.slots {
+                puts.push(super::schedules::slots_put(schedule_id, slots, version)?);
+            }
             if let Some((schedule, version)) = with.fire {
                 let claim = encode(&serde_json::json!({ "run_uuid": run.uuid }))?;
                 let pk = fire_claim_pk(schedule.id, run.execution_date);
@@ -216,7 +222,7 @@ impl Store {
                             return Ok(CreateOutcome::Replayed(earlier));
                         }
                     }
-                    if with.fire.is_some() {
+                    if with.fire.is_some() || with.slots.is_some() {
                         return Ok(CreateOutcome::Conflict);
                     }
                     reassign(run, blocks);

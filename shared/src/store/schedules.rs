@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::table::{Condition, Put, WriteError};
 use super::wake::{wake_key, WAKE_SHARDS};
 use super::{decode_all, encode, index_sort_key, item, Store, Versioned};
+use crate::admission::Slots;
 use crate::domain::{Schedule, ScheduleStatus};
 use crate::{Error, Result};
 
@@ -79,5 +80,39 @@ impl Store {
     /// Deletes a schedule if it still has `version`. Its runs stay.
     pub async fn delete_schedule(&self, id: i64, version: u64) -> Result<bool> {
         changed(self.table.delete(&format!("SCHEDULE#{id}"), "SCHEDULE", Condition::Version(version)).await)
+    }
+}
+
+fn slots_pk(schedule_id: i64) -> String {
+    format!("SLOTS#{schedule_id}")
+}
+
+/// The slots item of a schedule with run limits, to write (conditioned on `version`, or on being new).
+pub(super) fn slots_put(schedule_id: i64, slots: &Slots, version: Option<u64>) -> Result<Put> {
+    let mut it = item(slots_pk(schedule_id), "SLOTS", None, encode(slots)?);
+    it.version = version.map_or(1, |v| v + 1);
+    Ok(Put { item: it, condition: version.map_or(Condition::Absent, Condition::Version) })
+}
+
+impl Store {
+    /// The slots item of a schedule with run limits (`admission`): one `GetItem`.
+    pub async fn slots(&self, schedule_id: i64) -> Result<Option<Versioned<Slots>>> {
+        self.get_doc(slots_pk(schedule_id), "SLOTS").await
+    }
+
+    /// A hand-over: the slots item and the runs it concerns (each conditioned on the version read), in
+    /// one transaction; `false` if any changed first.
+    pub async fn hand_over(
+        &self,
+        schedule_id: i64,
+        slots: &Slots,
+        version: u64,
+        runs: &[Versioned<crate::domain::Run>],
+    ) -> Result<bool> {
+        let mut puts = vec![slots_put(schedule_id, slots, Some(version))?];
+        for r in runs {
+            puts.push(Put { item: Self::run_item(&r.value, r.version + 1)?, condition: Condition::Version(r.version) });
+        }
+        changed(self.table.write(puts).await)
     }
 }

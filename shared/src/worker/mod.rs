@@ -39,6 +39,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::clock::{hex, new_token};
+use crate::domain::run::Slot;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
 use crate::queue::{Message, RunQueue, MAX_DELAY};
 use crate::store::Versioned;
@@ -145,14 +146,23 @@ impl Worker {
         run.updated = now;
         run.wake_at = plan::wake_at(state.run.value.wake_at, &run, blocks, now);
         let status_changed = run.status != state.run.value.status;
-        self.app
+        let (uuid, hand_over) = (run.uuid, run.status.is_finished() && run.slot == Some(Slot::Held));
+        let written = self
+            .app
             .store
             .update_run_and_blocks(
                 &Versioned { value: run, version: state.run.version },
                 status_changed,
                 &changed,
             )
-            .await
+            .await?;
+        if written && hand_over {
+            // The run's slot goes to the next waiting run; if this fails, the sweep does it.
+            if let Err(e) = crate::admission::release(&self.app, uuid).await {
+                tracing::warn!(run_uuid = %uuid, error = %e, "hand-over failed; the sweep will retry it");
+            }
+        }
+        Ok(written)
     }
 
     async fn send_all(&self, sends: Vec<Send>) -> Result<()> {

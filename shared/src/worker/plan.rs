@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
+use crate::domain::run::Slot;
 use crate::domain::{Block, BlockRun, BlockRunStatus, Run, RunStatus};
 use crate::queue::Message;
 
@@ -62,6 +63,15 @@ pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
 /// is in flight — an `initial` run's creation), plus [`GRACE_S`]. In the past means stuck: nothing that
 /// was due came. `None` for a finished run.
 pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
+    match run.slot {
+        // Finished, its slot not yet handed over (`admission::release`): the hand-over is due.
+        Some(slot) if run.status.is_finished() && slot != Slot::Released => {
+            return Some((run.updated + Duration::seconds(GRACE_S)).trunc_subsecs(0))
+        }
+        // Waiting for a slot: nothing is due until a hand-over admits it.
+        Some(Slot::Waiting) => return None,
+        _ => {}
+    }
     if run.status.is_finished() {
         return None;
     }
@@ -119,7 +129,7 @@ pub fn give_up(run: &Run, block: &mut BlockRun, now: DateTime<Utc>) -> Send {
 /// it if `initial`, gives up attempts whose lease has passed, fails accepted attempts whose callback is
 /// overdue, and dispatches what is ready. The messages to send afterwards are [`pending`]'s.
 pub fn reconcile(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: DateTime<Utc>) {
-    if run.status.is_finished() {
+    if run.status.is_finished() || run.slot == Some(Slot::Waiting) {
         return;
     }
     if run.status == RunStatus::Initial {

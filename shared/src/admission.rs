@@ -1,0 +1,191 @@
+//! Run limits of a schedule (SPEC §6): `settings.pipeline_run_limit` and
+//! `settings.skip_if_previous_running`, applied to every run of the schedule — token triggers, run-now,
+//! time schedule fires and backfills alike. (ZenML's run route starts a build, not a schedule, so no
+//! schedule's limits apply there.)
+//!
+//! A schedule with either setting has one **slots** item (`store::slots`): the runs that hold a slot
+//! (admitted: started, or free to start) and the runs waiting for one, in `execution_date` order, then
+//! id. Every decision is a conditional write of that item, in the same transaction as the run it
+//! concerns, so concurrent triggers and hand-overs never admit more than the limit:
+//! - **Admission**, in the trigger's transaction: a run takes a slot while fewer than the limit are held
+//!   and nobody waits; else, with `skip_if_previous_running`, it is created `cancelled` (its blocks too)
+//!   and the slots item is not touched; else it **waits**: created `initial`, on the waiting list, with
+//!   no queue message and out of the wake index — nothing polls it.
+//! - **Hand-over**: a run that held or awaited a slot and has finished (completed, failed, cancelled,
+//!   timed out) gives it up ([`release`]): one transaction removes it from the slots item, gives the
+//!   freed slots to the first waiting runs (each admitted run's item rewritten with a wake time), and
+//!   marks the finished run released; then each admitted run is sent its `StartRun`.
+//!
+//! Crash safety: a finished run whose slot is not yet released stays in the wake index (its wake time a
+//! grace period after it finished), so if the process that finished it dies before the hand-over, the
+//! scheduler's sweep does it. An admitted run whose `StartRun` was lost is in the wake index as any
+//! `initial` run is. So a waiting run always starts once a slot frees.
+//!
+//! Cost: the slots item is written once per run of a limited schedule at admission and once at its
+//! hand-over, so a limited schedule's runs are serialized through one item (fine: the limit serializes
+//! them anyway); schedules without limits never touch it. The waiting list is bounded by
+//! [`MAX_WAITING`] (a trigger past it is a 429).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::run::Slot;
+use crate::domain::Schedule;
+use crate::queue::Message;
+use crate::store::Versioned;
+use crate::{App, Error, Result};
+
+/// Runs that may wait for a slot of one schedule at once.
+pub const MAX_WAITING: usize = 2_000;
+
+/// A schedule's limits, as its settings give them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub schedule_id: i64,
+    /// Slots (`pipeline_run_limit`); `usize::MAX` when only skip is set.
+    pub limit: usize,
+    pub skip_if_previous_running: bool,
+}
+
+impl Limits {
+    /// The limits of a schedule, if it has any.
+    pub fn of(schedule: &Schedule) -> Option<Limits> {
+        let limit = schedule.settings.pipeline_run_limit.map(|l| l as usize);
+        let skip = schedule.settings.skip_if_previous_running.unwrap_or(false);
+        (limit.is_some() || skip).then_some(Limits {
+            schedule_id: schedule.id,
+            limit: limit.unwrap_or(usize::MAX),
+            skip_if_previous_running: skip,
+        })
+    }
+}
+
+/// A run waiting for a slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub uuid: Uuid,
+    pub execution_date: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// The slots item of one schedule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slots {
+    pub holders: Vec<Uuid>,
+    /// In the order they start: `execution_date`, then id.
+    pub waiting: Vec<Waiter>,
+}
+
+/// What admission decided for a new run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Takes a slot: the slots item to write (and the version it was read at; `None`: new).
+    Holds(Slots, Option<u64>),
+    /// Waits: the slots item to write.
+    Waits(Slots, Option<u64>),
+    /// `skip_if_previous_running` and a run of the schedule is unfinished: created `cancelled`.
+    Skipped,
+}
+
+impl Admission {
+    /// The run's slot state.
+    pub fn slot(&self) -> Option<Slot> {
+        match self {
+            Admission::Holds(..) => Some(Slot::Held),
+            Admission::Waits(..) => Some(Slot::Waiting),
+            Admission::Skipped => None,
+        }
+    }
+
+    /// The slots item to write with the run, and the version it must still have.
+    pub fn write(&self) -> Option<(&Slots, Option<u64>)> {
+        match self {
+            Admission::Holds(s, v) | Admission::Waits(s, v) => Some((s, *v)),
+            Admission::Skipped => None,
+        }
+    }
+}
+
+/// Decides a new run's admission from the schedule's slots item as it is now (one `GetItem`).
+pub async fn admit(app: &App, limits: &Limits, waiter: Waiter) -> Result<Admission> {
+    let current = app.store.slots(limits.schedule_id).await?;
+    let (mut slots, version) = match current {
+        Some(v) => (v.value, Some(v.version)),
+        None => (Slots::default(), None),
+    };
+    let busy = !slots.holders.is_empty() || !slots.waiting.is_empty();
+    if limits.skip_if_previous_running && busy {
+        return Ok(Admission::Skipped);
+    }
+    if slots.holders.len() < limits.limit && slots.waiting.is_empty() {
+        slots.holders.push(waiter.uuid);
+        return Ok(Admission::Holds(slots, version));
+    }
+    if slots.waiting.len() >= MAX_WAITING {
+        return Err(Error::TooManyRequests(format!(
+            "{MAX_WAITING} runs of this schedule are waiting for a slot (settings.pipeline_run_limit)"
+        )));
+    }
+    let at = slots
+        .waiting
+        .partition_point(|w| (w.execution_date, w.id) <= (waiter.execution_date, waiter.id));
+    slots.waiting.insert(at, waiter);
+    Ok(Admission::Waits(slots, version))
+}
+
+/// Gives up the slot (or the place in the queue) of a finished run and hands freed slots to the first
+/// waiting runs, then sends them their `StartRun`. Safe to repeat: a run already released is left alone.
+pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
+    for _ in 0..8 {
+        let Some((run, _)) = app.store.run_state(run_uuid).await? else { return Ok(()) };
+        let needs = run.value.status.is_finished() && run.value.slot.is_some_and(|s| s != Slot::Released);
+        let Some(schedule_id) = run.value.schedule_id.filter(|_| needs) else { return Ok(()) };
+        let limit = match app.store.get_schedule(schedule_id).await? {
+            Some(s) => s.value.settings.pipeline_run_limit.map_or(usize::MAX, |l| l as usize),
+            None => usize::MAX,
+        };
+        let Some(slots) = app.store.slots(schedule_id).await? else {
+            return mark_released(app, run).await;
+        };
+        let mut next = slots.value.clone();
+        next.holders.retain(|u| *u != run_uuid);
+        next.waiting.retain(|w| w.uuid != run_uuid);
+        let now = app.clock.now();
+        let mut admitted = Vec::new();
+        while next.holders.len() < limit && !next.waiting.is_empty() {
+            let w = next.waiting.remove(0);
+            let Some((mut waiting_run, _)) = app.store.run_state(w.uuid).await? else { continue };
+            if waiting_run.value.status.is_finished() {
+                continue; // cancelled while waiting: its own release removes nothing more
+            }
+            next.holders.push(w.uuid);
+            waiting_run.value.slot = Some(Slot::Held);
+            waiting_run.value.updated = now;
+            waiting_run.value.wake_at = crate::worker::plan::wake_at(None, &waiting_run.value, &[], now);
+            admitted.push(waiting_run);
+        }
+        let mut done = run;
+        done.value.slot = Some(Slot::Released);
+        done.value.wake_at = None;
+        let mut runs = vec![done];
+        runs.extend(admitted.iter().cloned());
+        if app.store.hand_over(schedule_id, &next, slots.version, &runs).await? {
+            for r in admitted {
+                tracing::info!(run_uuid = %r.value.uuid, schedule_id, "a slot freed: run admitted");
+                if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: r.value.uuid }).await {
+                    tracing::error!(run_uuid = %r.value.uuid, error = %e, "send failed; the sweep will queue the run");
+                }
+            }
+            return Ok(());
+        }
+    }
+    Err(Error::Conflict("the schedule's slots are changing; the sweep will retry".into()))
+}
+
+async fn mark_released(app: &App, mut run: Versioned<crate::domain::Run>) -> Result<()> {
+    run.value.slot = Some(Slot::Released);
+    run.value.wake_at = None;
+    app.store.update_run_and_blocks(&run, false, &[]).await?;
+    Ok(())
+}
