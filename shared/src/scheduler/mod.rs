@@ -6,7 +6,7 @@
 //! run always has a queue message on its way that will advance it, or the sweep will find it*. Every
 //! unfinished run is in the wake index (`store::wake`) under a time by which a message should have looked
 //! at it (`worker::plan::wake_at`; never later than the state needs, sometimes earlier, to spare index
-//! writes). The sweep takes what is due from one shard of the index (one `Query`) and reads each run
+//! writes). The sweep takes what is due from each shard of the index (one `Query` each) and reads each run
 //! found: if the state shows that nothing it waited for is overdue (`worker::plan::needed_wake` is still
 //! ahead: a long call's lease holds, a callback's deadline has not come), it moves the run's wake time
 //! there and sends nothing. Otherwise the run is stuck — an `initial` run whose `StartRun` was never sent,

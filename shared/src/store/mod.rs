@@ -13,7 +13,9 @@
 //! | pipeline by name | `PIPELINE_NAME#<name>` | `VERSION#<version>` | — |
 //! | build | `BUILD#<uuid>` | `BUILD` | `BUILDS` / `<created>#<uuid>` |
 //! | build of a pipeline | `PIPELINE#<uuid>` | `BUILD#<created>#<uuid>` | — |
-//! | schedule | `SCHEDULE#<id>` | `SCHEDULE` | `SCHEDULES` / `<created>#<id>` |
+//! | schedule | `SCHEDULE#<id>` | `SCHEDULE` | `SCHEDULES` / `<created>#<id>`; while an active time schedule also `GSI2PK`/`GSI2SK` = `FIRE#<id mod 8>` / `<next fire time>` |
+//! | fire claim | `FIRED#<schedule id>#<fire time>` | `FIRED` | — |
+//! | run slots of a schedule with run limits | `SLOTS#<schedule id>` | `SLOTS` | — |
 //! | run | `RUN#<uuid>` | `RUN` | `RUNS` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
@@ -21,7 +23,8 @@
 //! | idempotency key | `IDEMPOTENCY#<scope>#<key>` | `IDEMPOTENCY` (TTL `expires_at`) | — |
 //!
 //! `GSI2` is the wake index (keys only; [`wake`]): the scheduler's sweep finds there, by time, the
-//! unfinished runs that no queue message looked at in time. A run item carries its wake keys while the
+//! unfinished runs that no queue message looked at in time; and, under their own partition keys
+//! `FIRE#<0–7>`, the active time schedules by their next fire time. A run item carries its wake keys while the
 //! run is unfinished; a finished run's item is written without them, which takes it out of the index.
 //!
 //! Pipelines and builds are immutable, so their extra copies (by name, by pipeline) never go stale;
@@ -48,11 +51,24 @@
 //!   plus two when its wake time moves, which `worker::plan::wake_at` allows about once per lease of a
 //!   long run and never for a run that finishes within a minute. At 1,000 triggers/s that is ~2,000 index
 //!   writes/s over 8 shards: ~250 per partition (DynamoDB allows 1,000).
-//! - Sweep (each scheduler tick, one shard): one `Query` of `GSI2` partition `WAKE#<shard>` with
+//! - Sweep (each scheduler tick, each of the 8 shards): one `Query` of `GSI2` partition `WAKE#<shard>` with
 //!   `GSI2SK <= now`, `Limit` 500 (an empty sweep is that one request, 0.5 read units); then per due run
 //!   one `Query` of its partition (is it stuck, or was its wake time early?) and one conditional
 //!   `UpdateItem` of its wake key (the claim that makes overlapping ticks queue it once), and for a stuck
 //!   run one `SendMessage`. Cost grows with the runs found due, never with history.
+//! - Fire time schedules (each tick): one `Query` of each of the 8 `FIRE#` shards of `GSI2` with
+//!   `GSI2SK <= now` (`Limit` 500, more pages while full): an empty tick is 8 queries. Per due schedule and
+//!   fire time: `GetItem` (schedule), 2 `Query` (its pipeline's versions and builds), one transaction
+//!   (the run's items as a trigger writes them + the fire claim with `attribute_not_exists` + the
+//!   schedule with its new next fire time, conditioned on its version; plus the slots item for a
+//!   schedule with run limits), one `SendMessage`. 10,000 schedules due in one minute move 10,000 index
+//!   entries over 8 partitions (~1,250 each, spread over the seconds the tick takes) — under the 1,000
+//!   write units/s per partition as long as the tick runs at most 64 fires at once (~300 fires/s on AWS).
+//! - Run limits (`admission`): a trigger of a schedule with `pipeline_run_limit` or
+//!   `skip_if_previous_running` reads its `SLOTS#` item (`GetItem`) and writes it in the run's
+//!   transaction; a finished run's hand-over is one transaction of the slots item, the finished run and
+//!   the runs admitted. Only limited schedules pay this; their runs are serialized through the item, which
+//!   the limit does anyway.
 //! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`): one
 //!   `Query` of the view's partition, which is already ordered (`execution_date` desc, then `id` desc, by
 //!   reading it backwards). The entries are about 200 bytes, so the query costs one read unit per ~20 runs

@@ -8,8 +8,8 @@
 //! must be (see `worker::plan::wake_at`): a run that finishes within a minute writes its index entry
 //! twice in all (created, removed), so 1,000 triggers/s put about 2,000 small index writes/s on the
 //! index, 250 per shard, under DynamoDB's 1,000 write units/s per partition with room for the moves of
-//! longer runs (at most one per run per ~90 s). Each tick sweeps one shard, in turn (see `scheduler`),
-//! so a sweep that finds nothing costs one `Query`. A wake time may be early (the state did not need
+//! longer runs (at most one per run per ~90 s). Each tick sweeps every shard (see `scheduler`): a
+//! sweep that finds nothing costs one `Query` per shard. A wake time may be early (the state did not need
 //! it yet); the sweep then reads the run and moves it, without queueing anything.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
