@@ -42,6 +42,11 @@ ACTIONS = {
     "get-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query"],
     "list-block-runs": ["dynamodb:GetItem", "dynamodb:Query"],
     "update-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "create-backfill": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+    "list-backfills": ["dynamodb:GetItem", "dynamodb:Query"],
+    "get-backfill": ["dynamodb:GetItem", "dynamodb:Query"],
+    "update-backfill": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "delete-backfill": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"],
     "block-run-callback": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
 }
 

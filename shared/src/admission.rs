@@ -127,9 +127,8 @@ pub async fn admit(app: &App, limits: &Limits, waiter: Waiter) -> Result<Admissi
             "{MAX_WAITING} runs of this schedule are waiting for a slot (settings.pipeline_run_limit)"
         )));
     }
-    let at = slots
-        .waiting
-        .partition_point(|w| (w.execution_date, w.id) <= (waiter.execution_date, waiter.id));
+    let at =
+        slots.waiting.partition_point(|w| (w.execution_date, w.id) <= (waiter.execution_date, waiter.id));
     slots.waiting.insert(at, waiter);
     Ok(Admission::Waits(slots, version))
 }

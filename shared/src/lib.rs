@@ -6,6 +6,7 @@
 //! - [`worker`] — advances runs block by block from queue messages.
 //! - [`scheduler`] — the one-minute tick: fires due time schedules; the sweep that re-queues runs no
 //!   message looked at in time, marks missed SLAs and ends timed-out runs.
+//! - [`backfills`] — starting and cancelling backfills.
 //! - [`admission`] — a schedule's run limits (`pipeline_run_limit`, `skip_if_previous_running`).
 //! - [`http`] — the route table, both dialects' handlers, and the Lambda and local-server adapters.
 //! - [`app`] — the dependencies a handler gets, built once from the environment.
@@ -14,6 +15,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod backfills;
 pub mod cancel;
 pub mod clock;
 pub mod demo;

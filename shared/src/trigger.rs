@@ -16,13 +16,13 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::admission::{self, Admission, Limits, Waiter};
 use crate::clock::hex;
 use crate::clock::{block_run_id, new_int_id};
 use crate::domain::run::Deadlines;
 use crate::domain::run::RunDetail;
-use crate::domain::run_config::RunConfig;
-use crate::admission::{self, Admission, Limits, Waiter};
 use crate::domain::run::Slot;
+use crate::domain::run_config::RunConfig;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus, Schedule};
 use crate::queue::Message;
 use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord};
@@ -102,7 +102,12 @@ impl RunOptions {
 
 /// Sets a new run's state from its admission under the schedule's run limits: waiting (no wake time:
 /// nothing polls it), skipped (created `cancelled`, its blocks too), or free to start.
-fn apply_admission(run: &mut Run, blocks: &mut [BlockRun], admission: Option<&Admission>, now: DateTime<Utc>) {
+fn apply_admission(
+    run: &mut Run,
+    blocks: &mut [BlockRun],
+    admission: Option<&Admission>,
+    now: DateTime<Utc>,
+) {
     run.status = RunStatus::Initial;
     run.completed_at = None;
     run.slot = admission.and_then(Admission::slot);
@@ -198,6 +203,8 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         if outcome != CreateOutcome::Conflict || fire.is_some() {
             break;
         }
+        // The slots item changed, or the run's id was taken: decide again, with a new id.
+        renumber(&mut run, &mut blocks, new_int_id(app.clock.now()));
     }
     if outcome == CreateOutcome::Conflict {
         return Err(Error::Conflict("the schedule changed meanwhile; nothing was written".into()));
@@ -243,13 +250,18 @@ pub async fn build_for_schedule(app: &App, schedule: &Schedule) -> Result<Build>
             .await?
             .ok_or_else(|| Error::Conflict(format!("the schedule's pinned build {id} no longer exists")));
     }
+    newest_build(app, &schedule.pipeline_uuid).await
+}
+
+/// The newest build of a pipeline's newest version.
+pub async fn newest_build(app: &App, pipeline_name: &str) -> Result<Build> {
     let newest = app
         .store
-        .pipeline_versions(&schedule.pipeline_uuid)
+        .pipeline_versions(pipeline_name)
         .await?
         .into_iter()
         .max_by_key(|p| crate::domain::pipeline::version_key(&p.version))
-        .ok_or_else(|| Error::Conflict(format!("pipeline {:?} no longer exists", schedule.pipeline_uuid)))?;
+        .ok_or_else(|| Error::Conflict(format!("pipeline {pipeline_name:?} no longer exists")))?;
     app.store
         .builds_of_pipeline(newest.id)
         .await?

@@ -402,8 +402,14 @@ pub async fn new_time_schedule(app: &App, interval: &str) -> kickoff::domain::Sc
     };
     loop {
         let id = kickoff::clock::new_int_id(app.clock.now());
-        let s = Schedule::create(id, kickoff::demo::PIPELINE_NAME, fields.clone(), kickoff::clock::new_token(), now)
-            .expect("schedule");
+        let s = Schedule::create(
+            id,
+            kickoff::demo::PIPELINE_NAME,
+            fields.clone(),
+            kickoff::clock::new_token(),
+            now,
+        )
+        .expect("schedule");
         if app.store.create_schedule(&s).await.expect("create schedule") {
             return s;
         }

@@ -425,7 +425,8 @@ async fn the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick
     if second >= 50 {
         tokio::time::sleep(Duration::from_secs(61 - second as u64)).await;
     }
-    let minute = chrono::DateTime::from_timestamp(SystemClock.now().timestamp() / 60 * 60, 0).expect("minute");
+    let minute =
+        chrono::DateTime::from_timestamp(SystemClock.now().timestamp() / 60 * 60, 0).expect("minute");
     let clock = Arc::new(ManualClock::default());
     clock.set(minute - chrono::Duration::seconds(1));
     let app = kickoff::App { store: d.store.clone(), queue: Arc::new(d.queue.clone()), clock };

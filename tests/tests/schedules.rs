@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kickoff::domain::{ApiKey, Role, RunStatus};
+use kickoff::queue::RunQueue;
 use kickoff::store::RunView;
 use kickoff_tests::worker::{Delivery, Harness};
 use kickoff_tests::{request, Answer};
@@ -409,7 +410,9 @@ async fn api_schedule(h: &Harness, key: &str, settings: Value) -> (i64, String) 
 }
 
 async fn token_trigger(h: &Harness, id: i64, token: &str) -> Value {
-    let a = request("POST", &format!("{}/api/pipeline_schedules/{id}/pipeline_runs/{token}", h.api), &[], "{}").await;
+    let a =
+        request("POST", &format!("{}/api/pipeline_schedules/{id}/pipeline_runs/{token}", h.api), &[], "{}")
+            .await;
     assert_eq!(a.status, 200, "{}", a.json);
     a.json["pipeline_run"].clone()
 }
@@ -430,7 +433,12 @@ fn one_after_another(runs: &[kickoff::domain::Run]) {
     }
     for pair in runs.windows(2) {
         let (done, next) = (pair[0].completed_at.expect("completed"), pair[1].started_at.expect("started"));
-        assert!(next >= done, "run {} started at {next} before run {} finished at {done}", pair[1].id, pair[0].id);
+        assert!(
+            next >= done,
+            "run {} started at {next} before run {} finished at {done}",
+            pair[1].id,
+            pair[0].id
+        );
     }
 }
 
@@ -476,8 +484,12 @@ async fn skip_if_previous_running_creates_the_second_api_trigger_cancelled() {
 async fn run_limits_hold_for_time_schedules_too() {
     let (h, key) = setup().await;
     h.clock.set(utc("2024-05-01T10:00:30Z"));
-    let limited = time_schedule(&h, &key, json!({"schedule_interval": "* * * * *", "settings": {"pipeline_run_limit": 1}}))
-        .await;
+    let limited = time_schedule(
+        &h,
+        &key,
+        json!({"schedule_interval": "* * * * *", "settings": {"pipeline_run_limit": 1}}),
+    )
+    .await;
     let skipping = time_schedule(
         &h,
         &key,
@@ -502,13 +514,141 @@ async fn run_limits_hold_for_time_schedules_too() {
 async fn cancelling_a_waiting_run_gives_up_its_place() {
     let (h, key) = setup().await;
     let (id, token) = api_schedule(&h, &key, json!({"pipeline_run_limit": 1})).await;
-    let runs: Vec<Value> = [token_trigger(&h, id, &token).await, token_trigger(&h, id, &token).await, token_trigger(&h, id, &token).await]
-        .into();
+    let runs: Vec<Value> = [
+        token_trigger(&h, id, &token).await,
+        token_trigger(&h, id, &token).await,
+        token_trigger(&h, id, &token).await,
+    ]
+    .into();
     let middle = runs[1]["id"].as_i64().expect("id");
-    let a = call(&h, &key, "PUT", &format!("/api/pipeline_runs/{middle}"), json!({"pipeline_run": {"status": "cancelled"}}))
-        .await;
+    let a = call(
+        &h,
+        &key,
+        "PUT",
+        &format!("/api/pipeline_runs/{middle}"),
+        json!({"pipeline_run": {"status": "cancelled"}}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.json);
     h.deliver_visible().await;
     let statuses: Vec<RunStatus> = runs_of(&h, id).await.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [RunStatus::Completed, RunStatus::Cancelled, RunStatus::Completed]);
+}
+
+async fn backfill(h: &Harness, key: &str, fields: Value) -> Answer {
+    call(h, key, "POST", "/api/pipelines/training/backfills", json!({"backfill": fields})).await
+}
+
+#[tokio::test]
+async fn a_daily_backfill_over_ten_days_makes_ten_runs_and_completes() {
+    let (h, key) = setup().await;
+    let a = backfill(
+        &h,
+        &key,
+        json!({"name": "ten days", "start_datetime": "2024-02-24T06:00:00Z", "end_datetime": "2024-03-04T06:00:00Z",
+               "interval_type": "day", "interval_units": 1, "variables": {"source": "archive"}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["backfill"]["status"], "initial");
+    assert_eq!(a.json["backfill"]["total_run_count"], 10);
+    let id = a.json["backfill"]["id"].as_i64().expect("id");
+    let a =
+        call(&h, &key, "PUT", &format!("/api/backfills/{id}"), json!({"backfill": {"status": "initial"}}))
+            .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["backfill"]["status"], "running");
+    // Starting again makes no date twice.
+    call(&h, &key, "PUT", &format!("/api/backfills/{id}"), json!({"backfill": {"status": "initial"}})).await;
+    h.deliver_visible().await;
+    let a =
+        call(&h, &key, "GET", &format!("/api/pipeline_runs?backfill_id={id}&_limit=100"), json!(null)).await;
+    let runs = a.json["pipeline_runs"].as_array().expect("runs").clone();
+    let mut dates: Vec<String> =
+        runs.iter().map(|r| r["execution_date"].as_str().expect("date").to_string()).collect();
+    dates.sort();
+    let expected: Vec<String> = (0..10)
+        .map(|d| {
+            (utc("2024-02-24T06:00:00Z") + chrono::Duration::days(d))
+                .format("%Y-%m-%d %H:%M:%S%.6f+00:00")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(dates, expected, "one run per day, 29 February included");
+    assert!(runs.iter().all(|r| r["backfill_id"] == id
+        && r["status"] == "completed"
+        && r["variables"]["source"] == "archive"));
+    let a = call(&h, &key, "GET", &format!("/api/backfills/{id}"), json!(null)).await;
+    assert_eq!(a.json["backfill"]["status"], "completed", "{}", a.json);
+    let a = call(&h, &key, "GET", "/api/backfills", json!(null)).await;
+    assert_eq!(a.json["metadata"]["count"], 1);
+    let a = call(&h, &key, "DELETE", &format!("/api/backfills/{id}"), json!(null)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(call(&h, &key, "GET", &format!("/api/backfills/{id}"), json!(null)).await.status, 404);
+}
+
+#[tokio::test]
+async fn cancelling_a_backfill_midway_cancels_its_unfinished_runs_under_its_schedules_limit() {
+    let (h, key) = setup().await;
+    let (schedule, _) = api_schedule(&h, &key, json!({"pipeline_run_limit": 2})).await;
+    let a = backfill(
+        &h,
+        &key,
+        json!({"name": "hours", "start_datetime": "2024-05-01 00:00", "end_datetime": "2024-05-01 09:00",
+               "interval_type": "hour", "interval_units": 1, "pipeline_schedule_id": schedule}),
+    )
+    .await;
+    let id = a.json["backfill"]["id"].as_i64().expect("id");
+    call(&h, &key, "PUT", &format!("/api/backfills/{id}"), json!({"backfill": {"status": "initial"}})).await;
+    // Admitted under the schedule's limit: two at a time; the first two run, then cancel.
+    assert_eq!(h.queue.visible_len().await, 2);
+    let entries = h.app.store.run_entries(&RunView::Backfill(id)).await.expect("entries");
+    assert_eq!(entries.len(), 10);
+    // Only the oldest run's messages are delivered until it has completed; the others' wait.
+    let first = entries.last().expect("oldest").uuid;
+    let mut held = Vec::new();
+    while !h.app.store.get_run(first).await.expect("get").expect("run").value.run.status.is_finished() {
+        let batch = h.queue.receive(10, Duration::from_millis(50)).await.expect("receive");
+        assert!(!batch.is_empty(), "the first run is stuck");
+        for r in batch {
+            h.queue.delete(&r.receipt).await.expect("delete");
+            if r.message.run_uuid() == first {
+                h.worker.handle(&r.message).await.expect("handle");
+            } else {
+                held.push(r.message);
+            }
+        }
+    }
+    for m in held {
+        h.queue.send(&m).await.expect("requeue");
+    }
+    let a =
+        call(&h, &key, "PUT", &format!("/api/backfills/{id}"), json!({"backfill": {"status": "cancelled"}}))
+            .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["backfill"]["status"], "cancelled");
+    h.deliver_visible().await;
+    let statuses: Vec<RunStatus> = runs_of(&h, schedule).await.iter().map(|r| r.status).collect();
+    let mut expected = vec![RunStatus::Cancelled; 10];
+    expected[0] = RunStatus::Completed;
+    assert_eq!(statuses, expected, "the run that had finished stays completed; the rest are cancelled");
+}
+
+#[tokio::test]
+async fn bad_backfills_are_a_422_that_changes_nothing() {
+    let (h, key) = setup().await;
+    let base = json!({"name": "b", "start_datetime": "2024-01-10", "end_datetime": "2024-01-20", "interval_type": "day", "interval_units": 1});
+    for (change, field) in [
+        (json!({"end_datetime": "2024-01-01"}), "end_datetime"),
+        (json!({"interval_units": 0}), "interval_units"),
+        (json!({"interval_type": "fortnight"}), "interval_type"),
+        (json!({"start_datetime": "soon"}), "start_datetime"),
+    ] {
+        let mut body = base.clone();
+        body.as_object_mut().expect("object").extend(change.as_object().expect("object").clone());
+        let a = backfill(&h, &key, body).await;
+        assert_eq!(a.status, 422, "{change}: {}", a.json);
+        assert!(a.json["error"]["message"].as_str().unwrap_or("").contains(field), "{change}: {}", a.json);
+    }
+    assert!(h.app.store.list_backfills().await.expect("list").is_empty());
 }

@@ -188,7 +188,8 @@ async fn two_ticks_racing_on_the_same_minute_make_one_run_per_fire_time_on_dynam
     use kickoff::clock::ManualClock;
     use kickoff::queue::memory::MemoryQueue;
     use kickoff::store::RunView;
-    let Some(stack) = stack("two_ticks_racing_on_the_same_minute_make_one_run_per_fire_time_on_dynamodb") else {
+    let Some(stack) = stack("two_ticks_racing_on_the_same_minute_make_one_run_per_fire_time_on_dynamodb")
+    else {
         return;
     };
     let table = Arc::new(stack.new_table("fire").await);

@@ -2,6 +2,7 @@
 //! Everything here is plain data plus validation; no I/O.
 
 pub mod api_key;
+pub mod backfill;
 pub mod build;
 pub mod pipeline;
 pub mod run;

@@ -61,6 +61,11 @@ pub enum Endpoint {
     GetPipelineRun,
     UpdatePipelineRun,
     ListBlockRuns,
+    CreateBackfill,
+    ListBackfills,
+    GetBackfill,
+    UpdateBackfill,
+    DeleteBackfill,
     BlockRunCallback,
 }
 
@@ -139,6 +144,11 @@ pub const ROUTES: &[Route] = &[
     route(GetPipelineRun, "get-pipeline-run", "GET", "/api/pipeline_runs/{id}", Read),
     route(UpdatePipelineRun, "update-pipeline-run", "PUT", "/api/pipeline_runs/{id}", Write),
     route(ListBlockRuns, "list-block-runs", "GET", "/api/pipeline_runs/{id}/block_runs", Read),
+    route(CreateBackfill, "create-backfill", "POST", "/api/pipelines/{pipeline_uuid}/backfills", Write),
+    route(ListBackfills, "list-backfills", "GET", "/api/backfills", Read),
+    route(GetBackfill, "get-backfill", "GET", "/api/backfills/{id}", Read),
+    route(UpdateBackfill, "update-backfill", "PUT", "/api/backfills/{id}", Write),
+    route(DeleteBackfill, "delete-backfill", "DELETE", "/api/backfills/{id}", Write),
     // Executors
     route(BlockRunCallback, "block-run-callback", "POST", "/api/block_runs/{id}/callback", Token),
 ];
@@ -248,6 +258,11 @@ async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResp
         GetPipelineRun => mage::runs::get(app, req).await,
         UpdatePipelineRun => mage::runs::update(app, req).await,
         ListBlockRuns => mage::runs::block_runs(app, req).await,
+        CreateBackfill => mage::backfills::create(app, req).await,
+        ListBackfills => mage::backfills::list(app, req).await,
+        GetBackfill => mage::backfills::get(app, req).await,
+        UpdateBackfill => mage::backfills::update(app, req).await,
+        DeleteBackfill => mage::backfills::delete(app, req).await,
         BlockRunCallback => super::callback::handle(app, req).await,
     }
 }

@@ -19,7 +19,8 @@
 //! | run | `RUN#<uuid>` | `RUN` | `RUNS` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
-//! | run list entry | `RUNVIEW#ALL`, `RUNVIEW#SCHEDULE#<id>`, `RUNVIEW#PIPELINE#<name>` | `<execution date>#<id, 16 digits>` | — |
+//! | run list entry | `RUNVIEW#ALL`, `RUNVIEW#SCHEDULE#<id>`, `RUNVIEW#PIPELINE#<name>`, `RUNVIEW#BACKFILL#<id>` | `<execution date>#<id, 16 digits>` | — |
+//! | backfill | `BACKFILL#<id>` | `BACKFILL` | `BACKFILLS` / `<created>#<id>` |
 //! | idempotency key | `IDEMPOTENCY#<scope>#<key>` | `IDEMPOTENCY` (TTL `expires_at`) | — |
 //!
 //! `GSI2` is the wake index (keys only; [`wake`]): the scheduler's sweep finds there, by time, the
@@ -69,6 +70,9 @@
 //!   transaction; a finished run's hand-over is one transaction of the slots item, the finished run and
 //!   the runs admitted. Only limited schedules pay this; their runs are serialized through the item, which
 //!   the limit does anyway.
+//! - Backfills: by id one `GetItem`; the list one `Query` of `GSI1` `BACKFILLS` (few). A backfill's
+//!   status is derived from its runs: one `Query` of `RUNVIEW#BACKFILL#<id>` (at most 1,000 entries).
+//!   Starting one writes each date's run as a trigger does (with the run limits of its schedule, if any).
 //! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`): one
 //!   `Query` of the view's partition, which is already ordered (`execution_date` desc, then `id` desc, by
 //!   reading it backwards). The entries are about 200 bytes, so the query costs one read unit per ~20 runs
@@ -81,6 +85,7 @@
 //!   pipelines, builds and schedules (few); for runs it reads every run document — the ZenML run list
 //!   should move to the run list views too.
 
+mod backfills;
 pub mod conformance;
 pub mod dynamo;
 pub mod fault;

@@ -32,6 +32,7 @@ pub enum RunView {
     All,
     Schedule(i64),
     Pipeline(String),
+    Backfill(i64),
 }
 
 impl RunView {
@@ -40,12 +41,14 @@ impl RunView {
             RunView::All => "RUNVIEW#ALL".into(),
             RunView::Schedule(id) => format!("RUNVIEW#SCHEDULE#{id}"),
             RunView::Pipeline(name) => format!("RUNVIEW#PIPELINE#{name}"),
+            RunView::Backfill(id) => format!("RUNVIEW#BACKFILL#{id}"),
         }
     }
 
     fn of(run: &Run) -> Vec<RunView> {
         let mut views = vec![RunView::All, RunView::Pipeline(run.pipeline_name.clone())];
         views.extend(run.schedule_id.map(RunView::Schedule));
+        views.extend(run.backfill_id.map(RunView::Backfill));
         views
     }
 }

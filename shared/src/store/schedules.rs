@@ -35,7 +35,7 @@ pub(super) fn schedule_put(s: &Schedule, version: u64, condition: Condition) -> 
     Ok(Put { item: it, condition })
 }
 
-fn changed(result: std::result::Result<(), WriteError>) -> Result<bool> {
+pub(super) fn changed(result: std::result::Result<(), WriteError>) -> Result<bool> {
     match result {
         Ok(()) => Ok(true),
         Err(WriteError::ConditionFailed) => Ok(false),
@@ -111,7 +111,10 @@ impl Store {
     ) -> Result<bool> {
         let mut puts = vec![slots_put(schedule_id, slots, Some(version))?];
         for r in runs {
-            puts.push(Put { item: Self::run_item(&r.value, r.version + 1)?, condition: Condition::Version(r.version) });
+            puts.push(Put {
+                item: Self::run_item(&r.value, r.version + 1)?,
+                condition: Condition::Version(r.version),
+            });
         }
         changed(self.table.write(puts).await)
     }

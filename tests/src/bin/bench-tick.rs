@@ -18,7 +18,10 @@ use tokio::task::JoinSet;
 async fn main() {
     let counts: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() { vec![10, 1_000, 10_000] } else { counts };
-    println!("scheduler tick, embedded store ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!(
+        "scheduler tick, embedded store ({} build)",
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
     println!(
         "{:>8} | {:>10} | {:>13} | {:>21} | {:>6} | {:>16}",
         "due", "tick (ms)", "per fire (µs)", "baseline: triggers (ms)", "ratio", "target: < 60 s"

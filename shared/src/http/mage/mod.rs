@@ -2,6 +2,7 @@
 //! `{"metadata": {"count", "next"}}`, times like `2023-02-16 06:40:49.769087+00:00`, and one module per
 //! resource.
 
+pub mod backfills;
 pub mod runs;
 pub mod schedules;
 pub mod triggers;

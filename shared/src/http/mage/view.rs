@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::domain::backfill::Backfill;
 use crate::domain::run::RunDetail;
 use crate::domain::{BlockRun, Schedule};
 
@@ -77,5 +78,26 @@ pub fn run(d: &RunDetail, schedule: Option<&Schedule>) -> Value {
         "updated_at": time(r.updated),
         "block_runs": d.blocks.iter().map(block_run).collect::<Vec<_>>(),
         "block_runs_count": d.blocks.len(),
+    })
+}
+
+/// A backfill, with the status its runs give it and how many runs it has.
+pub fn backfill(b: &Backfill, runs: usize) -> Value {
+    json!({
+        "id": b.id,
+        "name": b.name,
+        "pipeline_uuid": b.pipeline_uuid,
+        "pipeline_schedule_id": b.pipeline_schedule_id,
+        "start_datetime": time(b.start_datetime),
+        "end_datetime": time(b.end_datetime),
+        "interval_type": b.interval_type,
+        "interval_units": b.interval_units,
+        "variables": b.variables,
+        "status": b.status.as_str(),
+        "started_at": opt_time(b.started_at),
+        "total_run_count": b.dates().map_or(0, |d| d.len()),
+        "run_count": runs,
+        "created_at": time(b.created),
+        "updated_at": time(b.updated),
     })
 }
