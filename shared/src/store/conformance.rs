@@ -108,7 +108,14 @@ async fn wake_index(store: &Store) {
     for (offset_s, finished) in [(-10, false), (3600, false), (-20, true)] {
         let (mut run, mut blocks) = run_of(&build, new_int_id(now));
         run.wake_at = Some(now + chrono::Duration::seconds(offset_s));
-        store.create_run(&mut run, &mut blocks, None, |_, _| {}).await.expect("create");
+        // Ids drawn in the same 10 ms can collide: the next one then.
+        let next_id = |r: &mut Run, b: &mut [BlockRun]| {
+            r.id += 1;
+            for (i, x) in b.iter_mut().enumerate() {
+                (x.id, x.run_id) = (block_run_id(r.id, i), r.id);
+            }
+        };
+        store.create_run(&mut run, &mut blocks, None, next_id).await.expect("create");
         if finished {
             let got = store.get_run(run.uuid).await.expect("get").expect("run");
             let mut done = got.value.run.clone();
