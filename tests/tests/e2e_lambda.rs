@@ -374,24 +374,7 @@ async fn the_scheduler_function_queues_a_stuck_run_on_an_eventbridge_tick() {
     // EventBridge's tick for this minute.
     let now = SystemClock.now();
     let at = chrono::DateTime::from_timestamp(now.timestamp() / 60 * 60, 0).expect("minute");
-    let event = json!({
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/kickoff-SchedulerTick"],
-        "detail": {}
-    });
-    let a = request(
-        "POST",
-        &format!("{}/2015-03-31/functions/scheduler/invocations", d.base),
-        &[("content-type", "application/json")],
-        event.to_string(),
-    )
-    .await;
+    let a = eventbridge_tick(&d, at).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["sweep"]["due"], 1, "{}", a.json);
     assert_eq!(a.json["sweep"]["queued"], 1, "{}", a.json);
@@ -434,24 +417,7 @@ async fn the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick
     let schedule = kickoff_tests::new_time_schedule(&app, "* * * * *").await;
     assert_eq!(schedule.next_run_at, Some(minute));
 
-    let event = json!({
-        "version": "0",
-        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": minute.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/kickoff-SchedulerTick"],
-        "detail": {}
-    });
-    let a = request(
-        "POST",
-        &format!("{}/2015-03-31/functions/scheduler/invocations", d.base),
-        &[("content-type", "application/json")],
-        event.to_string(),
-    )
-    .await;
+    let a = eventbridge_tick(&d, minute).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["fire"]["runs"], 1, "{}", a.json);
 
@@ -463,4 +429,29 @@ async fn the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick
     assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
     let moved = d.store.get_schedule(schedule.id).await.expect("get").expect("schedule").value;
     assert_eq!(moved.next_run_at, Some(minute + chrono::Duration::minutes(1)));
+}
+
+/// Invokes the `scheduler` function as EventBridge's one-minute schedule does, for the tick at `at`.
+async fn eventbridge_tick(
+    d: &kickoff_tests::Deployed,
+    at: chrono::DateTime<chrono::Utc>,
+) -> kickoff_tests::Answer {
+    let event = json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/kickoff-SchedulerTick"],
+        "detail": {}
+    });
+    request(
+        "POST",
+        &format!("{}/2015-03-31/functions/scheduler/invocations", d.base),
+        &[("content-type", "application/json")],
+        event.to_string(),
+    )
+    .await
 }

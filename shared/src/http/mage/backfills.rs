@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{path_id, unwrap_body, view, Paging};
+use super::{path_id, require_pipeline, unwrap_body, view, Paging};
 use crate::backfills;
 use crate::clock::new_int_id;
 use crate::domain::backfill::{Backfill, BackfillFields, BackfillStatus};
@@ -24,9 +24,7 @@ async fn answer(app: &App, b: Backfill) -> Result<ApiResponse> {
 pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let pipeline_uuid = req.param("pipeline_uuid").to_string();
     let f = fields(req)?;
-    if app.store.pipeline_versions(&pipeline_uuid).await?.is_empty() {
-        return Err(Error::NotFound(format!("No pipeline named {pipeline_uuid:?}")));
-    }
+    require_pipeline(app, &pipeline_uuid).await?;
     let now = app.clock.now();
     let mut b = Backfill::create(new_int_id(now), &pipeline_uuid, f, now)?;
     if let Some(id) = b.pipeline_schedule_id {

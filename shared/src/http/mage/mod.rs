@@ -22,6 +22,14 @@ pub fn path_id(req: &ApiRequest, what: &str) -> Result<i64> {
         .ok_or_else(|| Error::NotFound(format!("No {what} with id {raw:?}")))
 }
 
+/// 404 unless a pipeline of this name (Mage's `pipeline_uuid`) exists.
+pub async fn require_pipeline(app: &crate::App, name: &str) -> Result<()> {
+    if app.store.pipeline_versions(name).await?.is_empty() {
+        return Err(Error::NotFound(format!("No pipeline named {name:?}")));
+    }
+    Ok(())
+}
+
 /// `_limit` (1..=1000, default 40) and `_offset` (≥ 0, default 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Paging {

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{path_id, unwrap_body, view, Paging};
+use super::{path_id, require_pipeline, unwrap_body, view, Paging};
 use crate::clock::{new_int_id, new_token};
 use crate::domain::schedule::ScheduleFields;
 use crate::domain::Schedule;
@@ -32,9 +32,7 @@ async fn check_build(app: &App, s: &Schedule) -> Result<()> {
 pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let pipeline_uuid = req.param("pipeline_uuid").to_string();
     let f = fields(req)?;
-    if app.store.pipeline_versions(&pipeline_uuid).await?.is_empty() {
-        return Err(Error::NotFound(format!("No pipeline named {pipeline_uuid:?}")));
-    }
+    require_pipeline(app, &pipeline_uuid).await?;
     let now = app.clock.now();
     let mut schedule = Schedule::create(new_int_id(now), &pipeline_uuid, f, new_token(), now)?;
     check_build(app, &schedule).await?;
@@ -65,9 +63,7 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 
 pub async fn list_for_pipeline(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let name = req.param("pipeline_uuid");
-    if app.store.pipeline_versions(name).await?.is_empty() {
-        return Err(Error::NotFound(format!("No pipeline named {name:?}")));
-    }
+    require_pipeline(app, name).await?;
     let all = app.store.list_schedules().await?;
     list_of(req, all.into_iter().filter(|s| s.pipeline_uuid == name).collect()).await
 }
