@@ -185,6 +185,7 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
 async fn mark_released(app: &App, mut run: Versioned<crate::domain::Run>) -> Result<()> {
     run.value.slot = Some(Slot::Released);
     run.value.wake_at = None;
-    app.store.update_run_and_blocks(&run, false, &[]).await?;
+    let status = run.value.status;
+    app.store.update_run_and_blocks(&run, status, &[]).await?;
     Ok(())
 }

@@ -87,7 +87,7 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
         run.wake_at = crate::worker::plan::wake_at(None, &run, &all, now);
         let hand_over = run.slot.is_some_and(|s| s != Slot::Released);
         let run = Versioned { value: run, version: current.version };
-        if app.store.update_run_and_blocks(&run, true, &changed).await? {
+        if app.store.update_run_and_blocks(&run, status, &changed).await? {
             if hand_over {
                 if let Err(e) = crate::admission::release(app, uuid).await {
                     tracing::warn!(run_uuid = %uuid, error = %e, "hand-over failed; the sweep will retry it");

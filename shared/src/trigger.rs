@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::admission::{self, Admission, Limits, Waiter};
 use crate::clock::hex;
-use crate::clock::{block_run_id, new_int_id};
+use crate::clock::{block_run_id, new_int_ids};
 use crate::domain::run::Deadlines;
 use crate::domain::run::RunDetail;
 use crate::domain::run::Slot;
@@ -123,7 +123,9 @@ fn apply_admission(
     run.wake_at = crate::worker::plan::wake_at(None, run, blocks, now);
 }
 
-fn renumber(run: &mut Run, blocks: &mut [BlockRun], id: i64) {
+/// Gives a new run (and its block runs) fresh ids drawn at `now`.
+fn renumber(run: &mut Run, blocks: &mut [BlockRun], now: DateTime<Utc>) {
+    let id = new_int_ids(now, 1 + blocks.len());
     run.id = id;
     for (i, b) in blocks.iter_mut().enumerate() {
         b.id = block_run_id(id, i);
@@ -170,7 +172,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
             BlockRun::new(uuid, 0, i, &b.name, parameters, now)
         })
         .collect();
-    renumber(&mut run, &mut blocks, new_int_id(now));
+    renumber(&mut run, &mut blocks, now);
     let record = opts.idempotency.map(|i| IdempotencyRecord {
         scope: i.scope,
         key: i.key,
@@ -198,13 +200,13 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         let with = CreateWith { idempotency: record.as_ref(), fire, slots };
         outcome = app
             .store
-            .create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, new_int_id(now)))
+            .create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, now))
             .await?;
         if outcome != CreateOutcome::Conflict || fire.is_some() {
             break;
         }
         // The slots item changed, or the run's id was taken: decide again, with a new id.
-        renumber(&mut run, &mut blocks, new_int_id(app.clock.now()));
+        renumber(&mut run, &mut blocks, app.clock.now());
     }
     if outcome == CreateOutcome::Conflict {
         return Err(Error::Conflict("the schedule changed meanwhile; nothing was written".into()));

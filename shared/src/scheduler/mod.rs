@@ -167,7 +167,7 @@ async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
         let mut marked = run.clone();
         marked.value.passed_sla = true;
         marked.value.wake_at = plan::wake_at(None, &marked.value, &blocks, now);
-        let done = app.store.update_run_and_blocks(&marked, false, &[]).await?;
+        let done = app.store.update_run_and_blocks(&marked, run.value.status, &[]).await?;
         return Ok(if done { Look::PassedSla } else { Look::Passed });
     }
     let Some(message) = plan::message_due(&run.value, &blocks) else { return Ok(Look::Passed) };

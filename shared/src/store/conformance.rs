@@ -92,6 +92,7 @@ pub async fn run_all(store: &Store) {
     runs(store).await;
     schedules(store).await;
     run_views(store).await;
+    run_pages(store).await;
     idempotency(store).await;
     idempotency_race(store).await;
     wake_index(store).await;
@@ -120,7 +121,7 @@ async fn wake_index(store: &Store) {
             let got = store.get_run(run.uuid).await.expect("get").expect("run");
             let mut done = got.value.run.clone();
             done.status = RunStatus::Completed;
-            assert!(store.update_run(&done, got.version).await.expect("finish"));
+            assert!(store.update_run(&done, got.version, RunStatus::Initial).await.expect("finish"));
         }
         made.push(run);
     }
@@ -238,10 +239,10 @@ async fn runs(store: &Store) {
     // Conditional update: the version read wins once; a stale one changes nothing.
     let mut running = got.value.run.clone();
     running.status = RunStatus::Running;
-    assert!(store.update_run(&running, got.version).await.expect("update"));
+    assert!(store.update_run(&running, got.version, RunStatus::Initial).await.expect("update"));
     let mut stale = got.value.run.clone();
     stale.status = RunStatus::Failed;
-    assert!(!store.update_run(&stale, got.version).await.expect("stale update"), "a stale write is refused");
+    assert!(!store.update_run(&stale, got.version, RunStatus::Initial).await.expect("stale update"), "a stale write is refused");
     let now = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(now.value.run.status, RunStatus::Running);
 
@@ -252,11 +253,11 @@ async fn runs(store: &Store) {
     let mut cancelled = now.value.run.clone();
     cancelled.status = RunStatus::Cancelled;
     let stale_run = Versioned { value: cancelled.clone(), version: got.version };
-    assert!(!store.update_run_and_blocks(&stale_run, true, &block_versions[..1]).await.expect("stale"));
+    assert!(!store.update_run_and_blocks(&stale_run, RunStatus::Running, &block_versions[..1]).await.expect("stale"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(after.value.blocks[0].status, BlockRunStatus::Initial, "a refused transaction writes nothing");
     let fresh_run = Versioned { value: cancelled, version: now.version };
-    assert!(store.update_run_and_blocks(&fresh_run, true, &block_versions[..1]).await.expect("fresh"));
+    assert!(store.update_run_and_blocks(&fresh_run, RunStatus::Running, &block_versions[..1]).await.expect("fresh"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(after.value.run.status, RunStatus::Cancelled);
     assert_eq!(after.value.blocks[0].status, BlockRunStatus::Cancelled);
@@ -329,9 +330,106 @@ async fn run_views(store: &Store) {
     let run = store.get_run_by_id(101).await.expect("get").expect("exists");
     let mut changed = run.value.run.clone();
     changed.status = RunStatus::Cancelled;
-    assert!(store.update_run(&changed, run.version).await.expect("update"));
+    assert!(store.update_run(&changed, run.version, run.value.run.status).await.expect("update"));
     let entry = store.run_entries(&RunView::Schedule(7)).await.expect("7").remove(0);
     assert_eq!((entry.id, entry.status), (101, RunStatus::Cancelled));
+}
+
+/// Paging a view spread over every shard: first, middle, last and past-the-end pages, counts that stay
+/// exact through a colliding id, cancels and a retry (a finished run running again), status filters.
+async fn run_pages(store: &Store) {
+    let p = pipeline("conf-pages", "1");
+    let build = Build::initial(&p);
+    store.create_pipeline(&p, &build).await.expect("pipeline");
+    let view = RunView::Schedule(4242);
+    let base = Utc::now();
+    // 30 runs, ids 5000..5030 (every shard), execution dates interleaved with ids, pairs on one date.
+    for id in 5000..5030i64 {
+        let (mut run, mut blocks) = run_of(&build, id);
+        run.execution_date = base + chrono::Duration::minutes((id * 7) % 15);
+        run.schedule_id = Some(4242);
+        store.create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision")).await.expect("run");
+    }
+    // One more that draws a taken id: renumbered once, counted once.
+    let (mut run, mut blocks) = run_of(&build, 5000);
+    run.execution_date = base + chrono::Duration::minutes(20);
+    run.schedule_id = Some(4242);
+    store
+        .create_run(&mut run, &mut blocks, None, |r, b| {
+            r.id = 5030;
+            for (i, x) in b.iter_mut().enumerate() {
+                (x.id, x.run_id) = (block_run_id(5030, i), 5030);
+            }
+        })
+        .await
+        .expect("colliding run");
+    let mut expected: Vec<(chrono::DateTime<Utc>, i64)> = store
+        .run_entries(&view)
+        .await
+        .expect("entries")
+        .iter()
+        .map(|e| (e.execution_date, e.id))
+        .collect();
+    assert_eq!(expected.len(), 31);
+    let mut sorted = expected.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(expected, sorted, "a view spanning every shard reads back in order");
+    expected.truncate(31);
+    let page = |offset: usize, limit: usize, status: Option<RunStatus>| {
+        let view = view.clone();
+        async move { store.run_page(&view, status, offset, limit).await.expect("page") }
+    };
+    let ids = |p: &super::RunPage| p.entries.iter().map(|e| e.id).collect::<Vec<_>>();
+    let want = |from: usize, to: usize| expected[from..to].iter().map(|e| e.1).collect::<Vec<_>>();
+    for (offset, limit, to) in [(0, 10, 10), (10, 10, 20), (21, 10, 31), (30, 10, 31), (31, 10, 31), (40, 5, 31), (0, 31, 31)] {
+        let got = page(offset, limit, None).await;
+        assert_eq!(got.count, 31, "count at offset {offset}");
+        assert_eq!(ids(&got), want(offset.min(31), to), "offset {offset} limit {limit}");
+    }
+    assert_eq!(store.run_count(&view, None).await.expect("count"), 31);
+    assert_eq!(store.run_count(&RunView::Schedule(4243), None).await.expect("count"), 0);
+
+    // Cancel 7 of them, run 5 and fail one; then retry the failed one (finished, then running again).
+    let mut by_status = std::collections::HashMap::new();
+    for (n, (_, id)) in expected.iter().enumerate() {
+        let got = store.get_run_by_id(*id).await.expect("get").expect("run");
+        let status = match n {
+            0..=6 => RunStatus::Cancelled,
+            7..=11 => RunStatus::Running,
+            12 => RunStatus::Failed,
+            _ => continue,
+        };
+        let mut changed = got.value.run.clone();
+        changed.status = status;
+        assert!(store.update_run(&changed, got.version, RunStatus::Initial).await.expect("update"));
+        by_status.insert(*id, status);
+    }
+    let failed = expected[12].1;
+    let got = store.get_run_by_id(failed).await.expect("get").expect("run");
+    let mut again = got.value.run.clone();
+    again.status = RunStatus::Running;
+    assert!(store.update_run(&again, got.version, RunStatus::Failed).await.expect("retry"));
+    // A refused (stale) write moves no counter.
+    assert!(!store.update_run(&again, got.version, RunStatus::Failed).await.expect("stale"));
+    for (status, n) in [
+        (RunStatus::Cancelled, 7),
+        (RunStatus::Running, 6),
+        (RunStatus::Failed, 0),
+        (RunStatus::Initial, 18),
+        (RunStatus::Completed, 0),
+    ] {
+        assert_eq!(store.run_count(&view, Some(status)).await.expect("count"), n, "{status:?}");
+        assert_eq!(store.run_count(&RunView::Pipeline("conf-pages".into()), Some(status)).await.expect("count"), n);
+    }
+    assert_eq!(store.run_count(&view, None).await.expect("count"), 31, "status changes keep the total");
+    let running = page(0, 4, Some(RunStatus::Running)).await;
+    assert_eq!(running.count, 6);
+    let mut want_running: Vec<i64> = expected[7..13].iter().map(|e| e.1).collect();
+    assert_eq!(ids(&running), want_running[..4]);
+    assert_eq!(ids(&page(4, 4, Some(RunStatus::Running)).await), want_running.split_off(4));
+    assert!(page(6, 4, Some(RunStatus::Running)).await.entries.is_empty(), "past the end");
+    let failed_page = page(0, 10, Some(RunStatus::Failed)).await;
+    assert_eq!((failed_page.count, failed_page.entries.len()), (0, 0));
 }
 
 fn record(key: &str, hash: &str, run: Uuid) -> IdempotencyRecord {

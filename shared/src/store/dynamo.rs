@@ -6,12 +6,12 @@
 //! one conditional `UpdateItem`. Reads of one item are strongly consistent; index queries are
 //! eventually consistent, as GSIs are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
+    KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -141,8 +141,49 @@ impl DynamoTable {
         write_outcome(result, |e| e.is_conditional_check_failed_exception())
     }
 
-    async fn put_many(&self, puts: Vec<Put>) -> Result<(), WriteError> {
-        let mut items = Vec::with_capacity(puts.len());
+    /// The `ADD` update of a counter item: its expression, names and values.
+    fn add_expression(add: &Add) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>) {
+        let mut parts = Vec::with_capacity(add.counts.len());
+        let (mut names, mut values) = (HashMap::new(), HashMap::new());
+        for (i, (name, n)) in add.counts.iter().enumerate() {
+            parts.push(format!("#c{i} :c{i}"));
+            names.insert(format!("#c{i}"), format!("{COUNTER_PREFIX}{name}"));
+            values.insert(format!(":c{i}"), AttributeValue::N(n.to_string()));
+        }
+        (format!("ADD {}", parts.join(", ")), names, values)
+    }
+
+    async fn add_one(&self, add: Add) -> Result<(), WriteError> {
+        let (expr, names, values) = Self::add_expression(&add);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(add.pk))
+            .key(SORT_KEY, AttributeValue::S(add.sk))
+            .update_expression(expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        write_outcome(result, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn put_many(&self, puts: Vec<Put>, adds: Vec<Add>) -> Result<(), WriteError> {
+        let mut items = Vec::with_capacity(puts.len() + adds.len());
+        for add in adds {
+            let (expr, names, values) = Self::add_expression(&add);
+            let u = aws_sdk_dynamodb::types::Update::builder()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(add.pk))
+                .key(SORT_KEY, AttributeValue::S(add.sk))
+                .update_expression(expr)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(Error::internal)?;
+            items.push(TransactWriteItem::builder().update(u).build());
+        }
         for put in puts {
             let (expr, values) = Self::condition(put.condition);
             let p = aws_sdk_dynamodb::types::Put::builder()
@@ -270,13 +311,93 @@ impl Table for DynamoTable {
         out.item().map(Self::from_attributes).transpose()
     }
 
-    async fn write(&self, mut puts: Vec<Put>) -> Result<(), WriteError> {
-        match puts.len() {
-            0 => Ok(()),
-            1 => self.put_one(puts.remove(0)).await,
-            2..=100 => self.put_many(puts).await,
-            n => Err(Error::Internal(format!("a transaction of {n} items is over DynamoDB's 100")).into()),
+    async fn write_counted(&self, mut puts: Vec<Put>, mut adds: Vec<Add>) -> Result<(), WriteError> {
+        match (puts.len(), adds.len()) {
+            (0, 0) => Ok(()),
+            (1, 0) => self.put_one(puts.remove(0)).await,
+            (0, 1) => self.add_one(adds.remove(0)).await,
+            (p, a) if p + a <= 100 => self.put_many(puts, adds).await,
+            (p, a) => {
+                Err(Error::Internal(format!("a transaction of {} items is over DynamoDB's 100", p + a)).into())
+            }
         }
+    }
+
+    async fn get_counters(&self, keys: &[(String, String)]) -> Result<Vec<BTreeMap<String, i64>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = |(pk, sk): &(String, String)| {
+            HashMap::from([
+                (PARTITION_KEY.to_string(), AttributeValue::S(pk.clone())),
+                (SORT_KEY.to_string(), AttributeValue::S(sk.clone())),
+            ])
+        };
+        let mut pending: Vec<HashMap<String, AttributeValue>> = keys.iter().map(key).collect();
+        let mut found: HashMap<(String, String), BTreeMap<String, i64>> = HashMap::new();
+        // DynamoDB may return some keys as unprocessed under load; ask again for those.
+        for attempt in 0..8u64 {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(Error::internal)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            for m in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                let counters = m
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        let n = v.as_n().ok()?.parse().ok()?;
+                        Some((name.strip_prefix(COUNTER_PREFIX)?.to_string(), n))
+                    })
+                    .collect();
+                found.insert((string_attr(m, PARTITION_KEY)?, string_attr(m, SORT_KEY)?), counters);
+            }
+            pending = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(keys.iter().map(|k| found.remove(k).unwrap_or_default()).collect());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10 * (attempt + 1))).await;
+        }
+        Err(Error::Internal("DynamoDB left counter reads unprocessed 8 times".into()))
+    }
+
+    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+        let start = after.map(|sk| {
+            HashMap::from([
+                (PARTITION_KEY.to_string(), AttributeValue::S(pk.to_string())),
+                (SORT_KEY.to_string(), AttributeValue::S(sk.to_string())),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(format!("{PARTITION_KEY} = :pk"))
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+            .scan_index_forward(!descending)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let items = out.items().iter().map(Self::from_attributes).collect::<Result<Vec<_>>>()?;
+        let last = match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => Some(string_attr(k, SORT_KEY)?),
+            _ => None,
+        };
+        Ok(Page { items, last })
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::table::{Condition, Item, Put, Table, WakeEntry, WriteError};
+use super::table::{Add, Condition, Item, Page, Put, Table, WakeEntry, WriteError};
 use crate::{Error, Result};
 
 pub struct FaultyTable {
@@ -55,16 +55,29 @@ impl Table for FaultyTable {
         self.inner.get(pk, sk).await
     }
 
-    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+    async fn write_counted(&self, puts: Vec<Put>, adds: Vec<Add>) -> Result<(), WriteError> {
         self.count();
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        let result = self.inner.write(puts).await;
+        let result = self.inner.write_counted(puts, adds).await;
         if result.is_ok()
             && self.crash_after.compare_exchange(n, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
         {
             return Err(WriteError::Other(Error::Internal(format!("injected stop after write {n}"))));
         }
         result
+    }
+
+    async fn get_counters(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<std::collections::BTreeMap<String, i64>>> {
+        self.count();
+        self.inner.get_counters(keys).await
+    }
+
+    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+        self.count();
+        self.inner.query_page(pk, descending, limit, after).await
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {

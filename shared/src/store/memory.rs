@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
-use super::table::{Condition, Item, Put, Table, WakeEntry, WriteError};
+use super::table::{Add, Condition, Item, Page, Put, Table, WakeEntry, WriteError};
 use crate::Result;
 
 #[derive(Default)]
 pub struct MemoryTable {
     items: RwLock<BTreeMap<(String, String), Item>>,
+    /// The counters of items (`Table::write_counted`); under the same lock discipline as `items`
+    /// (taken after it).
+    counters: RwLock<BTreeMap<(String, String), BTreeMap<String, i64>>>,
 }
 
 impl MemoryTable {
@@ -35,7 +38,7 @@ impl Table for MemoryTable {
         Ok(self.items.read().await.get(&(pk.to_string(), sk.to_string())).cloned())
     }
 
-    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+    async fn write_counted(&self, puts: Vec<Put>, adds: Vec<Add>) -> Result<(), WriteError> {
         let mut items = self.items.write().await;
         for put in &puts {
             let current = items.get(&(put.item.pk.clone(), put.item.sk.clone()));
@@ -43,10 +46,42 @@ impl Table for MemoryTable {
                 return Err(WriteError::ConditionFailed);
             }
         }
+        let mut counters = self.counters.write().await;
         for put in puts {
             items.insert((put.item.pk.clone(), put.item.sk.clone()), put.item);
         }
+        for add in adds {
+            let item = counters.entry((add.pk, add.sk)).or_default();
+            for (name, n) in add.counts {
+                *item.entry(name).or_default() += n;
+            }
+        }
         Ok(())
+    }
+
+    async fn get_counters(&self, keys: &[(String, String)]) -> Result<Vec<BTreeMap<String, i64>>> {
+        let counters = self.counters.read().await;
+        Ok(keys.iter().map(|k| counters.get(k).cloned().unwrap_or_default()).collect())
+    }
+
+    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let items = self.items.read().await;
+        let key = |sk: &str| (pk.to_string(), sk.to_string());
+        let range = match (descending, after) {
+            (false, Some(a)) => items.range((Excluded(key(a)), Unbounded)),
+            (false, None) => items.range((Included(key("")), Unbounded)),
+            (true, Some(a)) => items.range((Included(key("")), Excluded(key(a)))),
+            (true, None) => items.range((Included(key("")), Unbounded)),
+        };
+        let in_partition = |((p, _), _): &(&(String, String), &Item)| p == pk;
+        let found: Vec<Item> = if descending {
+            range.rev().skip_while(|e| !in_partition(e)).take_while(in_partition).take(limit).map(|(_, i)| i.clone()).collect()
+        } else {
+            range.take_while(in_partition).take(limit).map(|(_, i)| i.clone()).collect()
+        };
+        let last = (found.len() == limit && limit > 0).then(|| found[limit - 1].sk.clone());
+        Ok(Page { items: found, last })
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {

@@ -104,7 +104,7 @@ use crate::domain::ApiKey;
 use crate::{Error, Result};
 use table::{Condition, Item, Put, Table, WriteError};
 
-pub use runs::{CreateOutcome, CreateWith, IdempotencyRecord, RunEntry, RunView};
+pub use runs::{CreateOutcome, CreateWith, IdempotencyRecord, RunEntry, RunPage, RunView, VIEW_SHARDS};
 pub use schedules::fire_shard;
 pub use wake::{wake_shard, DueRun, WAKE_SHARDS};
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::table::{Condition, Item, Put, WriteError};
+use super::table::{Add, Condition, Item, Put, WriteError};
 use super::{decode, decode_all, encode, index_sort_key, item, wake, Store, Versioned};
 use crate::domain::run::RunDetail;
 use crate::domain::{BlockRun, Run, RunStatus, Schedule};
@@ -35,14 +35,29 @@ pub enum RunView {
     Backfill(i64),
 }
 
+/// How many partitions each run list view is spread over (by run id): at 1,000 triggers/s all on one
+/// schedule, each of a view's entry and counter partitions takes 1/8 of its writes (SPEC §11 arithmetic in
+/// the module docs of `store`).
+pub const VIEW_SHARDS: i64 = 8;
+
 impl RunView {
-    fn pk(&self) -> String {
+    fn name(&self) -> String {
         match self {
-            RunView::All => "RUNVIEW#ALL".into(),
-            RunView::Schedule(id) => format!("RUNVIEW#SCHEDULE#{id}"),
-            RunView::Pipeline(name) => format!("RUNVIEW#PIPELINE#{name}"),
-            RunView::Backfill(id) => format!("RUNVIEW#BACKFILL#{id}"),
+            RunView::All => "ALL".into(),
+            RunView::Schedule(id) => format!("SCHEDULE#{id}"),
+            RunView::Pipeline(name) => format!("PIPELINE#{name}"),
+            RunView::Backfill(id) => format!("BACKFILL#{id}"),
         }
+    }
+
+    /// The entry partition of shard `shard`.
+    fn pk(&self, shard: i64) -> String {
+        format!("RUNVIEW#{}#{shard}", self.name())
+    }
+
+    /// The counter item of shard `shard`: the view's runs in that shard by status.
+    fn counter_key(&self, shard: i64) -> (String, String) {
+        (format!("RUNCOUNT#{}#{shard}", self.name()), "COUNT".into())
     }
 
     fn of(run: &Run) -> Vec<RunView> {
@@ -51,6 +66,18 @@ impl RunView {
         views.extend(run.backfill_id.map(RunView::Backfill));
         views
     }
+}
+
+fn view_shard(run_id: i64) -> i64 {
+    run_id.rem_euclid(VIEW_SHARDS)
+}
+
+/// One page of a run list view ([`Store::run_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub entries: Vec<RunEntry>,
+    /// Runs in the view with the status asked for (all if none): exact, from the view's counters.
+    pub count: i64,
 }
 
 /// A remembered `Idempotency-Key`: which request it came with and which run it made.
@@ -104,6 +131,11 @@ fn fire_claim_pk(schedule_id: i64, at: DateTime<Utc>) -> String {
     format!("FIRED#{schedule_id}#{}", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
+/// A view's order: execution date, then id.
+fn entry_order(e: &RunEntry) -> (DateTime<Utc>, i64) {
+    (e.execution_date, e.id)
+}
+
 fn entry_sort_key(run: &Run) -> String {
     format!("{}#{:016}", run.execution_date.format("%Y%m%dT%H%M%S%6f"), run.id)
 }
@@ -132,7 +164,7 @@ impl Store {
         Ok(it)
     }
 
-    /// The run's entries in its list views; rewritten with every change of the run, so that their
+    /// The run's entries in its list views; rewritten with every change of the run's status, so that their
     /// status is the run's.
     fn view_puts(run: &Run) -> Result<Vec<Put>> {
         let entry = encode(&RunEntry {
@@ -144,13 +176,32 @@ impl Store {
             backfill_id: run.backfill_id,
             pipeline_name: run.pipeline_name.clone(),
         })?;
+        let shard = view_shard(run.id);
         Ok(RunView::of(run)
             .iter()
             .map(|v| Put {
-                item: item(v.pk(), &entry_sort_key(run), None, entry.clone()),
+                item: item(v.pk(shard), &entry_sort_key(run), None, entry.clone()),
                 condition: Condition::Always,
             })
             .collect())
+    }
+
+    /// The counter changes of the run's views when its status goes from `previous` (`None`: a new run)
+    /// to its current one; nothing when it stays.
+    fn view_counts(run: &Run, previous: Option<RunStatus>) -> Vec<Add> {
+        if previous == Some(run.status) {
+            return Vec::new();
+        }
+        let mut counts = vec![(run.status.as_mage().to_string(), 1)];
+        counts.extend(previous.map(|p| (p.as_mage().to_string(), -1)));
+        let shard = view_shard(run.id);
+        RunView::of(run)
+            .iter()
+            .map(|v| {
+                let (pk, sk) = v.counter_key(shard);
+                Add { pk, sk, counts: counts.clone() }
+            })
+            .collect()
     }
 
     /// Writes a new run with its block runs and list entries in one transaction, with the idempotency
@@ -215,7 +266,7 @@ impl Store {
                     Condition::Version(version),
                 )?);
             }
-            match self.table.write(puts).await {
+            match self.table.write_counted(puts, Self::view_counts(run, None)).await {
                 Ok(()) => return Ok(CreateOutcome::Created),
                 Err(WriteError::ConditionFailed) => {
                     if let Some(rec) = idempotency {
@@ -296,26 +347,98 @@ impl Store {
         decode_all(&self.table.query_index("RUNS").await?)
     }
 
-    /// The entries of a run list view, newest execution date first, ties by id, highest first.
+    /// Every entry of a run list view, newest execution date first, ties by id, highest first. Reads the
+    /// whole view: for views known to be small (a backfill's, at most 1,000 runs) and tests; lists page
+    /// with [`Store::run_page`].
     pub async fn run_entries(&self, view: &RunView) -> Result<Vec<RunEntry>> {
-        let mut entries: Vec<RunEntry> = decode_all(&self.table.query(&view.pk(), "").await?)?;
-        entries.reverse();
+        let mut entries = Vec::new();
+        for shard in 0..VIEW_SHARDS {
+            entries.extend(decode_all::<RunEntry>(&self.table.query(&view.pk(shard), "").await?)?);
+        }
+        entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
         Ok(entries)
     }
 
-    /// Replaces a run if it still has `version`; `false` if someone changed it first.
-    pub async fn update_run(&self, run: &Run, version: u64) -> Result<bool> {
+    /// How many runs of the view have `status` (all statuses if `None`): one request for the view's
+    /// counter items, whatever its size.
+    pub async fn run_count(&self, view: &RunView, status: Option<RunStatus>) -> Result<i64> {
+        Ok(self.shard_counts(view, status).await?.iter().sum())
+    }
+
+    async fn shard_counts(&self, view: &RunView, status: Option<RunStatus>) -> Result<Vec<i64>> {
+        let keys: Vec<(String, String)> = (0..VIEW_SHARDS).map(|s| view.counter_key(s)).collect();
+        let counters = self.table.get_counters(&keys).await?;
+        Ok(counters
+            .iter()
+            .map(|c| match status {
+                Some(s) => c.get(s.as_mage()).copied().unwrap_or(0),
+                None => c.values().sum(),
+            })
+            .collect())
+    }
+
+    /// Entries `offset .. offset + limit` of a view (newest execution date first, ties by id, highest
+    /// first), those with `status` only if one is given, and the exact count they are out of.
+    ///
+    /// Cost: the counters (one request), then from each of the view's 8 shards that holds matching runs,
+    /// pages of its newest entries until it has given `offset + limit` matches or all it holds — in
+    /// parallel. Without a status filter that is `offset + limit` entries per shard, whatever the view's
+    /// size; with one, the entries read grow with how far back the matches lie (a shard with none is not
+    /// read at all; see the module docs).
+    pub async fn run_page(
+        &self,
+        view: &RunView,
+        status: Option<RunStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<RunPage> {
+        let per_shard = self.shard_counts(view, status).await?;
+        let wanted = offset.saturating_add(limit);
+        let reads = per_shard.iter().enumerate().map(|(shard, &n)| {
+            let take = usize::try_from(n).unwrap_or(0).min(wanted);
+            self.newest_entries(view.pk(shard as i64), status, take)
+        });
+        let mut entries: Vec<RunEntry> =
+            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
+        let entries = entries.into_iter().skip(offset).take(limit).collect();
+        Ok(RunPage { entries, count: per_shard.iter().sum() })
+    }
+
+    /// The newest `take` entries of one shard with `status` (any if `None`).
+    async fn newest_entries(&self, pk: String, status: Option<RunStatus>, take: usize) -> Result<Vec<RunEntry>> {
+        let mut found = Vec::with_capacity(take);
+        let mut after: Option<String> = None;
+        while found.len() < take {
+            let ask = if status.is_some() { 200 } else { take - found.len() };
+            let page = self.table.query_page(&pk, true, ask, after.as_deref()).await?;
+            for e in decode_all::<RunEntry>(&page.items)? {
+                if found.len() < take && status.is_none_or(|s| e.status == s) {
+                    found.push(e);
+                }
+            }
+            match page.last {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Replaces a run if it still has `version` (its status was `previous`); `false` if someone changed
+    /// it first.
+    pub async fn update_run(&self, run: &Run, version: u64, previous: RunStatus) -> Result<bool> {
         let run = Versioned { value: run.clone(), version };
-        self.update_run_and_blocks(&run, true, &[]).await
+        self.update_run_and_blocks(&run, previous, &[]).await
     }
 
     /// Replaces the run and block runs together, each conditioned on the version it was read at (so every
-    /// change of a run's state is serialized through its run item). The list entries are rewritten when
-    /// `status_changed` (they hold the status and nothing else that changes).
+    /// change of a run's state is serialized through its run item). When the run's status differs from
+    /// `previous` (its status as read), its list entries are rewritten and its views' counters moved.
     pub async fn update_run_and_blocks(
         &self,
         run: &Versioned<Run>,
-        status_changed: bool,
+        previous: RunStatus,
         blocks: &[(usize, Versioned<BlockRun>)],
     ) -> Result<bool> {
         let mut puts = vec![Put {
@@ -328,10 +451,11 @@ impl Store {
                 condition: Condition::Version(b.version),
             });
         }
-        if status_changed {
+        let adds = Self::view_counts(&run.value, Some(previous));
+        if !adds.is_empty() {
             puts.extend(Self::view_puts(&run.value)?);
         }
-        match self.table.write(puts).await {
+        match self.table.write_counted(puts, adds).await {
             Ok(()) => Ok(true),
             Err(WriteError::ConditionFailed) => Ok(false),
             Err(WriteError::Other(e)) => Err(e),

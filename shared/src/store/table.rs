@@ -68,6 +68,27 @@ pub enum WriteError {
     Other(#[from] crate::Error),
 }
 
+/// Counters kept on an item (as number attributes `n_<name>`): a write adds to them, creating the item
+/// and any counter it lacks at 0 (DynamoDB's `ADD`). Used for the run list views' exact counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Add {
+    pub pk: String,
+    pub sk: String,
+    /// `(counter name, amount)`; names are lower-case ASCII words.
+    pub counts: Vec<(String, i64)>,
+}
+
+/// Prefix of the number attributes that hold an item's counters.
+pub const COUNTER_PREFIX: &str = "n_";
+
+/// One page of a partition read in sort key order ([`Table::query_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// The sort key to start after for the next page; `None` when the partition has no more.
+    pub last: Option<String>,
+}
+
 /// An entry of the wake index: the item's keys and its wake sort key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WakeEntry {
@@ -80,7 +101,18 @@ pub struct WakeEntry {
 pub trait Table: Send + Sync {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
     /// Writes all puts or none (one conditional put, or a transaction of up to 100).
-    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError>;
+    async fn write(&self, puts: Vec<Put>) -> Result<(), WriteError> {
+        self.write_counted(puts, Vec::new()).await
+    }
+    /// Writes all puts and counter additions or none: one request (a single put or addition, else a
+    /// transaction of up to 100 items).
+    async fn write_counted(&self, puts: Vec<Put>, adds: Vec<Add>) -> Result<(), WriteError>;
+    /// The counters of each of these items (empty for an item that has none), in one request
+    /// (DynamoDB: `BatchGetItem`, at most 100 keys, strongly consistent).
+    async fn get_counters(&self, keys: &[(String, String)]) -> Result<Vec<std::collections::BTreeMap<String, i64>>>;
+    /// Up to `limit` items of one partition in sort key order (descending if `descending`), starting
+    /// after sort key `after`: one request (DynamoDB: one strongly consistent `Query` with `Limit`).
+    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page>;
     /// Deletes one item if the condition holds (`Condition::Version` or `Always`).
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError>;
     /// The items of one partition whose sort key starts with `sk_prefix`, in sort key order.

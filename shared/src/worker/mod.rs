@@ -38,7 +38,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::clock::{hex, new_token};
+use crate::clock::hex;
 use crate::domain::run::Slot;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
 use crate::queue::{Message, RunQueue, MAX_DELAY};
@@ -77,6 +77,19 @@ pub struct Worker {
     /// The API's base URL, for callback URLs.
     public_url: String,
     builds: Mutex<HashMap<Uuid, Arc<Build>>>,
+}
+
+/// A one-time callback token, 32 characters: the run's id in 14 hex digits (the route's block run id alone
+/// does not say which run it belongs to; see [`crate::clock::block_run_id`]), then 104 random bits in 18
+/// URL-safe base64 characters.
+fn callback_token(run_id: i64) -> String {
+    let secret = base64_simd::URL_SAFE_NO_PAD.encode_to_string(crate::clock::random_bytes::<13>());
+    format!("{run_id:014x}{secret}")
+}
+
+/// The run id a callback token names (`None`: not a token of this shape).
+fn run_id_of_token(token: &str) -> Option<i64> {
+    token.get(..14).and_then(|id| i64::from_str_radix(id, 16).ok()).filter(|_| token.len() == 32)
 }
 
 pub fn callback_token_hash(token: &str) -> String {
@@ -145,14 +158,13 @@ impl Worker {
         let now = self.now();
         run.updated = now;
         run.wake_at = plan::wake_at(state.run.value.wake_at, &run, blocks, now);
-        let status_changed = run.status != state.run.value.status;
         let (uuid, hand_over) = (run.uuid, run.status.is_finished() && run.slot == Some(Slot::Held));
         let written = self
             .app
             .store
             .update_run_and_blocks(
                 &Versioned { value: run, version: state.run.version },
-                status_changed,
+                state.run.value.status,
                 &changed,
             )
             .await?;
@@ -283,7 +295,7 @@ impl Worker {
         let Some((run, b, build, i)) = claimed else {
             return Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")));
         };
-        let token = new_token();
+        let token = callback_token(run.id);
         let invocation = Invocation {
             run_id: run.id,
             run_uuid,
@@ -388,28 +400,23 @@ impl Worker {
         completed: bool,
         metrics: Option<serde_json::Value>,
     ) -> Result<BlockRun> {
-        let run_id = crate::clock::run_id_of_block_run(block_run_id);
-        let index = usize::try_from(block_run_id - run_id * 128).unwrap_or(usize::MAX);
-        let run_uuid = self
-            .app
-            .store
-            .run_uuid(run_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("No block run with id {block_run_id}")))?;
+        let invalid =
+            || Error::Unauthorized("the callback token is not valid for this block run (or was used)".into());
+        let run_id = run_id_of_token(token).ok_or_else(invalid)?;
+        let run_uuid = self.app.store.run_uuid(run_id).await?.ok_or_else(invalid)?;
         for _ in 0..MAX_RACES {
-            let state = self.load(run_uuid).await?.ok_or_else(|| Error::NotFound("No such run".into()))?;
-            let Some(b) = state.blocks.get(index).map(|b| &b.value) else {
-                return Err(Error::NotFound(format!("No block run with id {block_run_id}")));
+            let state = self.load(run_uuid).await?.ok_or_else(invalid)?;
+            let Some(index) = state.blocks.iter().position(|b| b.value.id == block_run_id) else {
+                return Err(invalid());
             };
+            let b = &state.blocks[index].value;
             let presented = callback_token_hash(token);
             let valid = b
                 .callback_hash
                 .as_ref()
                 .is_some_and(|h| bool::from(h.as_bytes().ct_eq(presented.as_bytes())));
             if !valid || b.status != BlockRunStatus::Running {
-                return Err(Error::Unauthorized(
-                    "the callback token is not valid for this block run (or was used)".into(),
-                ));
+                return Err(invalid());
             }
             let (mut run, mut blocks) = state.values();
             let now = self.now();

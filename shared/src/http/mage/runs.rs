@@ -1,9 +1,9 @@
 //! Pipeline runs: `GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`,
 //! `GET|PUT /api/pipeline_runs/{id}`, `GET /api/pipeline_runs/{id}/block_runs`.
 //!
-//! Lists read one run list view of the store (`store::RunView`: all runs, a schedule's, a pipeline's),
-//! already ordered by `execution_date` desc then `id` desc, filter its small entries, count them (so
-//! `metadata.count` is exact) and read only the runs of the page.
+//! Lists read one page of one run list view of the store (`store::RunView`: all runs, a schedule's, a
+//! pipeline's, a backfill's), ordered by `execution_date` desc then `id` desc, with `metadata.count` exact
+//! from the view's counters, and then only the runs of the page.
 
 use std::collections::HashMap;
 
@@ -56,29 +56,24 @@ async fn render(app: &App, details: &[RunDetail]) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-async fn list_view(
-    app: &App,
-    req: &ApiRequest,
-    view: RunView,
-    keep: impl Fn(&RunEntry) -> bool,
-) -> Result<ApiResponse> {
-    let paging = Paging::parse(req)?;
-    let status = status_filter(req)?;
-    let entries: Vec<RunEntry> = app
-        .store
-        .run_entries(&view)
-        .await?
-        .into_iter()
-        .filter(|e| status.is_none_or(|s| e.status == s) && keep(e))
-        .collect();
-    let (page, metadata) = paging.page(&entries);
+/// Renders a page of entries: reads each run of the page (one `Query` each) and its schedules.
+async fn respond(app: &App, page: &[RunEntry], count: usize, paging: &Paging) -> Result<ApiResponse> {
     let mut details = Vec::with_capacity(page.len());
     for e in page {
         if let Some(d) = app.store.get_run(e.uuid).await? {
             details.push(d.value);
         }
     }
+    let metadata = json!({ "count": count, "next": paging.offset.saturating_add(paging.limit) < count });
     Ok(ApiResponse::ok(&json!({ "pipeline_runs": render(app, &details).await?, "metadata": metadata })))
+}
+
+/// One page of a view, its count exact from the view's counters (`Store::run_page`).
+async fn list_view(app: &App, req: &ApiRequest, view: RunView) -> Result<ApiResponse> {
+    let paging = Paging::parse(req)?;
+    let status = status_filter(req)?;
+    let page = app.store.run_page(&view, status, paging.offset, paging.limit).await?;
+    respond(app, &page.entries, usize::try_from(page.count).unwrap_or(0), &paging).await
 }
 
 pub async fn list_for_schedule(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
@@ -86,24 +81,48 @@ pub async fn list_for_schedule(app: &App, req: &ApiRequest) -> Result<ApiRespons
     if app.store.get_schedule(id).await?.is_none() {
         return Err(Error::NotFound(format!("No pipeline schedule with id {id}")));
     }
-    list_view(app, req, RunView::Schedule(id), |_| true).await
+    list_view(app, req, RunView::Schedule(id)).await
 }
 
-/// `pipeline_uuid`, `pipeline_schedule_id`, `backfill_id` and `status` filter.
+/// `pipeline_uuid`, `pipeline_schedule_id`, `backfill_id` and `status` filter. The narrowest view the
+/// filters name is read: a backfill's (at most 1,000 runs, filtered here), else a schedule's, a
+/// pipeline's or all runs, paged by the store.
 pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let schedule = int_filter(req, "pipeline_schedule_id")?;
     let backfill = int_filter(req, "backfill_id")?;
     let pipeline = req.query_value("pipeline_uuid").map(str::to_string);
-    let view = match (schedule, &pipeline) {
-        (Some(id), _) => RunView::Schedule(id),
-        (None, Some(name)) => RunView::Pipeline(name.clone()),
-        (None, None) => RunView::All,
-    };
-    list_view(app, req, view, |e| {
-        pipeline.as_ref().is_none_or(|p| &e.pipeline_name == p)
-            && backfill.is_none_or(|b| e.backfill_id == Some(b))
-    })
-    .await
+    if let Some(id) = backfill {
+        let paging = Paging::parse(req)?;
+        let status = status_filter(req)?;
+        let entries: Vec<RunEntry> = app
+            .store
+            .run_entries(&RunView::Backfill(id))
+            .await?
+            .into_iter()
+            .filter(|e| {
+                status.is_none_or(|s| e.status == s)
+                    && schedule.is_none_or(|s| e.schedule_id == Some(s))
+                    && pipeline.as_ref().is_none_or(|p| &e.pipeline_name == p)
+            })
+            .collect();
+        let (page, _) = paging.page(&entries);
+        return respond(app, page, entries.len(), &paging).await;
+    }
+    match (schedule, pipeline) {
+        (Some(id), Some(name)) => {
+            // A schedule's runs are all of its pipeline: the filters agree on all of them or on none.
+            let of_pipeline = app.store.get_schedule(id).await?.is_some_and(|s| s.value.pipeline_uuid == name);
+            if !of_pipeline {
+                let paging = Paging::parse(req)?;
+                status_filter(req)?;
+                return respond(app, &[], 0, &paging).await;
+            }
+            list_view(app, req, RunView::Schedule(id)).await
+        }
+        (Some(id), None) => list_view(app, req, RunView::Schedule(id)).await,
+        (None, Some(name)) => list_view(app, req, RunView::Pipeline(name)).await,
+        (None, None) => list_view(app, req, RunView::All).await,
+    }
 }
 
 async fn load(app: &App, req: &ApiRequest) -> Result<RunDetail> {
