@@ -255,18 +255,10 @@ pub async fn build_for_schedule(app: &App, schedule: &Schedule) -> Result<Build>
     newest_build(app, &schedule.pipeline_uuid).await
 }
 
-/// The newest build of a pipeline's newest version.
+/// The newest build of a pipeline's newest version (one `GetItem` on the name's head item).
 pub async fn newest_build(app: &App, pipeline_name: &str) -> Result<Build> {
-    let newest = app
-        .store
-        .pipeline_versions(pipeline_name)
-        .await?
-        .into_iter()
-        .max_by_key(|p| crate::domain::pipeline::version_key(&p.version))
-        .ok_or_else(|| Error::Conflict(format!("pipeline {pipeline_name:?} no longer exists")))?;
     app.store
-        .builds_of_pipeline(newest.id)
+        .pipeline_head(pipeline_name)
         .await?
-        .pop()
-        .ok_or_else(|| Error::Internal(format!("pipeline {} has no build", newest.id)))
+        .ok_or_else(|| Error::Conflict(format!("pipeline {pipeline_name:?} no longer exists")))
 }

@@ -1,5 +1,6 @@
 //! A test seam: a `RunQueue` whose sends fail on demand (the queue was unreachable after the write
-//! that asked for the message). Used by tests; never in production wiring.
+//! that asked for the message), and that counts the sends made through it. Used by tests; never in
+//! production wiring.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,11 +14,17 @@ use crate::{Error, Result};
 pub struct FaultyQueue {
     inner: Arc<dyn RunQueue>,
     failing: AtomicUsize,
+    sends: AtomicUsize,
 }
 
 impl FaultyQueue {
     pub fn new(inner: Arc<dyn RunQueue>) -> Self {
-        FaultyQueue { inner, failing: AtomicUsize::new(0) }
+        FaultyQueue { inner, failing: AtomicUsize::new(0), sends: AtomicUsize::new(0) }
+    }
+
+    /// Sends asked for so far (failed ones too).
+    pub fn sends(&self) -> usize {
+        self.sends.load(Ordering::SeqCst)
     }
 
     /// The next `n` sends fail (and send nothing).
@@ -29,6 +36,7 @@ impl FaultyQueue {
 #[async_trait]
 impl RunQueue for FaultyQueue {
     async fn send_delayed(&self, message: &Message, delay: Duration) -> Result<()> {
+        self.sends.fetch_add(1, Ordering::SeqCst);
         let failed =
             self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if failed {

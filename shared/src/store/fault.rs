@@ -14,6 +14,7 @@ pub struct FaultyTable {
     inner: Arc<dyn Table>,
     writes: AtomicUsize,
     requests: AtomicUsize,
+    reads: AtomicUsize,
     /// Fail right after this write (counted from 1); 0 never.
     crash_after: AtomicUsize,
 }
@@ -24,6 +25,7 @@ impl FaultyTable {
             inner,
             writes: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
             crash_after: AtomicUsize::new(0),
         }
     }
@@ -36,6 +38,16 @@ impl FaultyTable {
     /// Requests of any kind (reads, queries, writes) made so far; each is one DynamoDB request.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Read requests (`GetItem`, `BatchGetItem`, `Query`) made so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.count();
     }
 
     /// Stop right after write number `n` (see [`FaultyTable::writes`]); once.
@@ -51,7 +63,7 @@ impl FaultyTable {
 #[async_trait]
 impl Table for FaultyTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
-        self.count();
+        self.read();
         self.inner.get(pk, sk).await
     }
 
@@ -71,12 +83,12 @@ impl Table for FaultyTable {
         &self,
         keys: &[(String, String)],
     ) -> Result<Vec<std::collections::BTreeMap<String, i64>>> {
-        self.count();
+        self.read();
         self.inner.get_counters(keys).await
     }
 
     async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
-        self.count();
+        self.read();
         self.inner.query_page(pk, descending, limit, after).await
     }
 
@@ -86,17 +98,17 @@ impl Table for FaultyTable {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
-        self.count();
+        self.read();
         self.inner.query(pk, sk_prefix).await
     }
 
     async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
-        self.count();
+        self.read();
         self.inner.query_index(index_pk).await
     }
 
     async fn query_wake(&self, wake_pk: &str, until: &str, limit: usize) -> Result<Vec<WakeEntry>> {
-        self.count();
+        self.read();
         self.inner.query_wake(wake_pk, until, limit).await
     }
 
