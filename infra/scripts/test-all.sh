@@ -81,5 +81,6 @@ fi
 
 # Benchmarks: figures beside their targets (a missed target fails the run).
 cargo run -q -p kickoff-tests --bin bench-tick
+cargo run -q -p kickoff-tests --bin bench -- --smoke
 phase "benchmarks"
 echo "all tests passed, none skipped"

@@ -415,3 +415,34 @@ pub async fn new_time_schedule(app: &App, interval: &str) -> kickoff::domain::Sc
         }
     }
 }
+
+/// A run of `build` with no block runs and a fresh id, for the benchmark's history views.
+pub fn bench_run(build: &kickoff::domain::Build, execution_date: chrono::DateTime<chrono::Utc>) -> kickoff::domain::Run {
+    let now = chrono::Utc::now();
+    kickoff::domain::Run {
+        uuid: uuid::Uuid::new_v4(),
+        id: kickoff::clock::new_int_id(now),
+        name: "bench".into(),
+        build_id: build.id,
+        pipeline_id: build.pipeline_id,
+        pipeline_name: build.pipeline_name.clone(),
+        pipeline_version: build.pipeline_version.clone(),
+        schedule_id: None,
+        backfill_id: None,
+        status: kickoff::domain::RunStatus::Completed,
+        execution_date,
+        variables: None,
+        event_variables: None,
+        config: serde_json::Map::new(),
+        passed_sla: false,
+        metrics: None,
+        allow_blocks_to_fail: false,
+        deadlines: Default::default(),
+        slot: None,
+        started_at: Some(now),
+        completed_at: Some(now),
+        created: now,
+        updated: now,
+        wake_at: None,
+    }
+}

@@ -65,14 +65,16 @@ impl Table for MemoryTable {
     }
 
     async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
+        use std::ops::Bound::{Excluded, Included};
         let items = self.items.read().await;
         let key = |sk: &str| (pk.to_string(), sk.to_string());
+        // Just past the partition: the next partition key in order is `pk` followed by a NUL.
+        let end = (format!("{pk}\0"), String::new());
         let range = match (descending, after) {
-            (false, Some(a)) => items.range((Excluded(key(a)), Unbounded)),
-            (false, None) => items.range((Included(key("")), Unbounded)),
+            (false, Some(a)) => items.range((Excluded(key(a)), Excluded(end))),
+            (false, None) => items.range((Included(key("")), Excluded(end))),
             (true, Some(a)) => items.range((Included(key("")), Excluded(key(a)))),
-            (true, None) => items.range((Included(key("")), Unbounded)),
+            (true, None) => items.range((Included(key("")), Excluded(end))),
         };
         let in_partition = |((p, _), _): &(&(String, String), &Item)| p == pk;
         let found: Vec<Item> = if descending {

@@ -90,6 +90,7 @@ pub mod conformance;
 pub mod dynamo;
 pub mod fault;
 pub mod memory;
+pub mod meter;
 mod pipelines;
 mod runs;
 mod schedules;

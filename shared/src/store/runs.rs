@@ -40,6 +40,10 @@ pub enum RunView {
 /// the module docs of `store`).
 pub const VIEW_SHARDS: i64 = 8;
 
+/// How many `GSI1` partitions the run items' index copies (the ZenML run list) are spread over: every
+/// write of a run item rewrites its copy, about 6,000 writes/s at 1,000 triggers/s of 3-block runs.
+pub const RUN_INDEX_SHARDS: i64 = 32;
+
 impl RunView {
     fn name(&self) -> String {
         match self {
@@ -145,7 +149,7 @@ impl Store {
         let mut it = item(
             format!("RUN#{}", run.uuid),
             "RUN",
-            Some(("RUNS".into(), index_sort_key(run.created, run.uuid))),
+            Some((format!("RUNS#{}", run.id.rem_euclid(RUN_INDEX_SHARDS)), index_sort_key(run.created, run.uuid))),
             encode(run)?,
         );
         it.version = version;
@@ -342,9 +346,12 @@ impl Store {
         }
     }
 
-    /// Every run (the ZenML list), oldest first.
+    /// Every run (the ZenML list), oldest first: one `Query` of each `GSI1` shard `RUNS#<0–31>`.
     pub async fn list_runs(&self) -> Result<Vec<Run>> {
-        decode_all(&self.table.query_index("RUNS").await?)
+        let shards = (0..RUN_INDEX_SHARDS).map(|s| self.table.query_index_owned(format!("RUNS#{s}")));
+        let mut items: Vec<Item> = futures_util::future::try_join_all(shards).await?.into_iter().flatten().collect();
+        items.sort_by(|a, b| a.index.as_ref().map(|i| &i.1).cmp(&b.index.as_ref().map(|i| &i.1)));
+        decode_all(&items)
     }
 
     /// Every entry of a run list view, newest execution date first, ties by id, highest first. Reads the

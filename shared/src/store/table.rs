@@ -119,6 +119,10 @@ pub trait Table: Send + Sync {
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>>;
     /// The items of one index partition, in index sort key order.
     async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>>;
+    /// [`Table::query_index`] with an owned key (for futures that outlive the caller's borrow).
+    async fn query_index_owned(&self, index_pk: String) -> Result<Vec<Item>> {
+        self.query_index(&index_pk).await
+    }
     /// Up to `limit` entries of wake index partition `wake_pk` whose wake sort key is at most `until`,
     /// in order: one request (DynamoDB: one `Query` with `Limit`).
     async fn query_wake(&self, wake_pk: &str, until: &str, limit: usize) -> Result<Vec<WakeEntry>>;

@@ -1,0 +1,425 @@
+//! Kickoff's scale and cost benchmark (issue #9, SPEC §11): prints one table, each figure beside its
+//! target, every comparison against a baseline measured in the same run.
+//!
+//! `cargo build --release --workspace && cargo run --release -p kickoff-tests --bin bench`
+//! (`-- --smoke`: small counts and short loads, as CI runs it on a debug build).
+//!
+//! Sections: trigger throughput on the embedded server (with its in-process worker) beside the same
+//! binary's 404 ceiling; the Mage history page at three view sizes (in-memory store); a recorded workload
+//! of 1,000 triggers of the demo's 3-block run, all on one schedule, run to completion through the
+//! worker, metered per partition key by AWS's sizing rules (`store::meter`), with requests, capacity
+//! units and dollars per million runs; cold start of every function binary and of a bare
+//! `lambda_runtime` hello world (process start to its first `GET .../invocation/next` on a fake Runtime
+//! API), their peak memory and zip size.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use kickoff::demo::SCHEDULE_ID;
+use kickoff::domain::{ApiKey, Role};
+use kickoff::queue::fault::FaultyQueue;
+use kickoff::queue::memory::MemoryQueue;
+use kickoff::queue::RunQueue;
+use kickoff::store::memory::MemoryTable;
+use kickoff::store::meter::{Metered, MeteredTable};
+use kickoff::store::{RunView, Store};
+use kickoff::App;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// us-east-1 list prices (USD).
+const APIGW_PER_REQUEST: f64 = 1.00 / 1e6;
+const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
+const LAMBDA_PER_GB_S: f64 = 0.000_016_666_7;
+const LAMBDA_GB: f64 = 0.125;
+const DDB_PER_WRITE_UNIT: f64 = 0.625 / 1e6;
+const DDB_PER_READ_UNIT: f64 = 0.125 / 1e6;
+const SQS_PER_REQUEST: f64 = 0.40 / 1e6;
+/// Billed duration assumed per Lambda invocation (a trigger or one worker message at 128 MB).
+const ASSUMED_INVOCATION_S: f64 = 0.030;
+
+struct Row {
+    what: String,
+    figure: String,
+    target: String,
+    verdict: &'static str,
+}
+
+fn row(rows: &mut Vec<Row>, what: impl Into<String>, figure: impl Into<String>, target: impl Into<String>, ok: Option<bool>) {
+    let verdict = match ok {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "",
+    };
+    rows.push(Row { what: what.into(), figure: figure.into(), target: target.into(), verdict });
+}
+
+#[tokio::main]
+async fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let mut rows = Vec::new();
+    println!("Kickoff benchmark — {profile} build{}, {}", if smoke { ", smoke counts" } else { "" }, chrono::Utc::now().format("%Y-%m-%d"));
+
+    triggers(&mut rows, smoke).await;
+    history(&mut rows, smoke).await;
+    workload(&mut rows, smoke).await;
+    cold_starts(&mut rows, profile, smoke).await;
+
+    let w = [
+        rows.iter().map(|r| r.what.len()).max().unwrap_or(0),
+        rows.iter().map(|r| r.figure.chars().count()).max().unwrap_or(0),
+        rows.iter().map(|r| r.target.chars().count()).max().unwrap_or(0),
+    ];
+    println!();
+    println!("| {:w0$} | {:w1$} | {:w2$} | verdict |", "what", "figure", "target", w0 = w[0], w1 = w[1], w2 = w[2]);
+    println!("|{}|{}|{}|---------|", "-".repeat(w[0] + 2), "-".repeat(w[1] + 2), "-".repeat(w[2] + 2));
+    for r in &rows {
+        let pad = |s: &str, n: usize| format!("{s}{}", " ".repeat(n.saturating_sub(s.chars().count())));
+        println!("| {} | {} | {} | {:7} |", pad(&r.what, w[0]), pad(&r.figure, w[1]), pad(&r.target, w[2]), r.verdict);
+    }
+}
+
+fn executors() -> Arc<dyn kickoff::worker::executor::Invoke> {
+    Arc::new(kickoff::worker::executor::Executors::new(kickoff_tests::worker::SECRET).expect("executors"))
+}
+
+// --- triggers on the embedded server ---------------------------------------------------------------
+
+struct Load {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn load(base: &str, method: &str, path: &str, headers: &[(String, String)], body: &str, secs: f64) -> Load {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url, method, headers, body) =
+            (client.clone(), format!("{base}{path}"), method.to_string(), headers.to_vec(), body.to_string());
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < until {
+                let mut req = hyper::Request::builder().method(method.as_str()).uri(&url);
+                for (k, v) in &headers {
+                    req = req.header(k, v);
+                }
+                let req = req.body(Full::new(Bytes::from(body.clone()))).expect("request");
+                let t = Instant::now();
+                let res = client.request(req).await.expect("answer");
+                let status = res.status().as_u16();
+                let _ = res.into_body().collect().await;
+                assert!(status < 500, "{url}: {status}");
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        });
+    }
+    let mut lat: Vec<f64> = Vec::new();
+    while let Some(l) = tasks.join_next().await {
+        lat.extend(l.expect("load task"));
+    }
+    lat.sort_by(f64::total_cmp);
+    let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
+    Load { per_s: lat.len() as f64 / secs, p50_ms: pick(0.5), p99_ms: pick(0.99) }
+}
+
+async fn triggers(rows: &mut Vec<Row>, smoke: bool) {
+    let secs = if smoke { 0.5 } else { 5.0 };
+    let (app, queue) = App::memory();
+    let (key, stored) = ApiKey::generate(Role::Write, "bench", app.clock.now());
+    app.store.put_api_key(&stored).await.expect("key");
+    kickoff::demo::seed(&app).await.expect("seed");
+    let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("schedule");
+    let build = kickoff::trigger::newest_build(&app, kickoff::demo::PIPELINE_NAME).await.expect("build");
+    let worker = Arc::new(kickoff::worker::Worker::new(app.clone(), executors(), "http://127.0.0.1"));
+    tokio::spawn(kickoff::worker::run_in_process(worker, queue as Arc<dyn RunQueue>));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
+    let base = format!("http://{addr}");
+
+    let ceiling = load(&base, "GET", "/no/such/route", &[], "", secs).await;
+    row(rows, "404 route (ceiling), embedded server", format!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", ceiling.per_s, ceiling.p50_ms, ceiling.p99_ms), "baseline", None);
+    let bearer = vec![("authorization".to_string(), format!("Bearer {key}"))];
+    let token = vec![("authorization".to_string(), format!("Bearer {}", schedule.token))];
+    let cases = [
+        ("Mage token trigger (path)", format!("/api/pipeline_schedules/{SCHEDULE_ID}/pipeline_runs/{}", schedule.token), vec![], r#"{"env":"dev"}"#),
+        ("Mage api_trigger (Bearer token)", format!("/api/pipeline_schedules/{SCHEDULE_ID}/api_trigger"), token, r#"{"env":"dev"}"#),
+        ("ZenML run trigger (API key)", format!("/api/v1/pipeline_builds/{}/runs", build.id), bearer, "{}"),
+    ];
+    for (name, path, headers, body) in cases {
+        let l = load(&base, "POST", &path, &headers, body, secs).await;
+        let share = l.per_s / ceiling.per_s.max(1.0);
+        row(
+            rows,
+            name,
+            format!("{:.0} req/s ({:.0}% of 404), p50 {:.2} ms, p99 {:.2} ms", l.per_s, share * 100.0, l.p50_ms, l.p99_ms),
+            ">= 25% of the 404 ceiling",
+            Some(share >= 0.25),
+        );
+    }
+}
+
+// --- history pages ---------------------------------------------------------------------------------
+
+async fn history(rows: &mut Vec<Row>, smoke: bool) {
+    let sizes: [usize; 3] = if smoke { [10, 1_000, 10_000] } else { [10, 10_000, 1_000_000] };
+    let mut first = None;
+    for n in sizes {
+        let (app, _) = App::memory();
+        kickoff::demo::seed(&app).await.expect("seed");
+        let build = kickoff::trigger::newest_build(&app, kickoff::demo::PIPELINE_NAME).await.expect("build");
+        let now = app.clock.now();
+        for i in 0..n {
+            let mut run = kickoff_tests::bench_run(&build, now + chrono::Duration::milliseconds(i as i64));
+            app.store.create_run(&mut run, &mut [], None, |r, _| r.id += 1).await.expect("run");
+        }
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            let page = app.store.run_page(&RunView::All, None, 0, 40).await.expect("page");
+            for e in &page.entries {
+                app.store.get_run(e.uuid).await.expect("run");
+            }
+            assert_eq!(page.count as usize, n);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let base = *first.get_or_insert(median);
+        let ratio = median / base;
+        row(
+            rows,
+            format!("history page (_limit=40), {n} runs in the view"),
+            format!("{median:.3} ms median ({ratio:.2}x the 10-run page)"),
+            "same as with 10 runs (ratio <= 2)",
+            Some(ratio <= 2.0),
+        );
+    }
+}
+
+// --- metered workload ------------------------------------------------------------------------------
+
+async fn drain(worker: &kickoff::worker::Worker, queue: &MemoryQueue) -> u64 {
+    let mut handled = 0;
+    loop {
+        let batch = queue.receive(10, Duration::ZERO).await.expect("receive");
+        if batch.is_empty() {
+            // Delayed messages (backoffs, re-checks) are not part of a noop run.
+            return handled;
+        }
+        for m in batch {
+            worker.handle(&m.message).await.expect("message");
+            queue.delete(&m.receipt).await.expect("delete");
+            handled += 1;
+        }
+    }
+}
+
+async fn workload(rows: &mut Vec<Row>, smoke: bool) {
+    let runs: u64 = if smoke { 200 } else { 1_000 };
+    let table = Arc::new(MeteredTable::new(Arc::new(MemoryTable::new())));
+    let memory = Arc::new(MemoryQueue::new());
+    let queue = Arc::new(FaultyQueue::new(memory.clone()));
+    let app = App { store: Store::new(table.clone()), queue: queue.clone(), clock: Arc::new(kickoff::clock::SystemClock) };
+    kickoff::demo::seed(&app).await.expect("seed");
+    let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("schedule");
+    let worker = kickoff::worker::Worker::new(app.clone(), executors(), "http://127.0.0.1");
+    // Warm: the worker caches builds, as a warm Lambda does.
+    let opts = || kickoff::trigger::RunOptions::of_schedule(&schedule).expect("options");
+    kickoff::trigger::start_schedule_run(&app, &schedule, opts()).await.expect("warm trigger");
+    drain(&worker, &memory).await;
+    table.take();
+
+    let sends_before = queue.sends();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..runs {
+        let (app, schedule) = (app.clone(), schedule.clone());
+        tasks.spawn(async move {
+            let o = kickoff::trigger::RunOptions::of_schedule(&schedule).expect("options");
+            kickoff::trigger::start_schedule_run(&app, &schedule, o).await.expect("trigger");
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let trig: Metered = table.take();
+    let trigger_sends = (queue.sends() - sends_before) as u64;
+    let messages = drain(&worker, &memory).await;
+    let work: Metered = table.take();
+    let completed = app.store.run_count(&RunView::Schedule(SCHEDULE_ID), Some(kickoff::domain::RunStatus::Completed)).await.expect("count");
+    assert_eq!(completed as u64, runs + 1, "every run of the workload completed");
+    let all_sends = (queue.sends() - sends_before) as u64;
+    let n = runs as f64;
+
+    row(rows, "trigger: DynamoDB requests", format!("{:.2} ({})", trig.request_count() as f64 / n, ops(&trig, n)), "<= 2 reads + 1 write", Some(reads(&trig) / n <= 2.0 && writes(&trig) / n <= 1.0));
+    row(rows, "trigger: SQS sends", format!("{:.2}", trigger_sends as f64 / n), "1", Some(trigger_sends == runs));
+    row(rows, "trigger: capacity units", format!("{:.1} WCU, {:.1} RCU", trig.write_units / n, trig.read_units / n), "", None);
+    let total_wcu = (trig.write_units + work.write_units) / n;
+    let total_rcu = (trig.read_units + work.read_units) / n;
+    row(rows, "3-block run (noop blocks): DynamoDB requests", format!("{:.1} ({})", (trig.request_count() + work.request_count()) as f64 / n, ops(&work, n)), "", None);
+    row(rows, "3-block run: capacity units", format!("{total_wcu:.1} WCU, {total_rcu:.1} RCU"), "", None);
+    row(rows, "3-block run: queue messages", format!("{:.1}", all_sends as f64 / n), "", None);
+    let _ = messages;
+
+    // At 1,000 triggers/s the workload's units land in one second: units per key = units/s per key.
+    let scale = 1000.0 / n;
+    let mut merged = trig.clone();
+    for (k, u) in &work.by_key {
+        let e = merged.by_key.entry(k.clone()).or_default();
+        e.write_units += u.write_units;
+        e.read_units += u.read_units;
+    }
+    if let Some((key, u)) = merged.hottest_write() {
+        let per_s = u.write_units * scale;
+        row(rows, "hottest key by writes at 1,000 triggers/s", format!("{key}: {per_s:.0} WCU/s"), "<= 1,000 WCU/s", Some(per_s <= 1000.0));
+    }
+    if let Some((key, u)) = merged.hottest_read() {
+        let per_s = u.read_units * scale;
+        row(rows, "hottest key by reads at 1,000 triggers/s", format!("{key}: {per_s:.0} RCU/s"), "<= 3,000 RCU/s", Some(per_s <= 3000.0));
+    }
+
+    // Dollars per million runs.
+    let msgs = all_sends as f64 / n;
+    let invocations = 1.0 + msgs;
+    let apigw = 1e6 * APIGW_PER_REQUEST;
+    let lambda = 1e6 * invocations * (LAMBDA_PER_REQUEST + ASSUMED_INVOCATION_S * LAMBDA_GB * LAMBDA_PER_GB_S);
+    let ddb = 1e6 * (total_wcu * DDB_PER_WRITE_UNIT + total_rcu * DDB_PER_READ_UNIT);
+    // Each message: its send, a receive and a delete (unbatched: the worst case).
+    let sqs = 1e6 * msgs * 3.0 * SQS_PER_REQUEST;
+    let total = apigw + lambda + ddb + sqs;
+    row(
+        rows,
+        "AWS bill per million 3-block runs",
+        format!("${total:.2} = DynamoDB ${ddb:.2} + SQS ${sqs:.2} + Lambda ${lambda:.2} + API Gateway ${apigw:.2}"),
+        "< $10",
+        Some(total < 10.0),
+    );
+}
+
+fn reads(m: &Metered) -> f64 {
+    ["GetItem", "Query", "BatchGetItem"].iter().map(|k| *m.requests.get(k).unwrap_or(&0) as f64).sum()
+}
+
+fn writes(m: &Metered) -> f64 {
+    ["PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem"].iter().map(|k| *m.requests.get(k).unwrap_or(&0) as f64).sum()
+}
+
+fn ops(m: &Metered, n: f64) -> String {
+    m.requests.iter().map(|(k, v)| format!("{} {:.2}", k, *v as f64 / n)).collect::<Vec<_>>().join(", ")
+}
+
+// --- cold starts -----------------------------------------------------------------------------------
+
+/// Process start to its first `GET /2018-06-01/runtime/invocation/next`, and its peak memory then.
+async fn cold_start(binary: &Path) -> Option<(f64, u64)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let addr = listener.local_addr().ok()?;
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("KICKOFF_TABLE", "bench")
+        .env("KICKOFF_WEBHOOK_SECRET", kickoff_tests::worker::SECRET)
+        .env("KICKOFF_PUBLIC_URL", "http://127.0.0.1:1")
+        .env("KICKOFF_QUEUE_URL", "http://127.0.0.1:1/queue/bench")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let accepted = tokio::time::timeout(Duration::from_secs(10), async {
+        let (mut sock, _) = listener.accept().await.ok()?;
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            let n = sock.read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let elapsed = t.elapsed().as_secs_f64() * 1000.0;
+        let _ = sock.write_all(b"").await;
+        String::from_utf8_lossy(&got).contains("/invocation/next").then_some(elapsed)
+    })
+    .await
+    .ok()??;
+    let peak_kb = child
+        .id()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0);
+    let _ = child.kill().await;
+    Some((accepted, peak_kb))
+}
+
+fn zip_size(binary: &Path) -> Option<u64> {
+    let out = std::env::temp_dir().join(format!("kickoff-bench-{}.zip", std::process::id()));
+    let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z: z.write(sys.argv[1], 'bootstrap')";
+    let ok = std::process::Command::new("python3").args(["-c", script]).arg(binary).arg(&out).status().ok()?.success();
+    let size = ok.then(|| std::fs::metadata(&out).ok().map(|m| m.len())).flatten();
+    let _ = std::fs::remove_file(&out);
+    size
+}
+
+async fn median_cold_start(binary: &Path, samples: usize) -> Option<(f64, u64)> {
+    let mut times = Vec::new();
+    let mut peak = 0;
+    for _ in 0..samples {
+        let (t, kb) = cold_start(binary).await?;
+        times.push(t);
+        peak = peak.max(kb);
+    }
+    times.sort_by(f64::total_cmp);
+    Some((times[times.len() / 2], peak))
+}
+
+async fn cold_starts(rows: &mut Vec<Row>, profile: &str, smoke: bool) {
+    let samples = if smoke { 3 } else { 20 };
+    let target: PathBuf = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| kickoff_tests::workspace_root().join("target"))
+        .join(profile);
+    let Some((hello, hello_kb)) = median_cold_start(&target.join("hello-lambda"), samples).await else {
+        row(rows, "cold start", format!("hello-lambda is not built in target/{profile}"), "", Some(false));
+        return;
+    };
+    row(rows, "cold start: bare lambda_runtime hello world", format!("{hello:.2} ms, peak {:.1} MB, zip {}", hello_kb as f64 / 1024.0, kb_text(zip_size(&target.join("hello-lambda")))), "baseline", None);
+    let mut functions: Vec<String> = std::fs::read_dir(kickoff_tests::workspace_root().join("functions"))
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    functions.sort();
+    let (mut worst, mut worst_name) = (0.0f64, String::new());
+    for f in &functions {
+        let bin = target.join(f);
+        match median_cold_start(&bin, samples).await {
+            Some((t, kb)) => {
+                let ratio = t / hello.max(0.001);
+                if ratio > worst {
+                    (worst, worst_name) = (ratio, f.clone());
+                }
+                row(rows, format!("cold start: {f}"), format!("{t:.2} ms ({ratio:.1}x), peak {:.1} MB, zip {}", kb as f64 / 1024.0, kb_text(zip_size(&bin))), "<= 2x hello world", Some(ratio <= 2.0));
+            }
+            None => row(rows, format!("cold start: {f}"), "did not reach /next", "<= 2x hello world", Some(false)),
+        }
+    }
+    if !worst_name.is_empty() {
+        println!("slowest cold start: {worst_name} at {worst:.1}x the hello world");
+    }
+}
+
+fn kb_text(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| format!("{:.2} MB", b as f64 / 1_048_576.0))
+}
