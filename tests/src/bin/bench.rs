@@ -172,7 +172,7 @@ async fn triggers(rows: &mut Vec<Row>, smoke: bool) {
 
 async fn history(rows: &mut Vec<Row>, smoke: bool) {
     let sizes: [usize; 3] = if smoke { [10, 1_000, 10_000] } else { [10, 10_000, 1_000_000] };
-    let mut first = None;
+    let mut medians = Vec::new();
     for n in sizes {
         let (app, _) = App::memory();
         kickoff::demo::seed(&app).await.expect("seed");
@@ -193,14 +193,17 @@ async fn history(rows: &mut Vec<Row>, smoke: bool) {
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        let base = *first.get_or_insert(median);
+        medians.push((n, times[times.len() / 2]));
+    }
+    // The 10-run view's page holds 10 runs, not 40: the smallest full page is the baseline.
+    let base = medians[1].1;
+    for (n, median) in medians {
         let ratio = median / base;
         row(
             rows,
             format!("history page (_limit=40), {n} runs in the view"),
-            format!("{median:.3} ms median ({ratio:.2}x the 10-run page)"),
-            "same as with 10 runs (ratio <= 2)",
+            format!("{median:.3} ms median ({ratio:.2}x the {}-run view)", sizes[1]),
+            "same cost at any size (ratio <= 2)",
             Some(ratio <= 2.0),
         );
     }
