@@ -198,10 +198,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
             _ => None,
         };
         let with = CreateWith { idempotency: record.as_ref(), fire, slots };
-        outcome = app
-            .store
-            .create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, now))
-            .await?;
+        outcome = app.store.create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, now)).await?;
         if outcome != CreateOutcome::Conflict || fire.is_some() {
             break;
         }

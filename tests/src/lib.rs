@@ -417,7 +417,10 @@ pub async fn new_time_schedule(app: &App, interval: &str) -> kickoff::domain::Sc
 }
 
 /// A run of `build` with no block runs and a fresh id, for the benchmark's history views.
-pub fn bench_run(build: &kickoff::domain::Build, execution_date: chrono::DateTime<chrono::Utc>) -> kickoff::domain::Run {
+pub fn bench_run(
+    build: &kickoff::domain::Build,
+    execution_date: chrono::DateTime<chrono::Utc>,
+) -> kickoff::domain::Run {
     let now = chrono::Utc::now();
     kickoff::domain::Run {
         uuid: uuid::Uuid::new_v4(),

@@ -52,10 +52,12 @@ async fn a_trigger_makes_at_most_two_reads_one_write_and_one_send() {
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
         for round in 0..3 {
             let (reads, writes, sends) = (table.reads(), table.writes(), queue.sends());
-            let body = if path.contains("/api/v1/") { json!({}) } else { json!({"env": "dev", "round": round}) };
+            let body =
+                if path.contains("/api/v1/") { json!({}) } else { json!({"env": "dev", "round": round}) };
             let a = request("POST", &format!("{base}{path}"), &headers, body.to_string()).await;
             assert!(a.status == 200 || a.status == 201, "{path}: {} {:?}", a.status, a.json);
-            let (reads, writes, sends) = (table.reads() - reads, table.writes() - writes, queue.sends() - sends);
+            let (reads, writes, sends) =
+                (table.reads() - reads, table.writes() - writes, queue.sends() - sends);
             assert!(reads <= 2, "{path}: {reads} reads");
             assert_eq!(writes, 1, "{path}: one write request");
             assert_eq!(sends, 1, "{path}: one send");
@@ -72,7 +74,9 @@ async fn ten_thousand_concurrent_triggers_on_one_schedule_make_ten_thousand_dist
     for _ in 0..N {
         let (app, schedule) = (app.clone(), schedule.clone());
         tasks.spawn(async move {
-            let run = start_schedule_run(&app, &schedule, RunOptions::of_schedule(&schedule).expect("options")).await;
+            let run =
+                start_schedule_run(&app, &schedule, RunOptions::of_schedule(&schedule).expect("options"))
+                    .await;
             let run = run.expect("trigger");
             (run.run.id, run.blocks.iter().map(|b| b.id).collect::<Vec<_>>())
         });
@@ -96,7 +100,9 @@ async fn sequential_triggers_get_increasing_ids() {
     let schedule = app.store.get_schedule(SCHEDULE_ID).await.expect("get").expect("schedule").value;
     let mut last = 0;
     for _ in 0..200 {
-        let run = start_schedule_run(&app, &schedule, RunOptions::of_schedule(&schedule).expect("options")).await.expect("trigger");
+        let run = start_schedule_run(&app, &schedule, RunOptions::of_schedule(&schedule).expect("options"))
+            .await
+            .expect("trigger");
         assert!(run.run.id > last, "{} after {last}", run.run.id);
         assert!(run.run.id < JS_SAFE);
         last = run.run.id;

@@ -242,7 +242,10 @@ async fn runs(store: &Store) {
     assert!(store.update_run(&running, got.version, RunStatus::Initial).await.expect("update"));
     let mut stale = got.value.run.clone();
     stale.status = RunStatus::Failed;
-    assert!(!store.update_run(&stale, got.version, RunStatus::Initial).await.expect("stale update"), "a stale write is refused");
+    assert!(
+        !store.update_run(&stale, got.version, RunStatus::Initial).await.expect("stale update"),
+        "a stale write is refused"
+    );
     let now = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(now.value.run.status, RunStatus::Running);
 
@@ -253,11 +256,17 @@ async fn runs(store: &Store) {
     let mut cancelled = now.value.run.clone();
     cancelled.status = RunStatus::Cancelled;
     let stale_run = Versioned { value: cancelled.clone(), version: got.version };
-    assert!(!store.update_run_and_blocks(&stale_run, RunStatus::Running, &block_versions[..1]).await.expect("stale"));
+    assert!(!store
+        .update_run_and_blocks(&stale_run, RunStatus::Running, &block_versions[..1])
+        .await
+        .expect("stale"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(after.value.blocks[0].status, BlockRunStatus::Initial, "a refused transaction writes nothing");
     let fresh_run = Versioned { value: cancelled, version: now.version };
-    assert!(store.update_run_and_blocks(&fresh_run, RunStatus::Running, &block_versions[..1]).await.expect("fresh"));
+    assert!(store
+        .update_run_and_blocks(&fresh_run, RunStatus::Running, &block_versions[..1])
+        .await
+        .expect("fresh"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(after.value.run.status, RunStatus::Cancelled);
     assert_eq!(after.value.blocks[0].status, BlockRunStatus::Cancelled);
@@ -363,13 +372,8 @@ async fn run_pages(store: &Store) {
         })
         .await
         .expect("colliding run");
-    let mut expected: Vec<(chrono::DateTime<Utc>, i64)> = store
-        .run_entries(&view)
-        .await
-        .expect("entries")
-        .iter()
-        .map(|e| (e.execution_date, e.id))
-        .collect();
+    let mut expected: Vec<(chrono::DateTime<Utc>, i64)> =
+        store.run_entries(&view).await.expect("entries").iter().map(|e| (e.execution_date, e.id)).collect();
     assert_eq!(expected.len(), 31);
     let mut sorted = expected.clone();
     sorted.sort_by(|a, b| b.cmp(a));
@@ -381,7 +385,9 @@ async fn run_pages(store: &Store) {
     };
     let ids = |p: &super::RunPage| p.entries.iter().map(|e| e.id).collect::<Vec<_>>();
     let want = |from: usize, to: usize| expected[from..to].iter().map(|e| e.1).collect::<Vec<_>>();
-    for (offset, limit, to) in [(0, 10, 10), (10, 10, 20), (21, 10, 31), (30, 10, 31), (31, 10, 31), (40, 5, 31), (0, 31, 31)] {
+    for (offset, limit, to) in
+        [(0, 10, 10), (10, 10, 20), (21, 10, 31), (30, 10, 31), (31, 10, 31), (40, 5, 31), (0, 31, 31)]
+    {
         let got = page(offset, limit, None).await;
         assert_eq!(got.count, 31, "count at offset {offset}");
         assert_eq!(ids(&got), want(offset.min(31), to), "offset {offset} limit {limit}");
@@ -419,7 +425,10 @@ async fn run_pages(store: &Store) {
         (RunStatus::Completed, 0),
     ] {
         assert_eq!(store.run_count(&view, Some(status)).await.expect("count"), n, "{status:?}");
-        assert_eq!(store.run_count(&RunView::Pipeline("conf-pages".into()), Some(status)).await.expect("count"), n);
+        assert_eq!(
+            store.run_count(&RunView::Pipeline("conf-pages".into()), Some(status)).await.expect("count"),
+            n
+        );
     }
     assert_eq!(store.run_count(&view, None).await.expect("count"), 31, "status changes keep the total");
     let running = page(0, 4, Some(RunStatus::Running)).await;

@@ -318,7 +318,8 @@ impl Table for DynamoTable {
             (0, 1) => self.add_one(adds.remove(0)).await,
             (p, a) if p + a <= 100 => self.put_many(puts, adds).await,
             (p, a) => {
-                Err(Error::Internal(format!("a transaction of {} items is over DynamoDB's 100", p + a)).into())
+                Err(Error::Internal(format!("a transaction of {} items is over DynamoDB's 100", p + a))
+                    .into())
             }
         }
     }
@@ -372,7 +373,13 @@ impl Table for DynamoTable {
         Err(Error::Internal("DynamoDB left counter reads unprocessed 8 times".into()))
     }
 
-    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+    async fn query_page(
+        &self,
+        pk: &str,
+        descending: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page> {
         let start = after.map(|sk| {
             HashMap::from([
                 (PARTITION_KEY.to_string(), AttributeValue::S(pk.to_string())),

@@ -87,7 +87,13 @@ impl Table for FaultyTable {
         self.inner.get_counters(keys).await
     }
 
-    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+    async fn query_page(
+        &self,
+        pk: &str,
+        descending: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page> {
         self.read();
         self.inner.query_page(pk, descending, limit, after).await
     }

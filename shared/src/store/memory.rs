@@ -64,7 +64,13 @@ impl Table for MemoryTable {
         Ok(keys.iter().map(|k| counters.get(k).cloned().unwrap_or_default()).collect())
     }
 
-    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+    async fn query_page(
+        &self,
+        pk: &str,
+        descending: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page> {
         use std::ops::Bound::{Excluded, Included};
         let items = self.items.read().await;
         let key = |sk: &str| (pk.to_string(), sk.to_string());
@@ -78,7 +84,13 @@ impl Table for MemoryTable {
         };
         let in_partition = |((p, _), _): &(&(String, String), &Item)| p == pk;
         let found: Vec<Item> = if descending {
-            range.rev().skip_while(|e| !in_partition(e)).take_while(in_partition).take(limit).map(|(_, i)| i.clone()).collect()
+            range
+                .rev()
+                .skip_while(|e| !in_partition(e))
+                .take_while(in_partition)
+                .take(limit)
+                .map(|(_, i)| i.clone())
+                .collect()
         } else {
             range.take_while(in_partition).take(limit).map(|(_, i)| i.clone()).collect()
         };

@@ -168,7 +168,13 @@ impl Table for MeteredTable {
         self.inner.get_counters(keys).await
     }
 
-    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page> {
+    async fn query_page(
+        &self,
+        pk: &str,
+        descending: bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page> {
         self.request("Query");
         let page = self.inner.query_page(pk, descending, limit, after).await?;
         self.read_units(pk.to_string(), four_kb(page.items.iter().map(item_size).sum()));

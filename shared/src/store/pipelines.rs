@@ -25,9 +25,9 @@ impl Store {
     /// version, or a build of a newer version), conditioned on the head as read.
     async fn head_put(&self, b: &Build) -> Result<Option<Put>> {
         let current = self.get_doc::<Build>(head_pk(&b.pipeline_name), "HEAD").await?;
-        let newer = current.as_ref().is_none_or(|h| {
-            version_key(&b.pipeline_version) >= version_key(&h.value.pipeline_version)
-        });
+        let newer = current
+            .as_ref()
+            .is_none_or(|h| version_key(&b.pipeline_version) >= version_key(&h.value.pipeline_version));
         if !newer {
             return Ok(None);
         }
@@ -80,7 +80,8 @@ impl Store {
             },
         ];
         puts.extend(Self::build_puts(first_build)?);
-        let exists = || Error::Conflict(format!("pipeline {:?} version {:?} already exists", p.name, p.version));
+        let exists =
+            || Error::Conflict(format!("pipeline {:?} version {:?} already exists", p.name, p.version));
         // The name/version claim first: it is what tells a 409 from a raced head.
         puts.swap(0, 1);
         self.write_with_head(puts, first_build, exists).await
@@ -126,8 +127,10 @@ impl Store {
     }
 
     pub async fn create_build(&self, b: &Build) -> Result<()> {
-        self.write_with_head(Self::build_puts(b)?, b, || Error::Conflict(format!("build {} already exists", b.id)))
-            .await
+        self.write_with_head(Self::build_puts(b)?, b, || {
+            Error::Conflict(format!("build {} already exists", b.id))
+        })
+        .await
     }
 
     pub async fn get_build(&self, id: Uuid) -> Result<Option<Build>> {

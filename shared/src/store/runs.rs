@@ -149,7 +149,10 @@ impl Store {
         let mut it = item(
             format!("RUN#{}", run.uuid),
             "RUN",
-            Some((format!("RUNS#{}", run.id.rem_euclid(RUN_INDEX_SHARDS)), index_sort_key(run.created, run.uuid))),
+            Some((
+                format!("RUNS#{}", run.id.rem_euclid(RUN_INDEX_SHARDS)),
+                index_sort_key(run.created, run.uuid),
+            )),
             encode(run)?,
         );
         it.version = version;
@@ -349,7 +352,8 @@ impl Store {
     /// Every run (the ZenML list), oldest first: one `Query` of each `GSI1` shard `RUNS#<0–31>`.
     pub async fn list_runs(&self) -> Result<Vec<Run>> {
         let shards = (0..RUN_INDEX_SHARDS).map(|s| self.table.query_index_owned(format!("RUNS#{s}")));
-        let mut items: Vec<Item> = futures_util::future::try_join_all(shards).await?.into_iter().flatten().collect();
+        let mut items: Vec<Item> =
+            futures_util::future::try_join_all(shards).await?.into_iter().flatten().collect();
         items.sort_by(|a, b| a.index.as_ref().map(|i| &i.1).cmp(&b.index.as_ref().map(|i| &i.1)));
         decode_all(&items)
     }
@@ -413,7 +417,12 @@ impl Store {
     }
 
     /// The newest `take` entries of one shard with `status` (any if `None`).
-    async fn newest_entries(&self, pk: String, status: Option<RunStatus>, take: usize) -> Result<Vec<RunEntry>> {
+    async fn newest_entries(
+        &self,
+        pk: String,
+        status: Option<RunStatus>,
+        take: usize,
+    ) -> Result<Vec<RunEntry>> {
         let mut found = Vec::with_capacity(take);
         let mut after: Option<String> = None;
         while found.len() < take {

@@ -109,10 +109,14 @@ pub trait Table: Send + Sync {
     async fn write_counted(&self, puts: Vec<Put>, adds: Vec<Add>) -> Result<(), WriteError>;
     /// The counters of each of these items (empty for an item that has none), in one request
     /// (DynamoDB: `BatchGetItem`, at most 100 keys, strongly consistent).
-    async fn get_counters(&self, keys: &[(String, String)]) -> Result<Vec<std::collections::BTreeMap<String, i64>>>;
+    async fn get_counters(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<std::collections::BTreeMap<String, i64>>>;
     /// Up to `limit` items of one partition in sort key order (descending if `descending`), starting
     /// after sort key `after`: one request (DynamoDB: one strongly consistent `Query` with `Limit`).
-    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>) -> Result<Page>;
+    async fn query_page(&self, pk: &str, descending: bool, limit: usize, after: Option<&str>)
+        -> Result<Page>;
     /// Deletes one item if the condition holds (`Condition::Version` or `Always`).
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError>;
     /// The items of one partition whose sort key starts with `sk_prefix`, in sort key order.

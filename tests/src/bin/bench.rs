@@ -50,7 +50,13 @@ struct Row {
     verdict: &'static str,
 }
 
-fn row(rows: &mut Vec<Row>, what: impl Into<String>, figure: impl Into<String>, target: impl Into<String>, ok: Option<bool>) {
+fn row(
+    rows: &mut Vec<Row>,
+    what: impl Into<String>,
+    figure: impl Into<String>,
+    target: impl Into<String>,
+    ok: Option<bool>,
+) {
     let verdict = match ok {
         Some(true) => "met",
         Some(false) => "MISSED",
@@ -64,7 +70,11 @@ async fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     let mut rows = Vec::new();
-    println!("Kickoff benchmark — {profile} build{}, {}", if smoke { ", smoke counts" } else { "" }, chrono::Utc::now().format("%Y-%m-%d"));
+    println!(
+        "Kickoff benchmark — {profile} build{}, {}",
+        if smoke { ", smoke counts" } else { "" },
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
 
     triggers(&mut rows, smoke).await;
     history(&mut rows, smoke).await;
@@ -77,11 +87,25 @@ async fn main() {
         rows.iter().map(|r| r.target.chars().count()).max().unwrap_or(0),
     ];
     println!();
-    println!("| {:w0$} | {:w1$} | {:w2$} | verdict |", "what", "figure", "target", w0 = w[0], w1 = w[1], w2 = w[2]);
+    println!(
+        "| {:w0$} | {:w1$} | {:w2$} | verdict |",
+        "what",
+        "figure",
+        "target",
+        w0 = w[0],
+        w1 = w[1],
+        w2 = w[2]
+    );
     println!("|{}|{}|{}|---------|", "-".repeat(w[0] + 2), "-".repeat(w[1] + 2), "-".repeat(w[2] + 2));
     for r in &rows {
         let pad = |s: &str, n: usize| format!("{s}{}", " ".repeat(n.saturating_sub(s.chars().count())));
-        println!("| {} | {} | {} | {:7} |", pad(&r.what, w[0]), pad(&r.figure, w[1]), pad(&r.target, w[2]), r.verdict);
+        println!(
+            "| {} | {} | {} | {:7} |",
+            pad(&r.what, w[0]),
+            pad(&r.figure, w[1]),
+            pad(&r.target, w[2]),
+            r.verdict
+        );
     }
 }
 
@@ -97,7 +121,14 @@ struct Load {
     p99_ms: f64,
 }
 
-async fn load(base: &str, method: &str, path: &str, headers: &[(String, String)], body: &str, secs: f64) -> Load {
+async fn load(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &str,
+    secs: f64,
+) -> Load {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = tokio::task::JoinSet::new();
@@ -147,12 +178,28 @@ async fn triggers(rows: &mut Vec<Row>, smoke: bool) {
     let base = format!("http://{addr}");
 
     let ceiling = load(&base, "GET", "/no/such/route", &[], "", secs).await;
-    row(rows, "404 route (ceiling), embedded server", format!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", ceiling.per_s, ceiling.p50_ms, ceiling.p99_ms), "baseline", None);
+    row(
+        rows,
+        "404 route (ceiling), embedded server",
+        format!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", ceiling.per_s, ceiling.p50_ms, ceiling.p99_ms),
+        "baseline",
+        None,
+    );
     let bearer = vec![("authorization".to_string(), format!("Bearer {key}"))];
     let token = vec![("authorization".to_string(), format!("Bearer {}", schedule.token))];
     let cases = [
-        ("Mage token trigger (path)", format!("/api/pipeline_schedules/{SCHEDULE_ID}/pipeline_runs/{}", schedule.token), vec![], r#"{"env":"dev"}"#),
-        ("Mage api_trigger (Bearer token)", format!("/api/pipeline_schedules/{SCHEDULE_ID}/api_trigger"), token, r#"{"env":"dev"}"#),
+        (
+            "Mage token trigger (path)",
+            format!("/api/pipeline_schedules/{SCHEDULE_ID}/pipeline_runs/{}", schedule.token),
+            vec![],
+            r#"{"env":"dev"}"#,
+        ),
+        (
+            "Mage api_trigger (Bearer token)",
+            format!("/api/pipeline_schedules/{SCHEDULE_ID}/api_trigger"),
+            token,
+            r#"{"env":"dev"}"#,
+        ),
         ("ZenML run trigger (API key)", format!("/api/v1/pipeline_builds/{}/runs", build.id), bearer, "{}"),
     ];
     for (name, path, headers, body) in cases {
@@ -161,7 +208,13 @@ async fn triggers(rows: &mut Vec<Row>, smoke: bool) {
         row(
             rows,
             name,
-            format!("{:.0} req/s ({:.0}% of 404), p50 {:.2} ms, p99 {:.2} ms", l.per_s, share * 100.0, l.p50_ms, l.p99_ms),
+            format!(
+                "{:.0} req/s ({:.0}% of 404), p50 {:.2} ms, p99 {:.2} ms",
+                l.per_s,
+                share * 100.0,
+                l.p50_ms,
+                l.p99_ms
+            ),
             ">= 25% of the 404 ceiling",
             Some(share >= 0.25),
         );
@@ -232,7 +285,11 @@ async fn workload(rows: &mut Vec<Row>, smoke: bool) {
     let table = Arc::new(MeteredTable::new(Arc::new(MemoryTable::new())));
     let memory = Arc::new(MemoryQueue::new());
     let queue = Arc::new(FaultyQueue::new(memory.clone()));
-    let app = App { store: Store::new(table.clone()), queue: queue.clone(), clock: Arc::new(kickoff::clock::SystemClock) };
+    let app = App {
+        store: Store::new(table.clone()),
+        queue: queue.clone(),
+        clock: Arc::new(kickoff::clock::SystemClock),
+    };
     kickoff::demo::seed(&app).await.expect("seed");
     let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("schedule");
     let worker = kickoff::worker::Worker::new(app.clone(), executors(), "http://127.0.0.1");
@@ -256,17 +313,45 @@ async fn workload(rows: &mut Vec<Row>, smoke: bool) {
     let trigger_sends = (queue.sends() - sends_before) as u64;
     let messages = drain(&worker, &memory).await;
     let work: Metered = table.take();
-    let completed = app.store.run_count(&RunView::Schedule(SCHEDULE_ID), Some(kickoff::domain::RunStatus::Completed)).await.expect("count");
+    let completed = app
+        .store
+        .run_count(&RunView::Schedule(SCHEDULE_ID), Some(kickoff::domain::RunStatus::Completed))
+        .await
+        .expect("count");
     assert_eq!(completed as u64, runs + 1, "every run of the workload completed");
     let all_sends = (queue.sends() - sends_before) as u64;
     let n = runs as f64;
 
-    row(rows, "trigger: DynamoDB requests", format!("{:.2} ({})", trig.request_count() as f64 / n, ops(&trig, n)), "<= 2 reads + 1 write", Some(reads(&trig) / n <= 2.0 && writes(&trig) / n <= 1.0));
-    row(rows, "trigger: SQS sends", format!("{:.2}", trigger_sends as f64 / n), "1", Some(trigger_sends == runs));
-    row(rows, "trigger: capacity units", format!("{:.1} WCU, {:.1} RCU", trig.write_units / n, trig.read_units / n), "", None);
+    row(
+        rows,
+        "trigger: DynamoDB requests",
+        format!("{:.2} ({})", trig.request_count() as f64 / n, ops(&trig, n)),
+        "<= 2 reads + 1 write",
+        Some(reads(&trig) / n <= 2.0 && writes(&trig) / n <= 1.0),
+    );
+    row(
+        rows,
+        "trigger: SQS sends",
+        format!("{:.2}", trigger_sends as f64 / n),
+        "1",
+        Some(trigger_sends == runs),
+    );
+    row(
+        rows,
+        "trigger: capacity units",
+        format!("{:.1} WCU, {:.1} RCU", trig.write_units / n, trig.read_units / n),
+        "",
+        None,
+    );
     let total_wcu = (trig.write_units + work.write_units) / n;
     let total_rcu = (trig.read_units + work.read_units) / n;
-    row(rows, "3-block run (noop blocks): DynamoDB requests", format!("{:.1} ({})", (trig.request_count() + work.request_count()) as f64 / n, ops(&work, n)), "", None);
+    row(
+        rows,
+        "3-block run (noop blocks): DynamoDB requests",
+        format!("{:.1} ({})", (trig.request_count() + work.request_count()) as f64 / n, ops(&work, n)),
+        "",
+        None,
+    );
     row(rows, "3-block run: capacity units", format!("{total_wcu:.1} WCU, {total_rcu:.1} RCU"), "", None);
     row(rows, "3-block run: queue messages", format!("{:.1}", all_sends as f64 / n), "", None);
     let _ = messages;
@@ -281,18 +366,31 @@ async fn workload(rows: &mut Vec<Row>, smoke: bool) {
     }
     if let Some((key, u)) = merged.hottest_write() {
         let per_s = u.write_units * scale;
-        row(rows, "hottest key by writes at 1,000 triggers/s", format!("{key}: {per_s:.0} WCU/s"), "<= 1,000 WCU/s", Some(per_s <= 1000.0));
+        row(
+            rows,
+            "hottest key by writes at 1,000 triggers/s",
+            format!("{key}: {per_s:.0} WCU/s"),
+            "<= 1,000 WCU/s",
+            Some(per_s <= 1000.0),
+        );
     }
     if let Some((key, u)) = merged.hottest_read() {
         let per_s = u.read_units * scale;
-        row(rows, "hottest key by reads at 1,000 triggers/s", format!("{key}: {per_s:.0} RCU/s"), "<= 3,000 RCU/s", Some(per_s <= 3000.0));
+        row(
+            rows,
+            "hottest key by reads at 1,000 triggers/s",
+            format!("{key}: {per_s:.0} RCU/s"),
+            "<= 3,000 RCU/s",
+            Some(per_s <= 3000.0),
+        );
     }
 
     // Dollars per million runs.
     let msgs = all_sends as f64 / n;
     let invocations = 1.0 + msgs;
     let apigw = 1e6 * APIGW_PER_REQUEST;
-    let lambda = 1e6 * invocations * (LAMBDA_PER_REQUEST + ASSUMED_INVOCATION_S * LAMBDA_GB * LAMBDA_PER_GB_S);
+    let lambda =
+        1e6 * invocations * (LAMBDA_PER_REQUEST + ASSUMED_INVOCATION_S * LAMBDA_GB * LAMBDA_PER_GB_S);
     let ddb = 1e6 * (total_wcu * DDB_PER_WRITE_UNIT + total_rcu * DDB_PER_READ_UNIT);
     // Each message: its send, a receive and a delete (unbatched: the worst case).
     let sqs = 1e6 * msgs * 3.0 * SQS_PER_REQUEST;
@@ -311,7 +409,10 @@ fn reads(m: &Metered) -> f64 {
 }
 
 fn writes(m: &Metered) -> f64 {
-    ["PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem"].iter().map(|k| *m.requests.get(k).unwrap_or(&0) as f64).sum()
+    ["PutItem", "UpdateItem", "TransactWriteItems", "DeleteItem"]
+        .iter()
+        .map(|k| *m.requests.get(k).unwrap_or(&0) as f64)
+        .sum()
 }
 
 fn ops(m: &Metered, n: f64) -> String {
@@ -362,7 +463,11 @@ async fn cold_start(binary: &Path) -> Option<(f64, u64)> {
     let peak_kb = child
         .id()
         .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0);
     let _ = child.kill().await;
     Some((accepted, peak_kb))
@@ -371,7 +476,13 @@ async fn cold_start(binary: &Path) -> Option<(f64, u64)> {
 fn zip_size(binary: &Path) -> Option<u64> {
     let out = std::env::temp_dir().join(format!("kickoff-bench-{}.zip", std::process::id()));
     let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z: z.write(sys.argv[1], 'bootstrap')";
-    let ok = std::process::Command::new("python3").args(["-c", script]).arg(binary).arg(&out).status().ok()?.success();
+    let ok = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(binary)
+        .arg(&out)
+        .status()
+        .ok()?
+        .success();
     let size = ok.then(|| std::fs::metadata(&out).ok().map(|m| m.len())).flatten();
     let _ = std::fs::remove_file(&out);
     size
@@ -399,7 +510,17 @@ async fn cold_starts(rows: &mut Vec<Row>, profile: &str, smoke: bool) {
         row(rows, "cold start", format!("hello-lambda is not built in target/{profile}"), "", Some(false));
         return;
     };
-    row(rows, "cold start: bare lambda_runtime hello world", format!("{hello:.2} ms, peak {:.1} MB, zip {}", hello_kb as f64 / 1024.0, kb_text(zip_size(&target.join("hello-lambda")))), "baseline", None);
+    row(
+        rows,
+        "cold start: bare lambda_runtime hello world",
+        format!(
+            "{hello:.2} ms, peak {:.1} MB, zip {}",
+            hello_kb as f64 / 1024.0,
+            kb_text(zip_size(&target.join("hello-lambda")))
+        ),
+        "baseline",
+        None,
+    );
     let mut functions: Vec<String> = std::fs::read_dir(kickoff_tests::workspace_root().join("functions"))
         .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
@@ -413,9 +534,21 @@ async fn cold_starts(rows: &mut Vec<Row>, profile: &str, smoke: bool) {
                 if ratio > worst {
                     (worst, worst_name) = (ratio, f.clone());
                 }
-                row(rows, format!("cold start: {f}"), format!("{t:.2} ms ({ratio:.1}x), peak {:.1} MB, zip {}", kb as f64 / 1024.0, kb_text(zip_size(&bin))), "<= 2x hello world", Some(ratio <= 2.0));
+                row(
+                    rows,
+                    format!("cold start: {f}"),
+                    format!(
+                        "{t:.2} ms ({ratio:.1}x), peak {:.1} MB, zip {}",
+                        kb as f64 / 1024.0,
+                        kb_text(zip_size(&bin))
+                    ),
+                    "<= 2x hello world",
+                    Some(ratio <= 2.0),
+                );
             }
-            None => row(rows, format!("cold start: {f}"), "did not reach /next", "<= 2x hello world", Some(false)),
+            None => {
+                row(rows, format!("cold start: {f}"), "did not reach /next", "<= 2x hello world", Some(false))
+            }
         }
     }
     if !worst_name.is_empty() {

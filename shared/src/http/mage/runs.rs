@@ -111,7 +111,8 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     match (schedule, pipeline) {
         (Some(id), Some(name)) => {
             // A schedule's runs are all of its pipeline: the filters agree on all of them or on none.
-            let of_pipeline = app.store.get_schedule(id).await?.is_some_and(|s| s.value.pipeline_uuid == name);
+            let of_pipeline =
+                app.store.get_schedule(id).await?.is_some_and(|s| s.value.pipeline_uuid == name);
             if !of_pipeline {
                 let paging = Paging::parse(req)?;
                 status_filter(req)?;
