@@ -59,7 +59,7 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AW
 # echo-block test function that `lambda` blocks invoke.
 functions=$(ls functions)
 cargo build $(for f in $functions; do printf -- '-p %s ' "$f"; done)
-cargo build -p kickoff-local --bins -p echo-block
+cargo build -p kickoff-local --bins -p echo-block -p hello-lambda
 phase "build"
 
 out="$logs/nextest.log"

@@ -53,7 +53,7 @@ impl App {
         if config.table.is_none() && config.queue_url.is_none() {
             return Ok(app);
         }
-        let aws = aws_config::load_from_env().await;
+        let aws = crate::aws::config().await;
         if let Some(table) = &config.table {
             let client = aws_sdk_dynamodb::Client::new(&aws);
             app.store = Store::new(Arc::new(DynamoTable::new(client, table)));

@@ -15,6 +15,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod aws;
 pub mod backfills;
 pub mod cancel;
 pub mod clock;

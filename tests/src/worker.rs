@@ -51,7 +51,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let api = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(kickoff::http::local::serve(Arc::new(app.clone()), listener));
-        let executors = Executors::new(SECRET).expect("executors");
+        let executors = Executors::new(SECRET);
         let worker = Arc::new(Worker::new(app.clone(), Arc::new(executors), &api));
         Harness { api, app, queue, sends, table, clock, worker }
     }

@@ -112,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s
         }
     };
-    let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)?), &format!("http://{addr}"));
+    let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)), &format!("http://{addr}"));
     tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
     say!("  worker: in-process");
     let interval_s =

@@ -83,34 +83,38 @@ pub trait Invoke: Send + Sync {
 type HttpsClient =
     Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
-/// The real executors.
+/// The real executors. Neither client is built before the first block that needs it: a worker whose
+/// first message runs no HTTP block never reads the system's root certificates (SPEC §11 cold start).
 pub struct Executors {
-    http: HttpsClient,
+    http: std::sync::OnceLock<Result<HttpsClient, String>>,
     lambda: OnceCell<aws_sdk_lambda::Client>,
     secret: Vec<u8>,
 }
 
 impl Executors {
-    /// `secret` signs HTTP invocations (see the module docs for its forms). Fails if the system has no
-    /// TLS root certificates.
-    pub fn new(secret: &str) -> crate::Result<Self> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-            .map_err(|e| crate::Error::Internal(format!("no TLS root certificates: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+    /// `secret` signs HTTP invocations (see the module docs for its forms).
+    pub fn new(secret: &str) -> Self {
         let secret = match secret.strip_prefix("whsec_") {
             Some(b64) => {
                 base64_simd::STANDARD.decode_to_vec(b64).unwrap_or_else(|_| secret.as_bytes().to_vec())
             }
             None => secret.as_bytes().to_vec(),
         };
-        Ok(Executors {
-            http: Client::builder(TokioExecutor::new()).build(connector),
-            lambda: OnceCell::new(),
-            secret,
-        })
+        Executors { http: std::sync::OnceLock::new(), lambda: OnceCell::new(), secret }
+    }
+
+    /// The HTTPS client, with the system's root certificates, built by the first call that needs it.
+    fn http_client(&self) -> Result<&HttpsClient, String> {
+        let built = self.http.get_or_init(|| {
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+                .map_err(|e| format!("no TLS root certificates: {e}"))?
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Ok(Client::builder(TokioExecutor::new()).build(connector))
+        });
+        built.as_ref().map_err(Clone::clone)
     }
 
     async fn call_http(&self, url: &str, timeout_s: u64, inv: &Invocation, body: Vec<u8>) -> Outcome {
@@ -130,8 +134,12 @@ impl Executors {
                 return Outcome::Failed { retryable: false, error: format!("bad request to {url}: {e}") }
             }
         };
+        let client = match self.http_client() {
+            Ok(c) => c,
+            Err(error) => return Outcome::Failed { retryable: true, error },
+        };
         let call = async {
-            let resp = self.http.request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
+            let resp = client.request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
             let status = resp.status().as_u16();
             let body =
                 resp.into_body().collect().await.map_err(|e| format!("HTTP body failed: {e}"))?.to_bytes();
@@ -147,7 +155,7 @@ impl Executors {
     async fn call_lambda(&self, function: &str, timeout_s: u64, payload: Vec<u8>) -> Outcome {
         let client = self
             .lambda
-            .get_or_init(|| async { aws_sdk_lambda::Client::new(&aws_config::load_from_env().await) })
+            .get_or_init(|| async { aws_sdk_lambda::Client::new(&crate::aws::config().await) })
             .await;
         let call = client
             .invoke()

@@ -24,7 +24,7 @@ pub async fn serve() -> Result<(), LambdaError> {
     let app = App::for_lambda().await?;
     let public_url = std::env::var("KICKOFF_PUBLIC_URL").map_err(|_| "KICKOFF_PUBLIC_URL must be set")?;
     let secret = std::env::var("KICKOFF_WEBHOOK_SECRET").map_err(|_| "KICKOFF_WEBHOOK_SECRET must be set")?;
-    let worker = Arc::new(Worker::new(app, Arc::new(Executors::new(&secret)?), &public_url));
+    let worker = Arc::new(Worker::new(app, Arc::new(Executors::new(&secret)), &public_url));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
         async move { Ok::<_, std::convert::Infallible>(process(worker, event.payload).await) }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
 use crate::domain::run::Slot;
-use crate::domain::{Block, BlockRun, BlockRunStatus, Run, RunStatus};
+use crate::domain::{Block, BlockRun, BlockRunStatus, Executor, Run, RunStatus};
 use crate::queue::Message;
 
 /// A message to send after the state that asks for it is written, after `delay_s` seconds.
@@ -186,7 +186,8 @@ pub fn backoff(block: &Block, failures: u32) -> u64 {
     block.delay_s.saturating_mul(factor).min(block.max_delay_s)
 }
 
-/// Dispatches the blocks whose upstreams have all completed, marks blocks below a failure
+/// Dispatches the blocks whose upstreams have all completed (a `noop` block is completed on the spot),
+/// marks blocks below a failure
 /// `upstream_failed` (when the run lets blocks fail), and finishes the run when every block has.
 pub fn advance(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: DateTime<Utc>) -> Vec<Send> {
     let mut sends = Vec::new();
@@ -206,9 +207,19 @@ pub fn advance(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: DateT
                 .map(|b| b.status)
                 .collect();
             if ups.iter().all(|s| *s == BlockRunStatus::Completed) {
-                blocks[i].status = BlockRunStatus::Queued;
-                blocks[i].updated = now;
-                sends.push(run_block(run, &blocks[i], 0));
+                let b = &mut blocks[i];
+                b.updated = now;
+                if matches!(dag[i].executor, Executor::Noop {}) {
+                    // A noop block completes at once (SPEC §5): in this same write, without a message,
+                    // a claim or a call — nothing is done that a duplicate could do twice.
+                    b.status = BlockRunStatus::Completed;
+                    b.attempts = 1;
+                    b.started_at = Some(now);
+                    b.completed_at = Some(now);
+                } else {
+                    b.status = BlockRunStatus::Queued;
+                    sends.push(run_block(run, b, 0));
+                }
                 changed = true;
             } else if ups.iter().any(|s| {
                 matches!(
@@ -399,7 +410,7 @@ mod tests {
             name: name.into(),
             upstream: up.iter().map(|s| s.to_string()).collect(),
             parameters: Map::new(),
-            executor: Executor::Noop {},
+            executor: Executor::Http { url: "https://example.com/block".into(), timeout_s: None },
             retries,
             delay_s: 5,
             max_delay_s: 300,
@@ -440,6 +451,32 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn noop_blocks_complete_where_they_are_dispatched_and_stop_at_other_executors() {
+        let (mut run, mut blocks, mut dag) = diamond();
+        for i in [0, 1, 3] {
+            dag[i].executor = Executor::Noop {};
+        }
+        run.status = RunStatus::Running;
+        let now = Utc::now();
+        // a (noop) completes, which readies b (noop, completes) and c (http, dispatched); d waits for c.
+        assert_eq!(names(&advance(&mut run, &mut blocks, &dag, now)), ["c#1"]);
+        let status: Vec<_> = blocks.iter().map(|b| (b.status, b.attempts)).collect();
+        assert_eq!(
+            status,
+            [
+                (BlockRunStatus::Completed, 1),
+                (BlockRunStatus::Completed, 1),
+                (BlockRunStatus::Queued, 0),
+                (BlockRunStatus::Initial, 0)
+            ]
+        );
+        blocks[2].attempts = 1;
+        assert!(complete(&mut run, &mut blocks, &dag, 2, None, now).is_empty(), "d is noop: no message");
+        assert_eq!(blocks[3].status, BlockRunStatus::Completed);
+        assert_eq!(run.status, RunStatus::Completed);
     }
 
     #[test]

@@ -110,7 +110,7 @@ async fn main() {
 }
 
 fn executors() -> Arc<dyn kickoff::worker::executor::Invoke> {
-    Arc::new(kickoff::worker::executor::Executors::new(kickoff_tests::worker::SECRET).expect("executors"))
+    Arc::new(kickoff::worker::executor::Executors::new(kickoff_tests::worker::SECRET))
 }
 
 // --- triggers on the embedded server ---------------------------------------------------------------
