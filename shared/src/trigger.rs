@@ -11,6 +11,8 @@
 //! and writes nothing; with another body it is a 422. Concurrent repeats race on that conditional write,
 //! so exactly one run is made.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -25,7 +27,7 @@ use crate::domain::run::Slot;
 use crate::domain::run_config::RunConfig;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus, Schedule};
 use crate::queue::Message;
-use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord};
+use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord, Versioned};
 use crate::{App, Error, Result};
 
 /// An `Idempotency-Key` with what it is scoped to and the request it came with.
@@ -235,7 +237,22 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
 
 /// Writes a new run of a schedule (its build, its settings, `opts` over them) and queues it.
 pub async fn start_schedule_run(app: &App, schedule: &Schedule, opts: RunOptions) -> Result<RunDetail> {
-    let build = build_for_schedule(app, schedule).await?;
+    start_schedule_run_with(app, schedule, None, opts).await
+}
+
+/// [`start_schedule_run`] with the build [`read_schedule`] read beside the schedule, used if it is the one
+/// the schedule runs.
+pub async fn start_schedule_run_with(
+    app: &App,
+    schedule: &Schedule,
+    prefetched: Option<Prefetched>,
+    opts: RunOptions,
+) -> Result<RunDetail> {
+    let build = match prefetched.filter(|p| p.is_for(schedule)) {
+        Some(p) => p.build,
+        None => build_for_schedule(app, schedule).await?,
+    };
+    remember(schedule);
     let config = RunConfig::parse(Map::new(), &build)?;
     start_run(app, &build, config, opts).await
 }
@@ -250,6 +267,58 @@ pub async fn build_for_schedule(app: &App, schedule: &Schedule) -> Result<Build>
             .ok_or_else(|| Error::Conflict(format!("the schedule's pinned build {id} no longer exists")));
     }
     newest_build(app, &schedule.pipeline_uuid).await
+}
+
+/// A build read beside its schedule, on this process's guess of which build the schedule runs.
+pub struct Prefetched {
+    /// The pinned build guessed (`None`: the pipeline's newest build).
+    pinned: Option<Uuid>,
+    build: Build,
+}
+
+impl Prefetched {
+    /// Whether this is the build `schedule` runs now: the same pin, and the head of its pipeline.
+    fn is_for(&self, schedule: &Schedule) -> bool {
+        self.pinned == schedule.build_id
+            && (self.pinned.is_some() || self.build.pipeline_name == schedule.pipeline_uuid)
+    }
+}
+
+/// Of each schedule this process has started a run of: its pipeline (fixed when the schedule is made)
+/// and its pinned build (changed only by an update, after which one trigger reads the build again).
+/// Bounded: emptied when it reaches [`REMEMBERED_SCHEDULES`].
+static SCHEDULE_BUILDS: std::sync::LazyLock<std::sync::Mutex<HashMap<i64, (String, Option<Uuid>)>>> =
+    std::sync::LazyLock::new(Default::default);
+const REMEMBERED_SCHEDULES: usize = 10_000;
+
+fn remember(schedule: &Schedule) {
+    if let Ok(mut known) = SCHEDULE_BUILDS.lock() {
+        if known.len() >= REMEMBERED_SCHEDULES {
+            known.clear();
+        }
+        known.insert(schedule.id, (schedule.pipeline_uuid.clone(), schedule.build_id));
+    }
+}
+
+/// Reads schedule `id` — and, in parallel, the build it ran last time this process started one of its
+/// runs (the pipeline's head item or the pinned build), so that a warm token trigger makes its two reads
+/// in one round trip (SPEC §11: at most 3 round trips). The build is only a guess until
+/// [`start_schedule_run_with`] checks it against the schedule.
+pub async fn read_schedule(app: &App, id: i64) -> Result<Option<(Versioned<Schedule>, Option<Prefetched>)>> {
+    let guess = SCHEDULE_BUILDS.lock().ok().and_then(|known| known.get(&id).cloned());
+    let Some((pipeline, pinned)) = guess else {
+        return Ok(app.store.get_schedule(id).await?.map(|s| (s, None)));
+    };
+    let build = async {
+        match pinned {
+            Some(build_id) => app.store.get_build(build_id).await,
+            None => app.store.pipeline_head(&pipeline).await,
+        }
+    };
+    let (schedule, build) = tokio::join!(app.store.get_schedule(id), build);
+    // A failed guess is not an error: the trigger reads the right build itself.
+    let prefetched = build.ok().flatten().map(|build| Prefetched { pinned, build });
+    Ok(schedule?.map(|s| (s, prefetched)))
 }
 
 /// The newest build of a pipeline's newest version (one `GetItem` on the name's head item).

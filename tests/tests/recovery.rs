@@ -42,6 +42,18 @@ async fn until_claimed(h: &Harness, run: Uuid, i: usize, attempt: u32) {
     panic!("attempt {attempt} of block {i} was never claimed");
 }
 
+/// Waits until attempt `attempt` of `block` has reached the block's server (the worker is in the call).
+async fn until_called(server: &BlockServer, block: &str, attempt: u64) {
+    for _ in 0..200 {
+        let arrived = server.arrived();
+        if arrived.iter().any(|b| b["block"] == block && b["attempt"] == attempt) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("attempt {attempt} of block {block} never reached its server");
+}
+
 /// Starts a run of one block whose first attempt hangs, claims that attempt in a worker, and kills the
 /// worker during the call; returns the run and the attempt's message.
 async fn claimed_then_killed(h: &Harness, server: &BlockServer, block: &str) -> (Uuid, Message) {
@@ -55,6 +67,7 @@ async fn claimed_then_killed(h: &Harness, server: &BlockServer, block: &str) -> 
     let (worker, m) = (h.worker.clone(), message.clone());
     let first = tokio::spawn(async move { worker.handle(&m).await });
     until_claimed(h, run, 0, 1).await;
+    until_called(server, block, 1).await;
     first.abort();
     (run, message.clone())
 }
@@ -95,6 +108,7 @@ async fn a_message_redelivered_while_its_lease_holds_has_the_run_looked_at_when_
     let (worker, m) = (h.worker.clone(), message.clone());
     let first = tokio::spawn(async move { worker.handle(&m).await });
     until_claimed(&h, run, 0, 1).await;
+    until_called(&server, "a", 1).await;
 
     // The queue's visibility timeout (shorter than the lease) passes: the same message comes again. It
     // must not be dropped as a duplicate: it asks for a look at the run when the lease ends.

@@ -4,6 +4,17 @@
 //! `?api_key=<key>`; a request may carry several (Mage's own clients send `api_key` and a Bearer token
 //! together) and is let in if any of them is a valid key. Keys are looked up by their SHA-256 and
 //! compared in constant time (`domain::api_key`).
+//!
+//! A process remembers the keys it found for [`KEY_CACHE_S`] seconds (by their SHA-256, never the secret),
+//! so that a warm function checks a known key without a read: the ZenML trigger then takes its three
+//! round trips (build, write, send; SPEC §11). A key deleted from the table still works in a warm
+//! function for at most that long, as an API Gateway authorizer's cached answer would. Keys not found
+//! are never remembered.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use chrono::{DateTime, Utc};
 
 use super::routes::{Access, Dialect};
 use super::ApiRequest;
@@ -26,6 +37,32 @@ fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
     found
 }
 
+/// How long a process trusts a key it found without reading it again.
+pub const KEY_CACHE_S: i64 = 60;
+/// At most this many keys are remembered (the cache is emptied when full).
+const KEY_CACHE_SIZE: usize = 1_000;
+
+type KeyCache = HashMap<String, (Role, DateTime<Utc>)>;
+static FOUND_KEYS: LazyLock<Mutex<KeyCache>> = LazyLock::new(Default::default);
+
+/// The role of the key `secret`, if the table has it (or had it less than [`KEY_CACHE_S`] ago).
+async fn role_of(app: &App, secret: &str) -> Result<Option<Role>> {
+    let hash = crate::domain::api_key::hash_secret(secret);
+    let now = app.clock.now();
+    let cached = FOUND_KEYS.lock().ok().and_then(|keys| keys.get(&hash).copied());
+    if let Some((role, until)) = cached.filter(|(_, until)| *until > now) {
+        return Ok(Some(role));
+    }
+    let Some(key) = app.store.find_api_key(secret).await? else { return Ok(None) };
+    if let Ok(mut keys) = FOUND_KEYS.lock() {
+        if keys.len() >= KEY_CACHE_SIZE {
+            keys.clear();
+        }
+        keys.insert(hash, (key.role, now + chrono::Duration::seconds(KEY_CACHE_S)));
+    }
+    Ok(Some(key.role))
+}
+
 /// Ok if the request carries a key whose role allows `access`.
 pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dialect) -> Result<()> {
     let presented = credentials(req, dialect);
@@ -34,9 +71,9 @@ pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dia
     }
     let mut best: Option<Role> = None;
     for secret in presented {
-        if let Some(key) = app.store.find_api_key(secret).await? {
+        if let Some(role) = role_of(app, secret).await? {
             if best != Some(Role::Write) {
-                best = Some(key.role);
+                best = Some(role);
             }
         }
     }

@@ -1,5 +1,5 @@
 //! A test seam: a `RunQueue` whose sends fail on demand (the queue was unreachable after the write
-//! that asked for the message), and that counts the sends made through it. Used by tests; never in
+//! that asked for the message), and that counts the sends made through it and their round trips. Used by tests; never in
 //! production wiring.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,17 +9,30 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Message, Received, RunQueue};
+use crate::store::fault::RoundTrips;
 use crate::{Error, Result};
 
 pub struct FaultyQueue {
     inner: Arc<dyn RunQueue>,
+    round_trips: Arc<RoundTrips>,
     failing: AtomicUsize,
     sends: AtomicUsize,
 }
 
 impl FaultyQueue {
     pub fn new(inner: Arc<dyn RunQueue>) -> Self {
-        FaultyQueue { inner, failing: AtomicUsize::new(0), sends: AtomicUsize::new(0) }
+        FaultyQueue {
+            inner,
+            round_trips: Arc::new(RoundTrips::default()),
+            failing: AtomicUsize::new(0),
+            sends: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts this queue's sends in `round_trips` (shared with a table's: [`RoundTrips`]).
+    pub fn with_round_trips(mut self, round_trips: Arc<RoundTrips>) -> Self {
+        self.round_trips = round_trips;
+        self
     }
 
     /// Sends asked for so far (failed ones too).
@@ -42,7 +55,7 @@ impl RunQueue for FaultyQueue {
         if failed {
             return Err(Error::Internal("injected queue send failure".into()));
         }
-        self.inner.send_delayed(message, delay).await
+        self.round_trips.around(self.inner.send_delayed(message, delay)).await
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>> {

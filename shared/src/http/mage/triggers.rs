@@ -9,11 +9,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::view;
+use super::{path_id, view};
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
 use crate::http::{auth, json_type_name, ApiRequest, ApiResponse};
-use crate::trigger::{start_schedule_run, Idempotency, RunOptions};
+use crate::trigger::{read_schedule, start_schedule_run_with, Idempotency, Prefetched, RunOptions};
 use crate::{App, Error, Result};
 
 /// What a trigger body says, mapped as Mage maps it.
@@ -66,8 +66,13 @@ fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
     Ok(out)
 }
 
-async fn load(app: &App, req: &ApiRequest) -> Result<Schedule> {
-    Ok(super::schedules::load(app, req).await?.value)
+/// The schedule of the path, with the build it probably runs (read beside it: [`read_schedule`]).
+async fn load(app: &App, req: &ApiRequest) -> Result<(Schedule, Option<Prefetched>)> {
+    let id = path_id(req, "pipeline schedule")?;
+    let (schedule, prefetched) = read_schedule(app, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No pipeline schedule with id {id}")))?;
+    Ok((schedule.value, prefetched))
 }
 
 /// Token triggers only: the token must match (constant time), the schedule be active and of type `api`.
@@ -90,7 +95,11 @@ fn check_token_trigger(schedule: &Schedule, presented: Option<&str>) -> Result<(
     Ok(())
 }
 
-async fn run(app: &App, req: &ApiRequest, schedule: Schedule) -> Result<ApiResponse> {
+async fn run(
+    app: &App,
+    req: &ApiRequest,
+    (schedule, prefetched): (Schedule, Option<Prefetched>),
+) -> Result<ApiResponse> {
     let body = req.json_object()?;
     let idempotency =
         Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", schedule.id), &body)?;
@@ -104,24 +113,23 @@ async fn run(app: &App, req: &ApiRequest, schedule: Schedule) -> Result<ApiRespo
         idempotency,
         ..RunOptions::of_schedule(&schedule)?
     };
-    let detail = start_schedule_run(app, &schedule, opts).await?;
+    let detail = start_schedule_run_with(app, &schedule, prefetched, opts).await?;
     Ok(ApiResponse::ok(&json!({ "pipeline_run": view::run(&detail, Some(&schedule)) })))
 }
 
 pub async fn with_path_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let schedule = load(app, req).await?;
-    check_token_trigger(&schedule, Some(req.param("token")))?;
-    run(app, req, schedule).await
+    let loaded = load(app, req).await?;
+    check_token_trigger(&loaded.0, Some(req.param("token")))?;
+    run(app, req, loaded).await
 }
 
 pub async fn with_bearer_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let schedule = load(app, req).await?;
-    check_token_trigger(&schedule, auth::bearer(req))?;
-    run(app, req, schedule).await
+    let loaded = load(app, req).await?;
+    check_token_trigger(&loaded.0, auth::bearer(req))?;
+    run(app, req, loaded).await
 }
 
 /// Run now, with an API key: any schedule, active or not, of either type.
 pub async fn run_now(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let schedule = load(app, req).await?;
-    run(app, req, schedule).await
+    run(app, req, load(app, req).await?).await
 }
