@@ -6,7 +6,8 @@
 //! | `KICKOFF_QUEUE_URL` | SQS queue URL | in-process queue (embedded server only) |
 //! | `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS` | other endpoints (DynamoDB Local, moto) | AWS |
 //!
-//! AWS region and credentials come from the usual AWS variables and profiles.
+//! AWS region and credentials come from the usual AWS variables and profiles. The table is made with
+//! `kickoff table create` (locally) or by the SAM template (on AWS).
 
 use std::sync::Arc;
 
@@ -62,6 +63,30 @@ impl App {
             app.queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
         }
         Ok(app)
+    }
+
+    /// The configured DynamoDB table (`KICKOFF_TABLE`) itself, for the commands that check or create it.
+    pub async fn dynamo_table(config: &Config) -> Option<DynamoTable> {
+        let table = config.table.as_ref()?;
+        let aws = crate::aws::config().await;
+        Some(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table))
+    }
+
+    /// Checks that the configured table exists (or creates it, with `create`): a missing table or an
+    /// unreachable endpoint is one line that says what to do.
+    pub async fn ensure_table(config: &Config, create: bool) -> Result<()> {
+        let Some(table) = App::dynamo_table(config).await else { return Ok(()) };
+        if table.exists().await? {
+            return Ok(());
+        }
+        if create {
+            return table.create().await;
+        }
+        Err(Error::Internal(format!(
+            "DynamoDB table {:?} does not exist; create it with `kickoff table create` (same environment), \
+             or start with --create-table",
+            table.table_name()
+        )))
     }
 
     /// The app of a Lambda function: both the table and the queue must be configured.

@@ -1,5 +1,5 @@
 //! The project's own binaries as a user runs them: `kickoff-local` (the README's run command) and
-//! `kickoff api-key create` against a DynamoDB table.
+//! `kickoff table create` and `kickoff api-key create` against a DynamoDB table.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -110,4 +110,94 @@ async fn the_admin_command_creates_a_hashed_key_in_the_table() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
     let missing = run(&["api-key", "create"]);
     assert!(!missing.status.success());
+}
+
+#[tokio::test]
+async fn the_table_is_made_by_command_and_a_missing_one_is_one_clear_line() {
+    let Some(stack) = stack("the_table_is_made_by_command_and_a_missing_one_is_one_clear_line") else {
+        return;
+    };
+    let name = format!("made-{}", uuid::Uuid::new_v4().simple());
+    let with_env = |mut cmd: Command, endpoint: &str| {
+        cmd.env("KICKOFF_TABLE", &name)
+            .env_remove("KICKOFF_QUEUE_URL")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1");
+        cmd
+    };
+    let one_clear_line = |out: &std::process::Output, says: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "fails: {err}");
+        assert!(err.trim().lines().count() == 1 && err.contains(says), "one line saying {says:?}: {err}");
+        assert!(!err.contains("ServiceError") && !err.contains("{ "), "no debug dump: {err}");
+    };
+
+    // A missing table: kickoff-local and the key command say how to make it, in one line.
+    let local = |args: &[&str]| {
+        let mut cmd = Command::new(workspace_binary("kickoff-local"));
+        cmd.args(args).args(["--port", &kickoff_tests::free_port().to_string()]);
+        with_env(cmd, &stack.dynamodb)
+    };
+    let out = local(&[]).output().expect("kickoff-local");
+    one_clear_line(&out, "kickoff table create");
+    let mut key = Command::new(workspace_binary("kickoff"));
+    key.args(["api-key", "create", "--role", "write"]);
+    one_clear_line(&with_env(key, &stack.dynamodb).output().expect("kickoff"), "kickoff table create");
+
+    // An endpoint that does not answer: one line naming it.
+    let dead = format!("http://127.0.0.1:{}", kickoff_tests::free_port());
+    let mut create = Command::new(workspace_binary("kickoff"));
+    create.args(["table", "create"]);
+    one_clear_line(&with_env(create, &dead).output().expect("kickoff"), "cannot reach DynamoDB");
+
+    // `kickoff table create` makes it as the template declares it (TTL included); twice is fine.
+    for expected in ["created", "exists already"] {
+        let mut create = Command::new(workspace_binary("kickoff"));
+        create.args(["table", "create"]);
+        let out = with_env(create, &stack.dynamodb).output().expect("kickoff");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains(expected),
+            "{said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let client = stack.dynamodb().await;
+    let ttl = client.describe_time_to_live().table_name(&name).send().await.expect("ttl");
+    let ttl = ttl.time_to_live_description().and_then(|d| d.attribute_name()).map(str::to_string);
+    assert_eq!(ttl.as_deref(), Some(kickoff::store::table::TTL_ATTRIBUTE));
+    let described = client.describe_table().table_name(&name).send().await.expect("describe");
+    let indexes: Vec<String> = described
+        .table()
+        .map(|t| {
+            t.global_secondary_indexes().iter().filter_map(|i| i.index_name()).map(str::to_string).collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+
+    // Now the server starts on it and serves the demo.
+    let port = kickoff_tests::free_port();
+    let mut cmd = Command::new(workspace_binary("kickoff-local"));
+    cmd.args(["--port", &port.to_string()]).env("KICKOFF_DEV_API_KEY", "dev-key");
+    let mut server = tokio::process::Command::from(with_env(cmd, &stack.dynamodb))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kickoff-local");
+    let url = format!("http://127.0.0.1:{port}/api/v1/pipelines");
+    let mut status = 0;
+    for _ in 0..100 {
+        if let Ok(a) =
+            kickoff_tests::try_request("GET", &url, &[("authorization", "Bearer dev-key")], "").await
+        {
+            status = a.status;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = server.kill().await;
+    assert_eq!(status, 200, "kickoff-local serves on the table it was given");
 }

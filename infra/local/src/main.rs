@@ -3,8 +3,9 @@
 //! the demo pipeline.
 //!
 //! ```text
-//! cargo run -p kickoff-local -- [--port 6789] [--host 127.0.0.1]
+//! cargo run -p kickoff-local -- [--port 6789] [--host 127.0.0.1] [--create-table]
 //! ```
+//! With `KICKOFF_TABLE` set, the table must exist (`kickoff table create`), or `--create-table` makes it.
 //! `KICKOFF_DEV_API_KEY=<key>` makes that key a `write` key; otherwise a fresh one is printed.
 //! `KICKOFF_DEV_SCHEDULE_TOKEN=<token>` sets the demo schedule's token; otherwise it is printed.
 //! The worker runs in-process; `KICKOFF_WEBHOOK_SECRET` signs its HTTP invocations (printed when made up).
@@ -30,10 +31,13 @@ macro_rules! say {
 struct Args {
     host: String,
     port: u16,
+    create_table: bool,
 }
 
+const USAGE: &str = "usage: kickoff-local [--port 6789] [--host 127.0.0.1] [--create-table]";
+
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { host: "127.0.0.1".into(), port: 6789 };
+    let mut args = Args { host: "127.0.0.1".into(), port: 6789, create_table: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -42,20 +46,31 @@ fn parse_args() -> Result<Args, String> {
                 args.port = v.parse().map_err(|_| format!("--port: {v:?} is not a port number"))?;
             }
             "--host" => args.host = it.next().ok_or("--host needs a value")?,
-            "-h" | "--help" => {
-                return Err("usage: kickoff-local [--port 6789] [--host 127.0.0.1]".into());
-            }
+            "--create-table" => args.create_table = true,
+            "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}; try --help")),
         }
     }
     Ok(args)
 }
 
+/// Runs the server; an error that stops it is one line on stderr and exit status 1.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     telemetry::init_local();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let config = Config::from_env();
+    App::ensure_table(&config, args.create_table).await?;
     let app = App::from_config(&config).await?;
     let now = app.clock.now();
 

@@ -50,7 +50,7 @@ async fn role_of(app: &App, secret: &str) -> Result<Option<Role>> {
     let hash = crate::domain::api_key::hash_secret(secret);
     let now = app.clock.now();
     let cached = FOUND_KEYS.lock().ok().and_then(|keys| keys.get(&hash).copied());
-    if let Some((role, until)) = cached.filter(|(_, until)| *until > now) {
+    if let Some((role, _)) = cached.filter(|(_, until)| *until > now) {
         return Ok(Some(role));
     }
     let Some(key) = app.store.find_api_key(secret).await? else { return Ok(None) };

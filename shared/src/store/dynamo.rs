@@ -18,6 +18,29 @@ use aws_sdk_dynamodb::Client;
 use super::table::*;
 use crate::{Error, Result};
 
+/// An error and its sources, each once, in one line (the SDK's `DisplayErrorContext` adds a debug dump).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Where a client sends its requests, for messages: its endpoint URL, or AWS's in its region.
+fn endpoint_of(client: &Client) -> String {
+    let conf = client.config();
+    match std::env::var("AWS_ENDPOINT_URL_DYNAMODB").or_else(|_| std::env::var("AWS_ENDPOINT_URL")) {
+        Ok(url) if !url.is_empty() => url,
+        _ => format!("AWS, region {}", conf.region().map_or("not set", |r| r.as_ref())),
+    }
+}
+
 #[derive(Clone)]
 pub struct DynamoTable {
     client: Client,
@@ -33,7 +56,22 @@ impl DynamoTable {
         &self.table
     }
 
-    /// Creates the table as `infra/template.yaml` declares it (for tests and local runs).
+    /// Whether the table exists: `false` if DynamoDB says so; an error of one line if DynamoDB cannot be
+    /// asked (an endpoint that does not answer, no credentials).
+    pub async fn exists(&self) -> Result<bool> {
+        match self.client.describe_table().table_name(&self.table).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(false),
+            Err(e) => Err(Error::Internal(format!(
+                "cannot reach DynamoDB ({}): {}",
+                endpoint_of(&self.client),
+                causes(&e)
+            ))),
+        }
+    }
+
+    /// Creates the table as `infra/template.yaml` declares it (on-demand, both indexes, TTL on
+    /// `expires_at`) and waits until it is active: for local runs (`kickoff table create`) and tests.
     pub async fn create(&self) -> Result<()> {
         let attr = |name: &str| {
             AttributeDefinition::builder()
@@ -70,6 +108,26 @@ impl DynamoTable {
             .global_secondary_indexes(index)
             .global_secondary_indexes(wake)
             .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        for _ in 0..120 {
+            let described = self.client.describe_table().table_name(&self.table).send().await;
+            let status = described.ok().and_then(|d| d.table).and_then(|t| t.table_status);
+            if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let ttl = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+            .attribute_name(TTL_ATTRIBUTE)
+            .enabled(true)
+            .build()
+            .map_err(Error::internal)?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(ttl)
             .send()
             .await
             .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;

@@ -37,7 +37,8 @@
 //!
 //! # Access patterns and their cost
 //!
-//! - API key by secret: one `GetItem` on the hash (the secret is never stored).
+//! - API key by secret: one `GetItem` on the hash (the secret is never stored); a process then trusts a
+//!   key it found for 60 s without reading it again (`http::auth`).
 //! - Create a pipeline version: one transaction of 4 puts (pipeline, name/version claim with
 //!   `attribute_not_exists` — the 409 —, and its first build's 2 items).
 //! - Pipeline / build / schedule by id: one `GetItem`; a run with its block runs: one `Query` on `RUN#<uuid>`.
@@ -49,9 +50,11 @@
 //!   or, on the ZenML route, the API key and the build — then one transaction: the run, its id claim
 //!   (`attribute_not_exists`; a collision draws a new id), its 2–4 list entries and their counter items
 //!   (`ADD`), the idempotency record if a key was sent (`attribute_not_exists` or expired — the race between
-//!   repeats is decided here), and one item per block run; then one `SendMessage`. Four sequential round
-//!   trips on the Mage routes (the head's key comes from the schedule), three on ZenML's.
-//!   `tests/tests/scale.rs` counts them in the adapters.
+//!   repeats is decided here), and one item per block run; then one `SendMessage`. Three sequential round
+//!   trips in a warm function: a token trigger reads the schedule and the build it ran last time at once
+//!   (`trigger::read_schedule`; the head's key comes from the schedule, whose pipeline never changes), the
+//!   ZenML route finds its API key remembered. A process's first trigger of a schedule, or first request
+//!   with a key, takes four. `tests/tests/scale.rs` counts requests and round trips in the adapters.
 //! - Run status change: one transaction: the run conditioned on the version read (optimistic
 //!   concurrency), the block runs that change (each conditioned on its version), and — only when the
 //!   run's status changes — its list entries and their counters (`ADD -1` old status, `+1` new).

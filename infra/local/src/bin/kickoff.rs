@@ -1,44 +1,78 @@
-//! `kickoff`: admin commands against the configured store (`KICKOFF_TABLE`, AWS credentials).
+//! `kickoff`: admin commands against the configured store (`KICKOFF_TABLE`, AWS credentials, and
+//! `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local).
 //!
 //! ```text
+//! kickoff table create
 //! kickoff api-key create --role read|write [--name NAME]
 //! ```
-//! Prints the new key once; only its hash is stored.
+//! `table create` makes the table as `infra/template.yaml` declares it (on-demand, both indexes, TTL) and
+//! says so if it exists already. `api-key create` prints the new key once; only its hash is stored.
+//! An error is one line on stderr and exit status 1.
+
+use std::process::ExitCode;
 
 use kickoff::app::Config;
 use kickoff::domain::{ApiKey, Role};
 use kickoff::App;
 
-const USAGE: &str = "usage: kickoff api-key create --role read|write [--name NAME]";
+const USAGE: &str = "usage: kickoff table create | kickoff api-key create --role read|write [--name NAME]";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (Some("api-key"), Some("create")) =
-        (args.first().map(String::as_str), args.get(1).map(String::as_str))
-    else {
-        return Err(USAGE.into());
+    let result = match (args.first().map(String::as_str), args.get(1).map(String::as_str)) {
+        (Some("table"), Some("create")) if args.len() == 2 => create_table().await,
+        (Some("api-key"), Some("create")) => create_api_key(&args[2..]).await,
+        _ => Err(USAGE.to_string()),
     };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn table_config() -> Result<Config, String> {
+    let config = Config::from_env();
+    if config.table.is_none() {
+        return Err("KICKOFF_TABLE is not set: name the DynamoDB table (and set AWS_ENDPOINT_URL_DYNAMODB \
+                    for DynamoDB Local)"
+            .into());
+    }
+    Ok(config)
+}
+
+async fn create_table() -> Result<(), String> {
+    let config = table_config()?;
+    let Some(table) = App::dynamo_table(&config).await else { return Err(USAGE.into()) };
+    if table.exists().await.map_err(|e| e.to_string())? {
+        println!("table {} exists already", table.table_name());
+        return Ok(());
+    }
+    table.create().await.map_err(|e| e.to_string())?;
+    println!("table {} created", table.table_name());
+    Ok(())
+}
+
+async fn create_api_key(args: &[String]) -> Result<(), String> {
     let mut role = None;
     let mut name = "cli".to_string();
-    let mut it = args[2..].iter();
+    let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--role" => role = Some(it.next().ok_or(USAGE)?.parse::<Role>()?),
+            "--role" => role = Some(it.next().ok_or(USAGE)?.parse::<Role>().map_err(|e| e.to_string())?),
             "--name" => name = it.next().ok_or(USAGE)?.clone(),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     let role = role.ok_or(USAGE)?;
-    let config = Config::from_env();
-    if config.table.is_none() {
-        return Err("KICKOFF_TABLE is not set: the key must go to a shared store (the embedded server \
-                    makes its own keys)"
-            .into());
-    }
-    let app = App::from_config(&config).await?;
+    let config = table_config()?;
+    App::ensure_table(&config, false).await.map_err(|e| e.to_string())?;
+    let app = App::from_config(&config).await.map_err(|e| e.to_string())?;
     let (secret, record) = ApiKey::generate(role, &name, app.clock.now());
-    app.store.put_api_key(&record).await?;
+    app.store.put_api_key(&record).await.map_err(|e| e.to_string())?;
     println!("{secret}");
     Ok(())
 }
