@@ -142,8 +142,11 @@ def write_template(rs):
   {camel(fn)}:
     Type: AWS::Serverless::Function
     Properties:
-      CodeUri: ../target/lambda/{fn}/
+      CodeUri: ../target/lambda/{fn}/bootstrap.zip
       Description: {method} {path}
+      Environment:
+        Variables:
+          KICKOFF_FUNCTION: {fn}
       Events:
         Api:
           Type: HttpApi
@@ -164,12 +167,13 @@ def write_template(rs):
   Worker:
     Type: AWS::Serverless::Function
     Properties:
-      CodeUri: ../target/lambda/worker/
+      CodeUri: ../target/lambda/worker/bootstrap.zip
       Description: Runs queued pipeline runs block by block (SQS-triggered)
       Timeout: 900
       MemorySize: 256
       Environment:
         Variables:
+          KICKOFF_FUNCTION: worker
           KICKOFF_PUBLIC_URL: !Sub "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
           KICKOFF_WEBHOOK_SECRET: !Ref WebhookSecret
       Events:
@@ -207,9 +211,12 @@ def write_template(rs):
   Scheduler:
     Type: AWS::Serverless::Function
     Properties:
-      CodeUri: ../target/lambda/scheduler/
+      CodeUri: ../target/lambda/scheduler/bootstrap.zip
       Description: The one-minute tick (EventBridge); fires due time schedules, sweeps runs
       Timeout: 60
+      Environment:
+        Variables:
+          KICKOFF_FUNCTION: scheduler
       Events:
         Tick:
           Type: Schedule

@@ -2,8 +2,9 @@
 # Kickoff's one test command: installs the local stack's tools if missing (infra/scripts/tools.sh),
 # starts DynamoDB Local and the SQS emulator (moto) on free ports, validates the SAM template with
 # cfn-lint, builds the function binaries for `cargo lambda watch`, runs every test with
-# KICKOFF_REQUIRE_STACK=1 (a test that would skip fails instead), checks that nothing was skipped, and
-# stops the emulators. Prints how long each phase took.
+# KICKOFF_REQUIRE_STACK=1 (a test that would skip fails instead), checks that nothing was skipped, runs
+# the benchmarks' smoke runs, packages every function for release (infra/scripts/package.sh), and stops
+# the emulators. Prints how long each phase took.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -59,7 +60,7 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AW
 # echo-block test function that `lambda` blocks invoke.
 functions=$(ls functions)
 cargo build $(for f in $functions; do printf -- '-p %s ' "$f"; done)
-cargo build -p kickoff-local --bins -p echo-block -p hello-lambda
+cargo build -p kickoff-local --bins -p echo-block -p hello-lambda -p kickoff-lambda
 phase "build"
 
 out="$logs/nextest.log"
@@ -79,8 +80,12 @@ if grep -q '^ *SKIPPED:' "$out"; then
   echo "a test skipped its work"; exit 1
 fi
 
-# Benchmarks: figures beside their targets (a missed target fails the run).
+# Benchmarks: figures beside their targets (bench-tick fails on a missed target; bench reports them).
 cargo run -q -p kickoff-tests --bin bench-tick
 cargo run -q -p kickoff-tests --bin bench -- --smoke
 phase "benchmarks"
+
+# Packaging as a deploy does it: every function's release zip, present and under 8 MB.
+bash infra/scripts/package.sh
+phase "packaging"
 echo "all tests passed, none skipped"

@@ -96,9 +96,23 @@ fn the_sam_template_declares_every_function_with_its_route() {
     let mut expected: BTreeSet<String> = ROUTES.iter().map(|r| camel(r.function)).collect();
     expected.extend(OTHER_FUNCTIONS.iter().map(|f| camel(f)));
     assert_eq!(functions, expected);
+    for f in OTHER_FUNCTIONS {
+        let (_, body) = resources.iter().find(|(id, _)| *id == camel(f)).expect("resource");
+        assert!(body.contains(&format!("CodeUri: ../target/lambda/{f}/bootstrap.zip")), "{f}");
+        assert!(body.contains(&format!("KICKOFF_FUNCTION: {f}\n")), "{f} runs its own code");
+    }
     for r in ROUTES {
         let (_, body) = resources.iter().find(|(id, _)| *id == camel(r.function)).expect("resource");
-        assert!(body.contains(&format!("CodeUri: ../target/lambda/{}/", r.function)), "{}", r.function);
+        assert!(
+            body.contains(&format!("CodeUri: ../target/lambda/{}/bootstrap.zip", r.function)),
+            "{}",
+            r.function
+        );
+        assert!(
+            body.contains(&format!("KICKOFF_FUNCTION: {}\n", r.function)),
+            "{} runs its own code",
+            r.function
+        );
         assert!(body.contains(&format!("Method: {}\n", r.method)), "{} method", r.function);
         assert!(body.contains(&format!("Path: {}\n", r.path)), "{} path", r.function);
     }
