@@ -203,10 +203,13 @@ def write_template(rs):
                 - sqs:ChangeMessageVisibility
                 - sqs:GetQueueAttributes
               Resource: !GetAtt RunQueue.Arn
-            - Effect: Allow
-              Action:
-                - lambda:InvokeFunction
-              Resource: !Ref BlockFunctionArns""")
+            - !If
+              - HasBlockFunctions
+              - Effect: Allow
+                Action:
+                  - lambda:InvokeFunction
+                Resource: !Ref BlockFunctionArns
+              - !Ref AWS::NoValue""")
     out.append("""
   Scheduler:
     Type: AWS::Serverless::Function
