@@ -530,3 +530,145 @@ async fn a_schedule_runs_its_pinned_build_else_the_newest_build_of_the_newest_ve
     assert_eq!(z.json["body"]["build_id"], json!(v45_build), "the pinned build");
     assert_eq!(a.json["pipeline_run"]["block_runs_count"], 3);
 }
+
+/// The keys an object must carry (besides any others).
+fn assert_has_keys(what: &str, object: &Value, keys: &[&str]) {
+    let missing: Vec<&&str> = keys.iter().filter(|k| object.get(**k).is_none()).collect();
+    assert!(missing.is_empty(), "{what} lacks {missing:?}: {object}");
+}
+
+/// SPEC §3 field parity with Mage 0.9.80: every field of the seed's run object, Mage's extra schedule and
+/// run fields, and `"metadata": null` beside a single object — on every answer that carries one.
+#[tokio::test]
+async fn answers_carry_every_field_mage_sends() {
+    const RUN: &[&str] = &[
+        "backfill_id",
+        "block_runs",
+        "block_runs_count",
+        "completed_at",
+        "created_at",
+        "event_variables",
+        "execution_date",
+        "id",
+        "metrics",
+        "passed_sla",
+        "pipeline_schedule_id",
+        "pipeline_schedule_name",
+        "pipeline_schedule_token",
+        "pipeline_schedule_type",
+        "pipeline_uuid",
+        "status",
+        "updated_at",
+        "variables",
+        "executor_type",
+        "completed_block_runs_count",
+        "pipeline_tags",
+        "pipeline_type",
+    ];
+    const BLOCK_RUN: &[&str] = &[
+        "block_uuid",
+        "completed_at",
+        "created_at",
+        "id",
+        "metrics",
+        "pipeline_run_id",
+        "started_at",
+        "status",
+        "updated_at",
+    ];
+    const SCHEDULE: &[&str] = &[
+        "id",
+        "name",
+        "pipeline_uuid",
+        "schedule_type",
+        "schedule_interval",
+        "start_time",
+        "status",
+        "variables",
+        "sla",
+        "settings",
+        "token",
+        "event_matchers",
+        "global_data_product_uuid",
+        "next_pipeline_run_date",
+        "tags",
+        "created_at",
+        "updated_at",
+    ];
+    let s = spawn_app().await;
+    let single = |a: &Answer, name: &str| {
+        assert_eq!(a.status, 200, "{:?}", a.json);
+        assert!(
+            a.json.get("metadata").is_some_and(Value::is_null),
+            "metadata: null beside {name}: {}",
+            a.json
+        );
+        a.json[name].clone()
+    };
+
+    // Schedules: created, read, updated; listed.
+    let created = call(
+        &s,
+        "POST",
+        "/api/pipelines/training/pipeline_schedules",
+        &json!({"pipeline_schedule": {"name": "fields", "schedule_type": "api", "status": "active"}})
+            .to_string(),
+    )
+    .await;
+    let schedule = single(&created, "pipeline_schedule");
+    assert_has_keys("a created schedule", &schedule, SCHEDULE);
+    assert_eq!((schedule["event_matchers"].clone(), schedule["tags"].clone()), (json!([]), json!([])));
+    let id = schedule["id"].as_i64().unwrap();
+    let got = call(&s, "GET", &format!("/api/pipeline_schedules/{id}"), "").await;
+    assert_has_keys("a read schedule", &single(&got, "pipeline_schedule"), SCHEDULE);
+    let put = call(
+        &s,
+        "PUT",
+        &format!("/api/pipeline_schedules/{id}"),
+        &json!({"pipeline_schedule": {"name": "renamed"}}).to_string(),
+    )
+    .await;
+    assert_has_keys("an updated schedule", &single(&put, "pipeline_schedule"), SCHEDULE);
+    let listed = call(&s, "GET", "/api/pipeline_schedules", "").await;
+    for item in listed.json["pipeline_schedules"].as_array().unwrap() {
+        assert_has_keys("a listed schedule", item, SCHEDULE);
+    }
+
+    // Runs: triggered, read, listed both ways, cancelled; their block runs.
+    let token = schedule["token"].as_str().unwrap();
+    let a =
+        request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{token}")), &[], "{}")
+            .await;
+    let run = single(&a, "pipeline_run");
+    assert_has_keys("a triggered run", &run, RUN);
+    assert_eq!(
+        (run["executor_type"].clone(), run["pipeline_type"].clone()),
+        (json!("local_python"), json!("python"))
+    );
+    assert_eq!(run["completed_block_runs_count"], 0);
+    for b in run["block_runs"].as_array().unwrap() {
+        assert_has_keys("a block run", b, BLOCK_RUN);
+    }
+    let run_id = run["id"].as_i64().unwrap();
+    let got = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}"), "").await;
+    assert_has_keys("a read run", &single(&got, "pipeline_run"), RUN);
+    for path in [format!("/api/pipeline_schedules/{id}/pipeline_runs"), "/api/pipeline_runs".to_string()] {
+        let listed = call(&s, "GET", &path, "").await;
+        assert_eq!(listed.status, 200);
+        for item in listed.json["pipeline_runs"].as_array().unwrap() {
+            assert_has_keys(&format!("a run listed by {path}"), item, RUN);
+        }
+    }
+    let blocks = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}/block_runs"), "").await;
+    for b in blocks.json["block_runs"].as_array().unwrap() {
+        assert_has_keys("a listed block run", b, BLOCK_RUN);
+    }
+    let cancelled = call(
+        &s,
+        "PUT",
+        &format!("/api/pipeline_runs/{run_id}"),
+        &json!({"pipeline_run": {"status": "cancelled"}}).to_string(),
+    )
+    .await;
+    assert_has_keys("a cancelled run", &single(&cancelled, "pipeline_run"), RUN);
+}

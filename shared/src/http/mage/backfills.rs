@@ -18,7 +18,7 @@ fn fields(req: &ApiRequest) -> Result<BackfillFields> {
 
 async fn answer(app: &App, b: Backfill) -> Result<ApiResponse> {
     let (b, runs) = backfills::with_status(app, b).await?;
-    Ok(ApiResponse::ok(&json!({ "backfill": view::backfill(&b, runs), "metadata": null })))
+    Ok(ApiResponse::ok(&view::one("backfill", view::backfill(&b, runs))))
 }
 
 pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {

@@ -137,9 +137,15 @@ async fn load(app: &App, req: &ApiRequest) -> Result<RunDetail> {
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let d = load(app, req).await?;
-    let rendered = render(app, std::slice::from_ref(&d)).await?;
-    Ok(ApiResponse::ok(&json!({ "pipeline_run": rendered[0] })))
+    answer_one(app, &load(app, req).await?).await
+}
+
+/// One run as Mage answers it alone: `{"pipeline_run": {...}, "metadata": null}`.
+async fn answer_one(app: &App, d: &RunDetail) -> Result<ApiResponse> {
+    let rendered = render(app, std::slice::from_ref(d)).await?;
+    let run =
+        rendered.into_iter().next().ok_or_else(|| Error::Internal("a run rendered to nothing".into()))?;
+    Ok(ApiResponse::ok(&view::one("pipeline_run", run)))
 }
 
 /// `{"pipeline_run": {"status": "cancelled"}}` cancels the run;
@@ -176,8 +182,7 @@ pub async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
             ))
         }
     };
-    let rendered = render(app, std::slice::from_ref(&updated)).await?;
-    Ok(ApiResponse::ok(&json!({ "pipeline_run": rendered[0] })))
+    answer_one(app, &updated).await
 }
 
 pub async fn block_runs(app: &App, req: &ApiRequest) -> Result<ApiResponse> {

@@ -39,7 +39,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     for _ in 0..8 {
         if app.store.create_schedule(&schedule).await? {
             tracing::info!(schedule_id = schedule.id, pipeline = %pipeline_uuid, "schedule created");
-            return Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&schedule) })));
+            return Ok(ApiResponse::ok(&view::one("pipeline_schedule", view::schedule(&schedule))));
         }
         schedule.id = new_int_id(app.clock.now());
     }
@@ -79,7 +79,7 @@ pub(super) async fn load(app: &App, req: &ApiRequest) -> Result<crate::store::Ve
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let s = load(app, req).await?;
-    Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&s.value) })))
+    Ok(ApiResponse::ok(&view::one("pipeline_schedule", view::schedule(&s.value))))
 }
 
 /// Changes fields; `"rotate_token": true` issues a new token (the old one stops working at once).
@@ -97,7 +97,7 @@ pub async fn update(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         return Err(Error::Conflict("the schedule changed meanwhile; read it and try again".into()));
     }
     tracing::info!(schedule_id = s.id, rotated = rotate, "schedule updated");
-    Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&s) })))
+    Ok(ApiResponse::ok(&view::one("pipeline_schedule", view::schedule(&s))))
 }
 
 /// Deletes the schedule; its runs stay (their schedule fields then show `null`).
@@ -107,5 +107,5 @@ pub async fn delete(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         return Err(Error::Conflict("the schedule changed meanwhile; read it and try again".into()));
     }
     tracing::info!(schedule_id = current.value.id, "schedule deleted");
-    Ok(ApiResponse::ok(&json!({ "pipeline_schedule": view::schedule(&current.value) })))
+    Ok(ApiResponse::ok(&view::one("pipeline_schedule", view::schedule(&current.value))))
 }

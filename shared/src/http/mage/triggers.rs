@@ -7,7 +7,7 @@
 //! into `event_variables` (`null` when there is none).
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{path_id, view};
 use crate::domain::schedule::parse_datetime;
@@ -114,7 +114,7 @@ async fn run(
         ..RunOptions::of_schedule(&schedule)?
     };
     let detail = start_schedule_run_with(app, &schedule, prefetched, opts).await?;
-    Ok(ApiResponse::ok(&json!({ "pipeline_run": view::run(&detail, Some(&schedule)) })))
+    Ok(ApiResponse::ok(&view::one("pipeline_run", view::run(&detail, Some(&schedule)))))
 }
 
 pub async fn with_path_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::domain::backfill::Backfill;
 use crate::domain::run::RunDetail;
-use crate::domain::{BlockRun, Schedule};
+use crate::domain::{BlockRun, BlockRunStatus, Schedule};
 
 pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
@@ -33,6 +33,10 @@ pub fn schedule(s: &Schedule) -> Value {
         "token": s.token,
         "last_enabled_at": opt_time(s.last_enabled_at),
         "next_pipeline_run_date": opt_time(s.next_run_at),
+        // Mage 0.9.80 sends these; Kickoff has no event matchers, data products or schedule tags.
+        "event_matchers": [],
+        "global_data_product_uuid": null,
+        "tags": [],
         "created_at": time(s.created),
         "updated_at": time(s.updated),
     })
@@ -78,7 +82,18 @@ pub fn run(d: &RunDetail, schedule: Option<&Schedule>) -> Value {
         "updated_at": time(r.updated),
         "block_runs": d.blocks.iter().map(block_run).collect::<Vec<_>>(),
         "block_runs_count": d.blocks.len(),
+        "completed_block_runs_count": d.blocks.iter().filter(|b| b.status == BlockRunStatus::Completed).count(),
+        // Mage 0.9.80 sends these: Kickoff's runs are run by its own worker, as Mage's default executor
+        // runs a standard (`python`) pipeline; pipelines have no tags here.
+        "executor_type": "local_python",
+        "pipeline_type": "python",
+        "pipeline_tags": [],
     })
+}
+
+/// A single-object answer, `{"<name>": {...}, "metadata": null}`, as Mage sends it.
+pub fn one(name: &str, value: Value) -> Value {
+    json!({ name: value, "metadata": null })
 }
 
 /// A backfill, with the status its runs give it and how many runs it has.
