@@ -6,6 +6,28 @@ use kickoff::demo::SCHEDULE_ID;
 use kickoff_tests::{request, spawn_app, Answer, Server};
 use serde_json::{json, Value};
 
+/// Every field of the run object in `seeds/mage-pipeline-runs-api.txt` (SPEC §3).
+const SEED_RUN_FIELDS: &[&str] = &[
+    "backfill_id",
+    "block_runs",
+    "block_runs_count",
+    "completed_at",
+    "created_at",
+    "event_variables",
+    "execution_date",
+    "id",
+    "metrics",
+    "passed_sla",
+    "pipeline_schedule_id",
+    "pipeline_schedule_name",
+    "pipeline_schedule_token",
+    "pipeline_schedule_type",
+    "pipeline_uuid",
+    "status",
+    "updated_at",
+    "variables",
+];
+
 async fn call(s: &Server, method: &str, path: &str, body: &str) -> Answer {
     request(method, &s.url(path), &[("authorization", &s.auth())], body.to_string()).await
 }
@@ -68,28 +90,7 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     assert_eq!(a.json["metadata"], json!({"count": 1, "next": false}));
     let item = &a.json["pipeline_runs"][0];
-    for field in [
-        "backfill_id",
-        "block_runs",
-        "block_runs_count",
-        "completed_at",
-        "created_at",
-        "event_variables",
-        "execution_date",
-        "id",
-        "metrics",
-        "passed_sla",
-        "pipeline_schedule_id",
-        "pipeline_schedule_name",
-        "pipeline_schedule_token",
-        "pipeline_schedule_type",
-        "pipeline_uuid",
-        "status",
-        "updated_at",
-        "variables",
-    ] {
-        assert!(item.get(field).is_some(), "the run object has {field}: {item}");
-    }
+    assert_has_keys("the run object of the seed", item, SEED_RUN_FIELDS);
     assert_eq!(item["block_runs_count"], 3);
     assert_eq!(item["pipeline_schedule_type"], "api");
     assert_eq!(item["pipeline_schedule_token"], token.as_str());
@@ -541,30 +542,12 @@ fn assert_has_keys(what: &str, object: &Value, keys: &[&str]) {
 /// run fields, and `"metadata": null` beside a single object — on every answer that carries one.
 #[tokio::test]
 async fn answers_carry_every_field_mage_sends() {
-    const RUN: &[&str] = &[
-        "backfill_id",
-        "block_runs",
-        "block_runs_count",
-        "completed_at",
-        "created_at",
-        "event_variables",
-        "execution_date",
-        "id",
-        "metrics",
-        "passed_sla",
-        "pipeline_schedule_id",
-        "pipeline_schedule_name",
-        "pipeline_schedule_token",
-        "pipeline_schedule_type",
-        "pipeline_uuid",
-        "status",
-        "updated_at",
-        "variables",
-        "executor_type",
-        "completed_block_runs_count",
-        "pipeline_tags",
-        "pipeline_type",
-    ];
+    let run_fields: Vec<&str> = SEED_RUN_FIELDS
+        .iter()
+        .copied()
+        .chain(["executor_type", "completed_block_runs_count", "pipeline_tags", "pipeline_type"])
+        .collect();
+    let run_fields = run_fields.as_slice();
     const BLOCK_RUN: &[&str] = &[
         "block_uuid",
         "completed_at",
@@ -640,7 +623,7 @@ async fn answers_carry_every_field_mage_sends() {
         request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{token}")), &[], "{}")
             .await;
     let run = single(&a, "pipeline_run");
-    assert_has_keys("a triggered run", &run, RUN);
+    assert_has_keys("a triggered run", &run, run_fields);
     assert_eq!(
         (run["executor_type"].clone(), run["pipeline_type"].clone()),
         (json!("local_python"), json!("python"))
@@ -651,12 +634,12 @@ async fn answers_carry_every_field_mage_sends() {
     }
     let run_id = run["id"].as_i64().unwrap();
     let got = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}"), "").await;
-    assert_has_keys("a read run", &single(&got, "pipeline_run"), RUN);
+    assert_has_keys("a read run", &single(&got, "pipeline_run"), run_fields);
     for path in [format!("/api/pipeline_schedules/{id}/pipeline_runs"), "/api/pipeline_runs".to_string()] {
         let listed = call(&s, "GET", &path, "").await;
         assert_eq!(listed.status, 200);
         for item in listed.json["pipeline_runs"].as_array().unwrap() {
-            assert_has_keys(&format!("a run listed by {path}"), item, RUN);
+            assert_has_keys(&format!("a run listed by {path}"), item, run_fields);
         }
     }
     let blocks = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}/block_runs"), "").await;
@@ -670,5 +653,5 @@ async fn answers_carry_every_field_mage_sends() {
         &json!({"pipeline_run": {"status": "cancelled"}}).to_string(),
     )
     .await;
-    assert_has_keys("a cancelled run", &single(&cancelled, "pipeline_run"), RUN);
+    assert_has_keys("a cancelled run", &single(&cancelled, "pipeline_run"), run_fields);
 }
