@@ -6,6 +6,19 @@ use kickoff::demo::SCHEDULE_ID;
 use kickoff_tests::{request, spawn_app, Answer, Server};
 use serde_json::{json, Value};
 
+/// Every field of a block run in the run object of `seeds/mage-pipeline-runs-api.txt` (SPEC §3).
+const SEED_BLOCK_RUN_FIELDS: &[&str] = &[
+    "block_uuid",
+    "completed_at",
+    "created_at",
+    "id",
+    "metrics",
+    "pipeline_run_id",
+    "started_at",
+    "status",
+    "updated_at",
+];
+
 /// Every field of the run object in `seeds/mage-pipeline-runs-api.txt` (SPEC §3).
 const SEED_RUN_FIELDS: &[&str] = &[
     "backfill_id",
@@ -95,19 +108,7 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
     assert_eq!(item["pipeline_schedule_type"], "api");
     assert_eq!(item["pipeline_schedule_token"], token.as_str());
     let block = &item["block_runs"][0];
-    for field in [
-        "block_uuid",
-        "completed_at",
-        "created_at",
-        "id",
-        "metrics",
-        "pipeline_run_id",
-        "started_at",
-        "status",
-        "updated_at",
-    ] {
-        assert!(block.get(field).is_some(), "a block run has {field}: {block}");
-    }
+    assert_has_keys("the block run object of the seed", block, SEED_BLOCK_RUN_FIELDS);
     assert_eq!(block["pipeline_run_id"], item["id"]);
     // X-API-KEY works as well.
     let a =
@@ -548,17 +549,6 @@ async fn answers_carry_every_field_mage_sends() {
         .chain(["executor_type", "completed_block_runs_count", "pipeline_tags", "pipeline_type"])
         .collect();
     let run_fields = run_fields.as_slice();
-    const BLOCK_RUN: &[&str] = &[
-        "block_uuid",
-        "completed_at",
-        "created_at",
-        "id",
-        "metrics",
-        "pipeline_run_id",
-        "started_at",
-        "status",
-        "updated_at",
-    ];
     const SCHEDULE: &[&str] = &[
         "id",
         "name",
@@ -630,7 +620,7 @@ async fn answers_carry_every_field_mage_sends() {
     );
     assert_eq!(run["completed_block_runs_count"], 0);
     for b in run["block_runs"].as_array().unwrap() {
-        assert_has_keys("a block run", b, BLOCK_RUN);
+        assert_has_keys("a block run", b, SEED_BLOCK_RUN_FIELDS);
     }
     let run_id = run["id"].as_i64().unwrap();
     let got = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}"), "").await;
@@ -644,7 +634,7 @@ async fn answers_carry_every_field_mage_sends() {
     }
     let blocks = call(&s, "GET", &format!("/api/pipeline_runs/{run_id}/block_runs"), "").await;
     for b in blocks.json["block_runs"].as_array().unwrap() {
-        assert_has_keys("a listed block run", b, BLOCK_RUN);
+        assert_has_keys("a listed block run", b, SEED_BLOCK_RUN_FIELDS);
     }
     let cancelled = call(
         &s,
