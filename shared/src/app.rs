@@ -50,14 +50,29 @@ impl App {
 
     /// Builds the app a config names; what it leaves out is in memory.
     pub async fn from_config(config: &Config) -> Result<App> {
+        App::build(config, None).await
+    }
+
+    /// [`App::from_config`] for the local commands: the configured table must exist (or is created,
+    /// with `create_table`); a missing table or an unreachable endpoint is one line that says what to do.
+    pub async fn from_config_checked(config: &Config, create_table: bool) -> Result<App> {
+        App::build(config, Some(create_table)).await
+    }
+
+    /// The app of a config, on one AWS configuration; `check_table`: check the table first (`Some`),
+    /// creating it if missing (`Some(true)`).
+    async fn build(config: &Config, check_table: Option<bool>) -> Result<App> {
         let (mut app, _) = App::memory();
         if config.table.is_none() && config.queue_url.is_none() {
             return Ok(app);
         }
         let aws = crate::aws::config().await;
         if let Some(table) = &config.table {
-            let client = aws_sdk_dynamodb::Client::new(&aws);
-            app.store = Store::new(Arc::new(DynamoTable::new(client, table)));
+            let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table);
+            if let Some(create) = check_table {
+                ensure_table(&table, create).await?;
+            }
+            app.store = Store::new(Arc::new(table));
         }
         if let Some(url) = &config.queue_url {
             app.queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url));
@@ -65,28 +80,11 @@ impl App {
         Ok(app)
     }
 
-    /// The configured DynamoDB table (`KICKOFF_TABLE`) itself, for the commands that check or create it.
+    /// The configured DynamoDB table (`KICKOFF_TABLE`) itself, for the command that creates it.
     pub async fn dynamo_table(config: &Config) -> Option<DynamoTable> {
         let table = config.table.as_ref()?;
         let aws = crate::aws::config().await;
         Some(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table))
-    }
-
-    /// Checks that the configured table exists (or creates it, with `create`): a missing table or an
-    /// unreachable endpoint is one line that says what to do.
-    pub async fn ensure_table(config: &Config, create: bool) -> Result<()> {
-        let Some(table) = App::dynamo_table(config).await else { return Ok(()) };
-        if table.exists().await? {
-            return Ok(());
-        }
-        if create {
-            return table.create().await;
-        }
-        Err(Error::Internal(format!(
-            "DynamoDB table {:?} does not exist; create it with `kickoff table create` (same environment), \
-             or start with --create-table",
-            table.table_name()
-        )))
     }
 
     /// The app of a Lambda function: both the table and the queue must be configured.
@@ -97,4 +95,19 @@ impl App {
         }
         App::from_config(&config).await
     }
+}
+
+/// Checks that `table` exists, or creates it (`create`).
+async fn ensure_table(table: &DynamoTable, create: bool) -> Result<()> {
+    if table.exists().await? {
+        return Ok(());
+    }
+    if create {
+        return table.create().await;
+    }
+    Err(Error::Internal(format!(
+        "DynamoDB table {:?} does not exist; create it with `kickoff table create` (same environment), \
+         or start with --create-table",
+        table.table_name()
+    )))
 }

@@ -70,8 +70,7 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let config = Config::from_env();
-    App::ensure_table(&config, args.create_table).await?;
-    let app = App::from_config(&config).await?;
+    let app = App::from_config_checked(&config, args.create_table).await?;
     let now = app.clock.now();
 
     let key = match std::env::var("KICKOFF_DEV_API_KEY").ok().filter(|k| !k.is_empty()) {

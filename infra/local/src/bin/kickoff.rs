@@ -69,8 +69,7 @@ async fn create_api_key(args: &[String]) -> Result<(), String> {
     }
     let role = role.ok_or(USAGE)?;
     let config = table_config()?;
-    App::ensure_table(&config, false).await.map_err(|e| e.to_string())?;
-    let app = App::from_config(&config).await.map_err(|e| e.to_string())?;
+    let app = App::from_config_checked(&config, false).await.map_err(|e| e.to_string())?;
     let (secret, record) = ApiKey::generate(role, &name, app.clock.now());
     app.store.put_api_key(&record).await.map_err(|e| e.to_string())?;
     println!("{secret}");
