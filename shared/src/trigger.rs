@@ -139,31 +139,16 @@ fn renumber(run: &mut Run, blocks: &mut [BlockRun], now: DateTime<Utc>) {
 pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOptions) -> Result<RunDetail> {
     let now = app.clock.now();
     let uuid = Uuid::new_v4();
+    let name = config.run_name(&build.pipeline_name, now);
     let mut run = Run {
-        uuid,
-        id: 0,
-        name: config.run_name(&build.pipeline_name, now),
-        build_id: build.id,
-        pipeline_id: build.pipeline_id,
-        pipeline_name: build.pipeline_name.clone(),
-        pipeline_version: build.pipeline_version.clone(),
         schedule_id: opts.schedule_id,
         backfill_id: opts.backfill_id,
-        status: RunStatus::Initial,
-        execution_date: opts.execution_date.unwrap_or(now),
         variables: opts.variables,
         event_variables: opts.event_variables,
         config: config.raw,
-        passed_sla: false,
-        metrics: None,
         allow_blocks_to_fail: opts.allow_blocks_to_fail,
         deadlines: opts.deadlines,
-        slot: None,
-        started_at: None,
-        completed_at: None,
-        created: now,
-        updated: now,
-        wake_at: None,
+        ..Run::new(build, uuid, 0, name, opts.execution_date.unwrap_or(now), now)
     };
     let mut blocks: Vec<BlockRun> = build
         .blocks

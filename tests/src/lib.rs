@@ -422,30 +422,18 @@ pub fn bench_run(
     execution_date: chrono::DateTime<chrono::Utc>,
 ) -> kickoff::domain::Run {
     let now = chrono::Utc::now();
-    kickoff::domain::Run {
-        uuid: uuid::Uuid::new_v4(),
-        id: kickoff::clock::new_int_id(now),
-        name: "bench".into(),
-        build_id: build.id,
-        pipeline_id: build.pipeline_id,
-        pipeline_name: build.pipeline_name.clone(),
-        pipeline_version: build.pipeline_version.clone(),
-        schedule_id: None,
-        backfill_id: None,
-        status: kickoff::domain::RunStatus::Completed,
+    let run = kickoff::domain::Run::new(
+        build,
+        uuid::Uuid::new_v4(),
+        kickoff::clock::new_int_id(now),
+        "bench".into(),
         execution_date,
-        variables: None,
-        event_variables: None,
-        config: serde_json::Map::new(),
-        passed_sla: false,
-        metrics: None,
-        allow_blocks_to_fail: false,
-        deadlines: Default::default(),
-        slot: None,
+        now,
+    );
+    kickoff::domain::Run {
+        status: kickoff::domain::RunStatus::Completed,
         started_at: Some(now),
         completed_at: Some(now),
-        created: now,
-        updated: now,
-        wake_at: None,
+        ..run
     }
 }

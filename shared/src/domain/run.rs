@@ -171,6 +171,44 @@ fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
 }
 
 impl Run {
+    /// A new `initial` run of `build`: not started, of no schedule or backfill, without variables,
+    /// configuration or deadlines — a trigger sets what it adds.
+    pub fn new(
+        build: &super::Build,
+        uuid: Uuid,
+        id: i64,
+        name: String,
+        execution_date: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            uuid,
+            id,
+            name,
+            build_id: build.id,
+            pipeline_id: build.pipeline_id,
+            pipeline_name: build.pipeline_name.clone(),
+            pipeline_version: build.pipeline_version.clone(),
+            schedule_id: None,
+            backfill_id: None,
+            status: RunStatus::Initial,
+            execution_date,
+            variables: None,
+            event_variables: None,
+            config: Map::new(),
+            passed_sla: false,
+            metrics: None,
+            allow_blocks_to_fail: false,
+            deadlines: Deadlines::default(),
+            slot: None,
+            started_at: None,
+            completed_at: None,
+            created: now,
+            updated: now,
+            wake_at: None,
+        }
+    }
+
     /// When an unfinished run misses its SLA, unless it has already been marked.
     pub fn sla_deadline(&self) -> Option<DateTime<Utc>> {
         if self.passed_sla {

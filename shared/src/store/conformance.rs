@@ -50,32 +50,7 @@ fn pipeline(name: &str, version: &str) -> Pipeline {
 fn run_of(build: &Build, id: i64) -> (Run, Vec<BlockRun>) {
     let now = SystemClock.now();
     let uuid = Uuid::new_v4();
-    let run = Run {
-        uuid,
-        id,
-        name: "r".into(),
-        build_id: build.id,
-        pipeline_id: build.pipeline_id,
-        pipeline_name: build.pipeline_name.clone(),
-        pipeline_version: build.pipeline_version.clone(),
-        schedule_id: None,
-        backfill_id: None,
-        status: RunStatus::Initial,
-        execution_date: now,
-        variables: None,
-        event_variables: None,
-        config: Map::new(),
-        passed_sla: false,
-        metrics: None,
-        allow_blocks_to_fail: false,
-        deadlines: Default::default(),
-        slot: None,
-        started_at: None,
-        completed_at: None,
-        created: now,
-        updated: now,
-        wake_at: None,
-    };
+    let run = Run::new(build, uuid, id, "r".into(), now, now);
     let blocks = build
         .blocks
         .iter()
