@@ -24,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod queue;
+pub mod remembered;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

@@ -11,8 +11,6 @@
 //! and writes nothing; with another body it is a 422. Concurrent repeats race on that conditional write,
 //! so exactly one run is made.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -27,6 +25,7 @@ use crate::domain::run::Slot;
 use crate::domain::run_config::RunConfig;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus, Schedule};
 use crate::queue::Message;
+use crate::remembered::Remembered;
 use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord, Versioned};
 use crate::{App, Error, Result};
 
@@ -271,18 +270,10 @@ impl Prefetched {
 
 /// Of each schedule this process has started a run of: its pipeline (fixed when the schedule is made)
 /// and its pinned build (changed only by an update, after which one trigger reads the build again).
-/// Bounded: emptied when it reaches [`REMEMBERED_SCHEDULES`].
-static SCHEDULE_BUILDS: std::sync::LazyLock<std::sync::Mutex<HashMap<i64, (String, Option<Uuid>)>>> =
-    std::sync::LazyLock::new(Default::default);
-const REMEMBERED_SCHEDULES: usize = 10_000;
+static SCHEDULE_BUILDS: Remembered<i64, (String, Option<Uuid>)> = Remembered::new(10_000);
 
 fn remember(schedule: &Schedule) {
-    if let Ok(mut known) = SCHEDULE_BUILDS.lock() {
-        if known.len() >= REMEMBERED_SCHEDULES {
-            known.clear();
-        }
-        known.insert(schedule.id, (schedule.pipeline_uuid.clone(), schedule.build_id));
-    }
+    SCHEDULE_BUILDS.insert(schedule.id, (schedule.pipeline_uuid.clone(), schedule.build_id));
 }
 
 /// Reads schedule `id` — and, in parallel, the build it ran last time this process started one of its
@@ -290,7 +281,7 @@ fn remember(schedule: &Schedule) {
 /// in one round trip (SPEC §11: at most 3 round trips). The build is only a guess until
 /// [`start_schedule_run_with`] checks it against the schedule.
 pub async fn read_schedule(app: &App, id: i64) -> Result<Option<(Versioned<Schedule>, Option<Prefetched>)>> {
-    let guess = SCHEDULE_BUILDS.lock().ok().and_then(|known| known.get(&id).cloned());
+    let guess = SCHEDULE_BUILDS.get(&id);
     let Some((pipeline, pinned)) = guess else {
         return Ok(app.store.get_schedule(id).await?.map(|s| (s, None)));
     };

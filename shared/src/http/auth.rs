@@ -11,14 +11,12 @@
 //! function for at most that long, as an API Gateway authorizer's cached answer would. Keys not found
 //! are never remembered.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-
 use chrono::{DateTime, Utc};
 
 use super::routes::{Access, Dialect};
 use super::ApiRequest;
 use crate::domain::Role;
+use crate::remembered::Remembered;
 use crate::{App, Error, Result};
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -39,27 +37,18 @@ fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
 
 /// How long a process trusts a key it found without reading it again.
 pub const KEY_CACHE_S: i64 = 60;
-/// At most this many keys are remembered (the cache is emptied when full).
-const KEY_CACHE_SIZE: usize = 1_000;
-
-type KeyCache = HashMap<String, (Role, DateTime<Utc>)>;
-static FOUND_KEYS: LazyLock<Mutex<KeyCache>> = LazyLock::new(Default::default);
+/// The keys found, by the SHA-256 of their secret: their role and until when they are trusted.
+static FOUND_KEYS: Remembered<String, (Role, DateTime<Utc>)> = Remembered::new(1_000);
 
 /// The role of the key `secret`, if the table has it (or had it less than [`KEY_CACHE_S`] ago).
 async fn role_of(app: &App, secret: &str) -> Result<Option<Role>> {
     let hash = crate::domain::api_key::hash_secret(secret);
     let now = app.clock.now();
-    let cached = FOUND_KEYS.lock().ok().and_then(|keys| keys.get(&hash).copied());
-    if let Some((role, _)) = cached.filter(|(_, until)| *until > now) {
+    if let Some((role, _)) = FOUND_KEYS.get(&hash).filter(|(_, until)| *until > now) {
         return Ok(Some(role));
     }
     let Some(key) = app.store.find_api_key(secret).await? else { return Ok(None) };
-    if let Ok(mut keys) = FOUND_KEYS.lock() {
-        if keys.len() >= KEY_CACHE_SIZE {
-            keys.clear();
-        }
-        keys.insert(hash, (key.role, now + chrono::Duration::seconds(KEY_CACHE_S)));
-    }
+    FOUND_KEYS.insert(hash, (key.role, now + chrono::Duration::seconds(KEY_CACHE_S)));
     Ok(Some(key.role))
 }
 
