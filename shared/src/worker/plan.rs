@@ -170,14 +170,32 @@ pub fn followups(
     match b.status {
         BlockRunStatus::Running => recheck(run, b, now).into_iter().collect(),
         BlockRunStatus::Queued => vec![dispatch(run, b, now)],
-        BlockRunStatus::Completed => dag
-            .iter()
-            .enumerate()
-            .filter(|(j, d)| d.upstream.contains(&dag[i].name) && blocks[*j].status == BlockRunStatus::Queued)
-            .map(|(j, _)| dispatch(run, &blocks[j], now))
-            .collect(),
+        BlockRunStatus::Completed => {
+            readied_by(blocks, dag, i).into_iter().map(|j| dispatch(run, &blocks[j], now)).collect()
+        }
         _ => Vec::new(),
     }
+}
+
+/// The queued blocks that the completion of block `i` readied: its queued children, and through the
+/// `noop` children completed in the same write ([`advance`]), theirs — in DAG order, each once.
+fn readied_by(blocks: &[BlockRun], dag: &[Block], i: usize) -> Vec<usize> {
+    let mut through = vec![i];
+    let mut readied = Vec::new();
+    while let Some(k) = through.pop() {
+        for (j, d) in dag.iter().enumerate() {
+            if !d.upstream.contains(&dag[k].name) || readied.contains(&j) || through.contains(&j) {
+                continue;
+            }
+            match blocks[j].status {
+                BlockRunStatus::Queued => readied.push(j),
+                BlockRunStatus::Completed if matches!(d.executor, Executor::Noop {}) => through.push(j),
+                _ => {}
+            }
+        }
+    }
+    readied.sort_unstable();
+    readied
 }
 
 /// The wait before retry `failures` (1-based): `delay_s · 2^(failures−1)`, at most `max_delay_s`.
@@ -620,6 +638,23 @@ mod tests {
         blocks[1].status = BlockRunStatus::Running;
         blocks[1].attempts = 1;
         assert_eq!(names(&followups(&run, &blocks, &dag, 0, 1, now)), ["c#1"], "b was claimed already");
+    }
+
+    #[test]
+    fn follow_ups_reach_through_the_noop_blocks_a_completion_finished() {
+        // a → b, c (both noop) → d: a's completion finishes b and c in its write and queues d, so a
+        // redelivered message of a's attempt must re-send d's dispatch.
+        let (mut run, mut blocks, mut dag) = diamond();
+        dag[1].executor = Executor::Noop {};
+        dag[2].executor = Executor::Noop {};
+        let now = Utc::now();
+        advance(&mut run, &mut blocks, &dag, now);
+        blocks[0].attempts = 1;
+        assert_eq!(names(&complete(&mut run, &mut blocks, &dag, 0, None, now)), ["d#1"]);
+        assert_eq!(names(&followups(&run, &blocks, &dag, 0, 1, now)), ["d#1"]);
+        blocks[3].status = BlockRunStatus::Running;
+        blocks[3].attempts = 1;
+        assert!(followups(&run, &blocks, &dag, 0, 1, now).is_empty(), "d was claimed already");
     }
 
     #[test]
