@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::domain::pipeline::NewPipeline;
 use crate::domain::schedule::ScheduleFields;
-use crate::domain::{Build, Pipeline, Schedule, ScheduleStatus, ScheduleType};
+use crate::domain::{ApiKey, Build, Pipeline, Role, Schedule, ScheduleStatus, ScheduleType};
 use crate::http::from_object;
 use crate::{App, Error, Result};
 
@@ -79,4 +79,64 @@ pub async fn seed_schedule(app: &App, token: Option<String>) -> Result<Schedule>
     )?;
     app.store.create_schedule(&s).await?;
     Ok(s)
+}
+
+/// What [`seed_dev`] made: a `write` key and the demo, ready for the seeds' worked examples.
+pub struct DevSeed {
+    /// The key's secret when it was made up here (`None`: it is `KICKOFF_DEV_API_KEY`'s value).
+    pub new_key: Option<String>,
+    pub pipeline: Pipeline,
+    pub build: Build,
+    pub schedule: Schedule,
+    /// The schedule's token is `KICKOFF_DEV_SCHEDULE_TOKEN`'s value.
+    pub chosen_token: bool,
+}
+
+/// Seeds a development deployment (the embedded server, the local stack): a `write` API key — the
+/// value of `KICKOFF_DEV_API_KEY`, or a fresh one — the demo pipeline and the demo schedule, whose token
+/// is `KICKOFF_DEV_SCHEDULE_TOKEN` when set. Safe to run again.
+pub async fn seed_dev(app: &App) -> Result<DevSeed> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let now = app.clock.now();
+    let new_key = match var("KICKOFF_DEV_API_KEY") {
+        Some(secret) => {
+            app.store.put_api_key(&ApiKey::from_secret(&secret, Role::Write, "dev", now)).await?;
+            None
+        }
+        None => {
+            let (secret, record) = ApiKey::generate(Role::Write, "dev", now);
+            app.store.put_api_key(&record).await?;
+            Some(secret)
+        }
+    };
+    let (pipeline, build) = seed(app).await?;
+    let token = var("KICKOFF_DEV_SCHEDULE_TOKEN");
+    let chosen_token = token.is_some();
+    let schedule = seed_schedule(app, token).await?;
+    Ok(DevSeed { new_key, pipeline, build, schedule, chosen_token })
+}
+
+impl DevSeed {
+    /// The lines that tell a developer what was seeded (secrets chosen by variable are not repeated).
+    pub fn describe(&self) -> Vec<String> {
+        vec![
+            match &self.new_key {
+                Some(secret) => format!("  API key (write): {secret}"),
+                None => "  API key (write): the value of KICKOFF_DEV_API_KEY".to_string(),
+            },
+            format!(
+                "  demo pipeline {:?} version {:?}: id {}, build {}",
+                self.pipeline.name, self.pipeline.version, self.pipeline.id, self.build.id
+            ),
+            format!(
+                "  demo pipeline schedule {} (api, active): token {}",
+                self.schedule.id,
+                if self.chosen_token {
+                    "the value of KICKOFF_DEV_SCHEDULE_TOKEN".to_string()
+                } else {
+                    self.schedule.token.clone()
+                }
+            ),
+        ]
+    }
 }

@@ -59,3 +59,17 @@ impl Error {
         Error::Internal(e.to_string())
     }
 }
+
+/// An error and its sources, each once, in one line (the SDK's `DisplayErrorContext` adds a debug dump).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}

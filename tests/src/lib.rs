@@ -192,6 +192,16 @@ impl ChildGroup {
         let _ = self.child.wait();
     }
 
+    /// The process id of its leader, which is the group's id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited (reaping it if so).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Starts `cmd` in a process group of its own, output to `log`.
     pub fn spawn(cmd: std::process::Command, log: &std::path::Path) -> ChildGroup {
         let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use kickoff::app::Config;
-use kickoff::domain::{ApiKey, Role};
 use kickoff::worker::executor::Executors;
 use kickoff::worker::{run_in_process, Worker};
 use kickoff::{demo, telemetry, App};
@@ -71,23 +70,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let config = Config::from_env();
     let app = App::from_config_checked(&config, args.create_table).await?;
-    let now = app.clock.now();
-
-    let key = match std::env::var("KICKOFF_DEV_API_KEY").ok().filter(|k| !k.is_empty()) {
-        Some(secret) => {
-            app.store.put_api_key(&ApiKey::from_secret(&secret, Role::Write, "dev", now)).await?;
-            None
-        }
-        None => {
-            let (secret, record) = ApiKey::generate(Role::Write, "embedded", now);
-            app.store.put_api_key(&record).await?;
-            Some(secret)
-        }
-    };
-    let (pipeline, build) = demo::seed(&app).await?;
-    let schedule_token = std::env::var("KICKOFF_DEV_SCHEDULE_TOKEN").ok().filter(|t| !t.is_empty());
-    let chosen_token = schedule_token.is_some();
-    let schedule = demo::seed_schedule(&app, schedule_token).await?;
+    let seeded = demo::seed_dev(&app).await?;
 
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
@@ -97,26 +80,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         config.table.as_deref().map_or("in-memory".to_string(), |t| format!("DynamoDB table {t}")),
         config.queue_url.as_deref().map_or("in-process".to_string(), |q| format!("SQS {q}")),
     );
-    match key {
-        Some(secret) => say!("  API key (write): {secret}"),
-        None => say!("  API key (write): the value of KICKOFF_DEV_API_KEY"),
+    for line in seeded.describe() {
+        say!("{line}");
     }
-    say!(
-        "  demo pipeline {:?} version {:?}: id {}, build {}",
-        pipeline.name,
-        pipeline.version,
-        pipeline.id,
-        build.id
-    );
-    say!(
-        "  demo pipeline schedule {} (api, active): token {}",
-        schedule.id,
-        if chosen_token {
-            "the value of KICKOFF_DEV_SCHEDULE_TOKEN".to_string()
-        } else {
-            schedule.token.clone()
-        }
-    );
     let secret = match std::env::var("KICKOFF_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()) {
         Some(s) => s,
         None => {
@@ -129,13 +95,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)), &format!("http://{addr}"));
     tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
     say!("  worker: in-process");
-    let interval_s =
-        match std::env::var("KICKOFF_TICK_INTERVAL_S").ok().filter(|v| !v.is_empty()) {
-            Some(v) => v.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                format!("KICKOFF_TICK_INTERVAL_S: {v:?} is not a positive number of seconds")
-            })?,
-            None => kickoff::scheduler::LAMBDA_INTERVAL_S,
-        };
+    let interval_s = kickoff::scheduler::local_interval_s()?;
     tokio::spawn(kickoff::scheduler::run_in_process(app.clone(), interval_s));
     say!("  scheduler tick: in-process, every {interval_s} s");
     kickoff::http::local::serve(Arc::new(app), listener).await;

@@ -42,6 +42,19 @@ use crate::{App, Error, Result};
 pub const RESWEEP_S: i64 = 300;
 /// EventBridge's interval: the `scheduler` function runs every minute.
 pub const LAMBDA_INTERVAL_S: i64 = 60;
+
+/// The tick interval of a local run (the embedded server, the local stack's feed): EventBridge's minute,
+/// or `KICKOFF_TICK_INTERVAL_S` seconds; an error says what is wrong with the variable.
+pub fn local_interval_s() -> std::result::Result<i64, String> {
+    match std::env::var("KICKOFF_TICK_INTERVAL_S").ok().filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| format!("KICKOFF_TICK_INTERVAL_S: {v:?} is not a positive number of seconds")),
+        None => Ok(LAMBDA_INTERVAL_S),
+    }
+}
 /// Runs taken from the index per query.
 const PAGE: usize = 500;
 /// Queries per sweep at most; what is left waits for the shard's next turn.

@@ -16,21 +16,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::table::*;
+use crate::error::causes;
 use crate::{Error, Result};
-
-/// An error and its sources, each once, in one line (the SDK's `DisplayErrorContext` adds a debug dump).
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
 
 /// Where a client sends its requests, for messages: its endpoint URL, or AWS's in its region.
 fn endpoint_of(client: &Client) -> String {

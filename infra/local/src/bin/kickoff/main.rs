@@ -4,10 +4,19 @@
 //! ```text
 //! kickoff table create
 //! kickoff api-key create --role read|write [--name NAME]
+//! kickoff queue create NAME
+//! kickoff demo seed
+//! kickoff feed --functions URL
 //! ```
 //! `table create` makes the table as `infra/template.yaml` declares it (on-demand, both indexes, TTL) and
 //! says so if it exists already. `api-key create` prints the new key once; only its hash is stored.
-//! An error is one line on stderr and exit status 1.
+//! The last three serve the local stack (`infra/scripts/local-stack.sh`): `queue create` makes an SQS
+//! queue (on the emulator: `AWS_ENDPOINT_URL_SQS`) with a 60 s visibility timeout and prints its URL;
+//! `demo seed` writes the embedded server's development data (a `write` key — `KICKOFF_DEV_API_KEY` —
+//! the demo pipeline and schedule 71, token `KICKOFF_DEV_SCHEDULE_TOKEN`) into the table; `feed` does what
+//! AWS does around the functions (see `feed.rs`). An error is one line on stderr and exit status 1.
+
+mod feed;
 
 use std::process::ExitCode;
 
@@ -15,7 +24,8 @@ use kickoff::app::Config;
 use kickoff::domain::{ApiKey, Role};
 use kickoff::App;
 
-const USAGE: &str = "usage: kickoff table create | kickoff api-key create --role read|write [--name NAME]";
+const USAGE: &str = "usage: kickoff table create | kickoff api-key create --role read|write [--name NAME] \
+                     | kickoff queue create NAME | kickoff demo seed | kickoff feed --functions URL";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,6 +33,9 @@ async fn main() -> ExitCode {
     let result = match (args.first().map(String::as_str), args.get(1).map(String::as_str)) {
         (Some("table"), Some("create")) if args.len() == 2 => create_table().await,
         (Some("api-key"), Some("create")) => create_api_key(&args[2..]).await,
+        (Some("queue"), Some("create")) if args.len() == 3 => create_queue(&args[2]).await,
+        (Some("demo"), Some("seed")) if args.len() == 2 => seed_demo().await,
+        (Some("feed"), Some("--functions")) if args.len() == 3 => run_feed(&args[2]).await,
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -74,4 +87,42 @@ async fn create_api_key(args: &[String]) -> Result<(), String> {
     app.store.put_api_key(&record).await.map_err(|e| e.to_string())?;
     println!("{secret}");
     Ok(())
+}
+
+async fn create_queue(name: &str) -> Result<(), String> {
+    let sqs = aws_sdk_sqs::Client::new(&kickoff::aws::config().await);
+    let out = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "60")
+        .send()
+        .await
+        .map_err(|e| format!("cannot create queue {name:?}: {}", kickoff::error::causes(&e)))?;
+    println!("{}", out.queue_url.unwrap_or_default());
+    Ok(())
+}
+
+async fn seed_demo() -> Result<(), String> {
+    let config = table_config()?;
+    let app = App::from_config_checked(&config, false).await.map_err(|e| e.to_string())?;
+    let seeded = kickoff::demo::seed_dev(&app).await.map_err(|e| e.to_string())?;
+    for line in seeded.describe() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn run_feed(functions: &str) -> Result<(), String> {
+    let queue_url = Config::from_env().queue_url.ok_or(
+        "KICKOFF_QUEUE_URL is not set: the run queue to feed to the worker (`kickoff queue create`)",
+    )?;
+    let tick_s = kickoff::scheduler::local_interval_s()?.unsigned_abs();
+    let sqs = aws_sdk_sqs::Client::new(&kickoff::aws::config().await);
+    feed::feed(
+        sqs,
+        queue_url,
+        functions.trim_end_matches('/').to_string(),
+        std::time::Duration::from_secs(tick_s),
+    )
+    .await
 }
