@@ -119,6 +119,21 @@ pub fn stack(test: &str) -> Option<Stack> {
     }
 }
 
+/// The venv `.tools/<venv>` that `infra/scripts/tools.sh` installs, or `None` (after printing
+/// `SKIPPED: <test>`) when it is missing; panics if `KICKOFF_REQUIRE_STACK=1`.
+pub fn tool_venv(venv: &str, test: &str) -> Option<std::path::PathBuf> {
+    let dir = workspace_root().join(".tools").join(venv);
+    if dir.join("bin/python").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("KICKOFF_REQUIRE_STACK").as_deref() != Ok("1"),
+        "{test}: KICKOFF_REQUIRE_STACK=1 but .tools/{venv} is not installed (infra/scripts/tools.sh)"
+    );
+    eprintln!("SKIPPED: {test} needs .tools/{venv} (infra/scripts/tools.sh)");
+    None
+}
+
 impl Stack {
     /// AWS SDK config for the emulators (fixed test credentials, us-east-1).
     pub async fn aws(&self) -> aws_config::SdkConfig {

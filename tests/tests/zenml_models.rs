@@ -3,7 +3,7 @@
 //! and single objects, hydrated and not, a triggered run, a finished run and a stopped one.
 
 use kickoff::queue::RunQueue;
-use kickoff_tests::{request, spawn_app, workspace_root, Server};
+use kickoff_tests::{request, spawn_app, tool_venv, workspace_root, Server};
 use serde_json::{json, Value};
 
 async fn get(s: &Server, path: &str) -> Value {
@@ -20,15 +20,10 @@ async fn post(s: &Server, path: &str, body: Value) -> Value {
 
 #[tokio::test]
 async fn every_zenml_answer_validates_against_zenml_models() {
-    let python = workspace_root().join(".tools/zenml-venv/bin/python");
-    if !python.exists() {
-        assert!(
-            std::env::var("KICKOFF_REQUIRE_STACK").as_deref() != Ok("1"),
-            "KICKOFF_REQUIRE_STACK=1 but zenml is not installed (infra/scripts/tools.sh)"
-        );
-        eprintln!("SKIPPED: every_zenml_answer_validates_against_zenml_models needs .tools/zenml-venv");
+    let Some(venv) = tool_venv("zenml-venv", "every_zenml_answer_validates_against_zenml_models") else {
         return;
-    }
+    };
+    let python = venv.join("bin/python");
     let s = spawn_app().await;
     let mut answers = Vec::new();
     let mut add = |what: &str, model: &str, body: Value| {

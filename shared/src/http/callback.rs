@@ -3,7 +3,7 @@
 //! `{"status": "completed" | "failed", "metrics"?: {...}}`. Errors in the Mage shape.
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::mage::{path_id, view};
 use super::{auth, ApiRequest, ApiResponse};
@@ -34,5 +34,5 @@ pub async fn handle(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let block = worker
         .callback(id, token, body.status == CallbackStatus::Completed, body.metrics.map(Value::Object))
         .await?;
-    Ok(ApiResponse::ok(&json!({ "block_run": view::block_run(&block) })))
+    Ok(ApiResponse::ok(&view::one("block_run", view::block_run(&block))))
 }

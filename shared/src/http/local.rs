@@ -1,4 +1,5 @@
-//! The local HTTP server: every route of both dialects on one port (hyper, HTTP/1.1).
+//! The local HTTP server: every route of both dialects on one port (hyper, HTTP/1.1), and the OpenAPI
+//! document at `/openapi.json`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
 
 async fn handle(app: &App, req: hyper::Request<Incoming>) -> ApiResponse {
     let (parts, body) = req.into_parts();
+    // The OpenAPI document (`http::openapi`): the embedded server's only path outside the route table.
+    if parts.method == http::Method::GET && parts.uri.path() == "/openapi.json" {
+        return ApiResponse::ok(&super::openapi::document());
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let body = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(collected) => collected.to_bytes(),

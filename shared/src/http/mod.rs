@@ -12,6 +12,7 @@ pub mod errors;
 pub mod lambda;
 pub mod local;
 pub mod mage;
+pub mod openapi;
 pub mod routes;
 pub mod zenml;
 

@@ -7,6 +7,7 @@
 //! kickoff queue create NAME
 //! kickoff demo seed
 //! kickoff feed --functions URL
+//! kickoff openapi
 //! ```
 //! `table create` makes the table as `infra/template.yaml` declares it (on-demand, both indexes, TTL) and
 //! says so if it exists already. `api-key create` prints the new key once; only its hash is stored.
@@ -14,7 +15,8 @@
 //! queue (on the emulator: `AWS_ENDPOINT_URL_SQS`) with a 60 s visibility timeout and prints its URL;
 //! `demo seed` writes the embedded server's development data (a `write` key — `KICKOFF_DEV_API_KEY` —
 //! the demo pipeline and schedule 71, token `KICKOFF_DEV_SCHEDULE_TOKEN`) into the table; `feed` does what
-//! AWS does around the functions (see `feed.rs`). An error is one line on stderr and exit status 1.
+//! AWS does around the functions (see `feed.rs`). `openapi` prints the OpenAPI document
+//! (`docs/openapi.json` is its output). An error is one line on stderr and exit status 1.
 
 mod feed;
 
@@ -25,7 +27,7 @@ use kickoff::domain::{ApiKey, Role};
 use kickoff::App;
 
 const USAGE: &str = "usage: kickoff table create | kickoff api-key create --role read|write [--name NAME] \
-                     | kickoff queue create NAME | kickoff demo seed | kickoff feed --functions URL";
+                     | kickoff queue create NAME | kickoff demo seed | kickoff feed --functions URL | kickoff openapi";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -36,6 +38,10 @@ async fn main() -> ExitCode {
         (Some("queue"), Some("create")) if args.len() == 3 => create_queue(&args[2]).await,
         (Some("demo"), Some("seed")) if args.len() == 2 => seed_demo().await,
         (Some("feed"), Some("--functions")) if args.len() == 3 => run_feed(&args[2]).await,
+        (Some("openapi"), None) => {
+            let doc = kickoff::http::openapi::document();
+            serde_json::to_string_pretty(&doc).map(|text| println!("{text}")).map_err(|e| e.to_string())
+        }
         _ => Err(USAGE.to_string()),
     };
     match result {
