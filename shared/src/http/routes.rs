@@ -228,8 +228,20 @@ pub async fn dispatch(app: &App, route: &Route, mut req: ApiRequest) -> ApiRespo
 pub async fn serve(app: &App, req: ApiRequest) -> ApiResponse {
     match find(&req.method, &req.path) {
         Ok((route, _)) => dispatch(app, route, req).await,
-        Err(e) => errors::render(Dialect::of_path(&req.path), &e),
+        Err(e) => {
+            let mut resp = errors::render(Dialect::of_path(&req.path), &e);
+            if let Error::MethodNotAllowed(_) = e {
+                // RFC 9110: a 405 lists the methods the path has.
+                resp.headers.push(("allow", allowed_methods(&req.path).join(", ")));
+            }
+            resp
+        }
     }
+}
+
+/// The methods the routes of `path` take.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    ROUTES.iter().filter(|r| r.match_path(path).is_some()).map(|r| r.method).collect()
 }
 
 async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResponse> {
