@@ -36,6 +36,7 @@ ACTIONS = {
     "delete-schedule": ["dynamodb:GetItem", "dynamodb:DeleteItem"],
     "trigger-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
     "api-trigger-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
+    "webhook-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
     "run-schedule-now": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
     "list-schedule-runs": ["dynamodb:GetItem", "dynamodb:Query"],
     "list-pipeline-runs": ["dynamodb:GetItem", "dynamodb:Query"],

@@ -51,20 +51,9 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
-/// Lower-case hex of some bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
 /// A secret of 128 bits from the OS CSPRNG as 32 lower-case hex characters (Mage's token shape).
 pub fn new_token() -> String {
-    hex(&random_bytes::<16>())
+    hex::encode(random_bytes::<16>())
 }
 
 /// Integer ids count milliseconds from 2024-01-01T00:00:00Z.

@@ -29,6 +29,7 @@ pub mod scheduler;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;
+pub mod webhook;
 pub mod worker;
 
 pub use app::App;

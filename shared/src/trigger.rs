@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::admission::{self, Admission, Limits, Waiter};
-use crate::clock::hex;
 use crate::clock::{block_run_id, new_int_ids};
 use crate::domain::run::Deadlines;
 use crate::domain::run::RunDetail;
@@ -55,8 +54,22 @@ impl Idempotency {
         Ok(Some(Idempotency {
             scope,
             key: key.to_string(),
-            request_hash: hex(&Sha256::digest(canonical.as_bytes())),
+            request_hash: hex::encode(Sha256::digest(canonical.as_bytes())),
         }))
+    }
+}
+
+impl Idempotency {
+    /// A webhook delivery's id as its key: every delivery with this id answers the first one's run,
+    /// whatever its body. An id that is no valid key (too long, not printable ASCII) is keyed by its
+    /// SHA-256.
+    pub fn for_delivery(scope: String, delivery_id: &str) -> Idempotency {
+        let valid = !delivery_id.is_empty()
+            && delivery_id.len() <= 255
+            && delivery_id.bytes().all(|b| (0x20..0x7f).contains(&b));
+        let key =
+            if valid { delivery_id.to_string() } else { hex::encode(Sha256::digest(delivery_id.as_bytes())) };
+        Idempotency { scope, key, request_hash: "delivery".into() }
     }
 }
 

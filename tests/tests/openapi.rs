@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hmac::{Hmac, KeyInit, Mac};
 use http::Method;
 use kickoff::http::routes::{find, Access, ROUTES};
 use kickoff::worker::executor::Executors;
@@ -15,6 +16,7 @@ use kickoff::worker::{run_in_process, Worker};
 use kickoff_tests::blocks::{BlockServer, Reply};
 use kickoff_tests::{request, spawn_app, tool_venv, workspace_root, Answer, Server};
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 /// One call and its answer, by route.
 struct Exchange {
@@ -226,6 +228,36 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
         .await;
     let sid = api.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
     let stoken = api.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+    // A schedule with a webhook (its generated secret shown once): a GitHub push makes a run, a ping none.
+    let hooked = c
+        .call(
+            "POST",
+            "/api/pipelines/training/pipeline_schedules",
+            &w,
+            Some(json!({"pipeline_schedule": {"name": "github", "schedule_type": "api", "status": "active",
+                        "settings": {"webhook": {"provider": "github", "events": ["push"]}}}})),
+            200,
+        )
+        .await;
+    let hook_id = hooked.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+    let secret = hooked.json["pipeline_schedule"]["settings"]["webhook"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    for (event, delivery) in [("push", "d-1"), ("ping", "d-2")] {
+        let body = json!({"ref": "refs/heads/main"});
+        let raw = body.to_string();
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+        mac.update(raw.as_bytes());
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let headers = [
+            ("x-hub-signature-256", signature.as_str()),
+            ("x-github-event", event),
+            ("x-github-delivery", delivery),
+        ];
+        c.call("POST", &format!("/api/pipeline_schedules/{hook_id}/webhook"), &headers, Some(body), 200)
+            .await;
+    }
     c.call("GET", "/api/pipelines/training/pipeline_schedules?_limit=10&_offset=0", &r, None, 200).await;
     c.call("GET", "/api/pipeline_schedules?_limit=10", &r, None, 200).await;
     c.call("GET", &format!("/api/pipeline_schedules/{sid}"), &r, None, 200).await;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::clock::{hex, random_bytes};
+use crate::clock::random_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,7 +39,7 @@ pub struct ApiKey {
 impl ApiKey {
     /// A fresh secret (256 bits from the OS CSPRNG, `kk_` + 64 hex) and the record to store.
     pub fn generate(role: Role, name: &str, now: DateTime<Utc>) -> (String, ApiKey) {
-        let secret = format!("kk_{}", hex(&random_bytes::<32>()));
+        let secret = format!("kk_{}", hex::encode(random_bytes::<32>()));
         let key = ApiKey::from_secret(&secret, role, name, now);
         (secret, key)
     }
@@ -56,7 +56,7 @@ impl ApiKey {
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

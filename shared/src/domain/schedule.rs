@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::timetable::{self, Timetable};
 use super::RunStatus;
+use crate::webhook::{WebhookConfig, WebhookInput};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ pub struct ScheduleSettings {
     pub timeout_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_initial_pipeline_run: Option<bool>,
+    /// Provider-verified intake (SPEC §9), with its secrets: answers show [`WebhookConfig::view`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl ScheduleSettings {
@@ -126,7 +130,9 @@ pub struct ScheduleFields {
     pub status: Option<ScheduleStatus>,
     pub variables: Option<Map<String, Value>>,
     pub sla: Option<u64>,
-    pub settings: Option<ScheduleSettings>,
+    /// [`ScheduleSettings`] as sent, with `webhook` a [`WebhookInput`]: absent keeps the schedule's
+    /// webhook, `null` removes it.
+    pub settings: Option<Map<String, Value>>,
     pub build_id: Option<Uuid>,
     /// Update only: issue a new token.
     #[serde(default)]
@@ -230,8 +236,25 @@ impl Schedule {
         if let Some(sla) = f.sla {
             self.sla = Some(sla);
         }
-        if let Some(s) = f.settings {
+        if let Some(mut raw) = f.settings {
+            let webhook = raw.remove("webhook");
+            let mut s: ScheduleSettings = crate::http::from_object_at("settings.", raw)?;
             s.validate()?;
+            let current = self.settings.webhook.take();
+            s.webhook = match webhook {
+                None => current,
+                Some(Value::Null) => None,
+                Some(Value::Object(input)) => {
+                    let input: WebhookInput = crate::http::from_object_at("settings.webhook.", input)?;
+                    Some(WebhookConfig::configure(current, input, now)?)
+                }
+                Some(other) => {
+                    return Err(Error::Unprocessable(format!(
+                        "settings.webhook: must be an object or null, got {}",
+                        crate::http::json_type_name(&other)
+                    )))
+                }
+            };
             self.settings = s;
         }
         if let Some(b) = f.build_id {
@@ -242,6 +265,9 @@ impl Schedule {
                 self.last_enabled_at = Some(now);
             }
             self.status = st;
+        }
+        if self.settings.webhook.is_some() && self.schedule_type != ScheduleType::Api {
+            return Err(Error::Unprocessable("settings.webhook: only api schedules take webhooks".into()));
         }
         if self.schedule_type == ScheduleType::Time && self.schedule_interval.is_none() {
             return Err(Error::Unprocessable(

@@ -109,12 +109,18 @@ impl ApiRequest {
 
 /// Turns a JSON object into `T`, 422 naming the offending field.
 pub fn from_object<T: DeserializeOwned>(object: Map<String, Value>) -> Result<T> {
+    from_object_at("", object)
+}
+
+/// [`from_object`] for an object found at `prefix` (`"settings."`), which the field names start with.
+pub fn from_object_at<T: DeserializeOwned>(prefix: &str, object: Map<String, Value>) -> Result<T> {
     serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
         let path = e.path().to_string();
         if path == "." || path.is_empty() {
-            Error::Unprocessable(e.inner().to_string())
+            let at = prefix.strip_suffix('.').map_or(String::new(), |p| format!("{p}: "));
+            Error::Unprocessable(format!("{at}{}", e.inner()))
         } else {
-            Error::Unprocessable(format!("{path}: {}", e.inner()))
+            Error::Unprocessable(format!("{prefix}{path}: {}", e.inner()))
         }
     })
 }

@@ -122,6 +122,12 @@ fn operation(e: Endpoint) -> Operation {
             Some("MageTriggerBody"),
             "MageRunAnswer",
         ),
+        WebhookScheduleRun => op(
+            "Trigger a run from a provider-signed webhook delivery (settings.webhook)",
+            &[],
+            Some("WebhookBody"),
+            "WebhookAnswer",
+        ),
         RunScheduleNow => op("Run a schedule now", &["api_key"], Some("MageTriggerBody"), "MageRunAnswer"),
         ListScheduleRuns => {
             op("List a schedule's runs", &["_limit", "_offset", "status", "api_key"], None, "MageRunPage")
@@ -229,6 +235,7 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
             json!([{ "bearer": [] }, { "api_key_header": [] }, { "api_key_query": [] }])
         }
         (Access::Token, Endpoint::TriggerScheduleRun) => json!([{}]),
+        (Access::Token, Endpoint::WebhookScheduleRun) => json!([{ "webhook_signature": [] }]),
         (Access::Token, _) => json!([{ "bearer": [] }]),
     };
     let mut out = json!({

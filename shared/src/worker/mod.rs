@@ -39,7 +39,6 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::clock::hex;
 use crate::domain::run::Slot;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
 use crate::queue::{Message, RunQueue, MAX_DELAY};
@@ -94,7 +93,7 @@ fn run_id_of_token(token: &str) -> Option<i64> {
 }
 
 pub fn callback_token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Worker {

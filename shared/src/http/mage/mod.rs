@@ -7,6 +7,7 @@ pub mod runs;
 pub mod schedules;
 pub mod triggers;
 pub mod view;
+pub mod webhook;
 
 use serde_json::{json, Map, Value};
 

@@ -67,7 +67,7 @@ fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
 }
 
 /// The schedule of the path, with the build it probably runs (read beside it: [`read_schedule`]).
-async fn load(app: &App, req: &ApiRequest) -> Result<(Schedule, Option<Prefetched>)> {
+pub(super) async fn load(app: &App, req: &ApiRequest) -> Result<(Schedule, Option<Prefetched>)> {
     let id = path_id(req, "pipeline schedule")?;
     let (schedule, prefetched) = read_schedule(app, id)
         .await?
@@ -95,17 +95,26 @@ fn check_token_trigger(schedule: &Schedule, presented: Option<&str>) -> Result<(
     Ok(())
 }
 
-async fn run(
-    app: &App,
-    req: &ApiRequest,
-    (schedule, prefetched): (Schedule, Option<Prefetched>),
-) -> Result<ApiResponse> {
+async fn run(app: &App, req: &ApiRequest, loaded: (Schedule, Option<Prefetched>)) -> Result<ApiResponse> {
     let body = req.json_object()?;
     let idempotency =
-        Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", schedule.id), &body)?;
+        Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", loaded.0.id), &body)?;
+    start_mapped(app, loaded, body, idempotency, Map::new()).await
+}
+
+/// Starts a run of the schedule from a trigger body mapped as Mage maps it ([`map_body`]); `extra`
+/// variables go over the schedule's and the body's. Answers `{"pipeline_run": {...}}`.
+pub(super) async fn start_mapped(
+    app: &App,
+    (schedule, prefetched): (Schedule, Option<Prefetched>),
+    body: Map<String, Value>,
+    idempotency: Option<Idempotency>,
+    extra: Map<String, Value>,
+) -> Result<ApiResponse> {
     let mapped = map_body(body)?;
     let mut variables = schedule.variables.clone();
     variables.extend(mapped.variables);
+    variables.extend(extra);
     let opts = RunOptions {
         variables: Some(Value::Object(variables)),
         event_variables: mapped.event_variables,

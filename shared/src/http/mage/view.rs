@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use crate::domain::backfill::Backfill;
 use crate::domain::run::RunDetail;
+use crate::domain::schedule::ScheduleSettings;
 use crate::domain::{BlockRun, BlockRunStatus, Schedule};
 
 pub fn time(t: DateTime<Utc>) -> String {
@@ -29,7 +30,7 @@ pub fn schedule(s: &Schedule) -> Value {
         "status": s.status.as_str(),
         "variables": s.variables,
         "sla": s.sla,
-        "settings": s.settings,
+        "settings": settings(&s.settings),
         "token": s.token,
         "last_enabled_at": opt_time(s.last_enabled_at),
         "next_pipeline_run_date": opt_time(s.next_run_at),
@@ -40,6 +41,15 @@ pub fn schedule(s: &Schedule) -> Value {
         "created_at": time(s.created),
         "updated_at": time(s.updated),
     })
+}
+
+/// A schedule's settings as answers show them: the webhook without its secrets.
+fn settings(s: &ScheduleSettings) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({}));
+    if let Some(w) = &s.webhook {
+        v["webhook"] = w.view();
+    }
+    v
 }
 
 pub fn block_run(b: &BlockRun) -> Value {
