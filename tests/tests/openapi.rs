@@ -183,6 +183,8 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     let callback_path =
         callback_url.strip_prefix(&server.base).expect("a callback to this server").to_string();
     let token = format!("Bearer {}", call.body["callback_token"].as_str().expect("callback_token"));
+    // Still waiting for its callback: a wait runs out (202).
+    c.call("GET", &format!("/api/v1/runs/{run_id}?wait=1"), &r, None, 202).await;
     c.call(
         "POST",
         &callback_path,
@@ -289,6 +291,14 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     )
     .await;
     c.call("POST", &format!("/api/pipeline_schedules/{sid}/pipeline_runs"), &w, Some(json!({})), 200).await;
+    c.call(
+        "GET",
+        &format!("/api/pipeline_schedules/{sid}/api_trigger/pipeline_runs/{mage_run}?wait=5"),
+        &[("authorization", bearer.as_str())],
+        None,
+        200,
+    )
+    .await;
     c.call("GET", &format!("/api/pipeline_schedules/{sid}/pipeline_runs?_limit=2&_offset=1"), &r, None, 200)
         .await;
     c.call("GET", "/api/pipeline_runs?_limit=5&status=completed", &r, None, 200).await;

@@ -14,6 +14,7 @@ pub mod local;
 pub mod mage;
 pub mod openapi;
 pub mod routes;
+pub mod wait;
 pub mod zenml;
 
 use bytes::Bytes;

@@ -70,7 +70,7 @@ fn operation(e: Endpoint) -> Operation {
         CreateBuild => op("Create a build of a pipeline", &[], Some("NewBuild"), "ZenmlBuild"),
         GetBuild => op("Get a pipeline build", &["hydrate"], None, "ZenmlBuild"),
         TriggerBuildRun => {
-            op("Run a build with a run configuration", &[], Some("ZenmlRunConfiguration"), "ZenmlRun")
+            op("Run a build with a run configuration", &["wait"], Some("ZenmlRunConfiguration"), "ZenmlRun")
         }
         ListRuns => op(
             "List pipeline runs",
@@ -91,7 +91,7 @@ fn operation(e: Endpoint) -> Operation {
             None,
             "ZenmlRunPage",
         ),
-        GetRun => op("Get a pipeline run", &["hydrate"], None, "ZenmlRun"),
+        GetRun => op("Get a pipeline run", &["hydrate", "wait"], None, "ZenmlRun"),
         StopRun => op("Stop a pipeline run", &[], None, "ZenmlRun"),
         CreateSchedule => {
             op("Create a pipeline schedule", &[], Some("MageScheduleBody"), "MageScheduleAnswer")
@@ -112,23 +112,31 @@ fn operation(e: Endpoint) -> Operation {
         DeleteSchedule => op("Delete a pipeline schedule", &["api_key"], None, "MageScheduleAnswer"),
         TriggerScheduleRun => op(
             "Trigger a run with the schedule's token in the path",
-            &[],
+            &["wait"],
             Some("MageTriggerBody"),
             "MageRunAnswer",
         ),
         ApiTriggerScheduleRun => op(
             "Trigger a run with the schedule's token as a Bearer token",
-            &[],
+            &["wait"],
             Some("MageTriggerBody"),
             "MageRunAnswer",
         ),
         WebhookScheduleRun => op(
             "Trigger a run from a provider-signed webhook delivery (settings.webhook)",
-            &[],
+            &["wait"],
             Some("WebhookBody"),
             "WebhookAnswer",
         ),
-        RunScheduleNow => op("Run a schedule now", &["api_key"], Some("MageTriggerBody"), "MageRunAnswer"),
+        ScheduleRunStatus => op(
+            "Follow a run of this schedule with its token as a Bearer token",
+            &["wait"],
+            None,
+            "MageRunAnswer",
+        ),
+        RunScheduleNow => {
+            op("Run a schedule now", &["api_key", "wait"], Some("MageTriggerBody"), "MageRunAnswer")
+        }
         ListScheduleRuns => {
             op("List a schedule's runs", &["_limit", "_offset", "status", "api_key"], None, "MageRunPage")
         }
@@ -138,7 +146,7 @@ fn operation(e: Endpoint) -> Operation {
             None,
             "MageRunPage",
         ),
-        GetPipelineRun => op("Get a pipeline run", &["api_key"], None, "MageRunAnswer"),
+        GetPipelineRun => op("Get a pipeline run", &["api_key", "wait"], None, "MageRunAnswer"),
         UpdatePipelineRun => {
             op("Cancel a run, or retry its blocks", &["api_key"], Some("MageRunUpdateBody"), "MageRunAnswer")
         }
@@ -176,7 +184,7 @@ fn json_content(name: &str) -> Value {
 fn path_parameter(name: &str, dialect: Dialect) -> Value {
     let schema = match (name, dialect) {
         ("id", Dialect::Zenml) => json!({ "type": "string", "format": "uuid" }),
-        ("id", Dialect::Mage) => json!({ "type": "integer", "minimum": 1 }),
+        (id, Dialect::Mage) if id.ends_with("id") => json!({ "type": "integer", "minimum": 1 }),
         _ => json!({ "type": "string", "minLength": 1 }),
     };
     json!({ "name": name, "in": "path", "required": true, "schema": schema })
@@ -223,6 +231,16 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
     };
     let mut responses = Map::new();
     responses.insert("200".into(), json!({ "description": "OK", "content": json_content(op.answer) }));
+    if op.query.contains(&"wait") {
+        responses.insert(
+            "202".into(),
+            json!({
+                "description": "wait: the run had not finished when the time was up; poll the Location",
+                "headers": { "Location": { "schema": { "type": "string" }, "description": "where to poll the run" } },
+                "content": json_content(op.answer),
+            }),
+        );
+    }
     for (status, description) in errors(route) {
         responses.insert(
             status.into(),

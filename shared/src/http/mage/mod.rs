@@ -16,7 +16,12 @@ use crate::{Error, Result};
 
 /// An integer id from the path; anything else is a 404 (no such record can exist).
 pub fn path_id(req: &ApiRequest, what: &str) -> Result<i64> {
-    let raw = req.param("id");
+    path_id_named(req, "id", what)
+}
+
+/// The integer path parameter `param` (404 naming `what` if it is none).
+pub fn path_id_named(req: &ApiRequest, param: &str, what: &str) -> Result<i64> {
+    let raw = req.param(param);
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)

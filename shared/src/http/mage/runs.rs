@@ -13,7 +13,7 @@ use super::{path_id, unwrap_body, view, Paging};
 use crate::cancel::cancel_run;
 use crate::domain::run::RunDetail;
 use crate::domain::{RunStatus, Schedule};
-use crate::http::{ApiRequest, ApiResponse};
+use crate::http::{wait, ApiRequest, ApiResponse};
 use crate::store::{RunEntry, RunView};
 use crate::{App, Error, Result};
 
@@ -137,7 +137,10 @@ async fn load(app: &App, req: &ApiRequest) -> Result<RunDetail> {
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    answer_one(app, &load(app, req).await?).await
+    let wait = wait::param(req)?;
+    let detail = load(app, req).await?;
+    let location = format!("/api/pipeline_runs/{}", detail.run.id);
+    wait::respond(app, wait, detail, location, |d| async move { answer_one(app, &d).await }).await
 }
 
 /// One run as Mage answers it alone: `{"pipeline_run": {...}, "metadata": null}`.

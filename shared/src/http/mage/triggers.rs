@@ -9,10 +9,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{path_id, view};
+use std::time::Duration;
+
+use super::{path_id, path_id_named, view};
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
-use crate::http::{auth, json_type_name, ApiRequest, ApiResponse};
+use crate::http::{auth, json_type_name, wait, ApiRequest, ApiResponse};
 use crate::trigger::{read_schedule, start_schedule_run_with, Idempotency, Prefetched, RunOptions};
 use crate::{App, Error, Result};
 
@@ -95,21 +97,39 @@ fn check_token_trigger(schedule: &Schedule, presented: Option<&str>) -> Result<(
     Ok(())
 }
 
-async fn run(app: &App, req: &ApiRequest, loaded: (Schedule, Option<Prefetched>)) -> Result<ApiResponse> {
+async fn run(
+    app: &App,
+    req: &ApiRequest,
+    loaded: (Schedule, Option<Prefetched>),
+    follow: Follow,
+) -> Result<ApiResponse> {
+    let wait = wait::param(req)?;
     let body = req.json_object()?;
     let idempotency =
         Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", loaded.0.id), &body)?;
-    start_mapped(app, loaded, body, idempotency, Map::new()).await
+    start_mapped(app, loaded, body, idempotency, Map::new(), wait, follow).await
+}
+
+/// Where the caller of a trigger polls its run (a waiting trigger's `Location`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Follow {
+    /// The token-only status route: the caller has the schedule's token (or a webhook's signature).
+    Token,
+    /// The run itself, `/api/pipeline_runs/{id}`: the caller has an API key.
+    ApiKey,
 }
 
 /// Starts a run of the schedule from a trigger body mapped as Mage maps it ([`map_body`]); `extra`
-/// variables go over the schedule's and the body's. Answers `{"pipeline_run": {...}}`.
+/// variables go over the schedule's and the body's. Answers `{"pipeline_run": {...}}`, after waiting
+/// for the run if `wait` (`http::wait`).
 pub(super) async fn start_mapped(
     app: &App,
     (schedule, prefetched): (Schedule, Option<Prefetched>),
     body: Map<String, Value>,
     idempotency: Option<Idempotency>,
     extra: Map<String, Value>,
+    wait: Option<Duration>,
+    follow: Follow,
 ) -> Result<ApiResponse> {
     let mapped = map_body(body)?;
     let mut variables = schedule.variables.clone();
@@ -123,22 +143,64 @@ pub(super) async fn start_mapped(
         ..RunOptions::of_schedule(&schedule)?
     };
     let detail = start_schedule_run_with(app, &schedule, prefetched, opts).await?;
-    Ok(ApiResponse::ok(&view::one("pipeline_run", view::run(&detail, Some(&schedule)))))
+    let location = match follow {
+        Follow::Token => status_path(schedule.id, detail.run.id),
+        Follow::ApiKey => format!("/api/pipeline_runs/{}", detail.run.id),
+    };
+    let schedule = &schedule;
+    wait::respond(app, wait, detail, location, |d| async move {
+        Ok(ApiResponse::ok(&view::one("pipeline_run", view::run(&d, Some(schedule)))))
+    })
+    .await
+}
+
+/// The token-only status route of a run.
+fn status_path(schedule: i64, run: i64) -> String {
+    format!("/api/pipeline_schedules/{schedule}/api_trigger/pipeline_runs/{run}")
+}
+
+/// `GET /api/pipeline_schedules/{id}/api_trigger/pipeline_runs/{run_id}` with the schedule's token as
+/// a Bearer token: a run of that schedule (404 for any other), with `?wait=`; no API key needed.
+pub async fn run_status(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let wait = wait::param(req)?;
+    let (schedule, _) = load(app, req).await?;
+    let Some(token) = auth::bearer(req) else {
+        return Err(Error::Unauthorized("a pipeline schedule token is required".into()));
+    };
+    if !schedule.token_matches(token) {
+        return Err(Error::Unauthorized("the token does not match this pipeline schedule".into()));
+    }
+    let run_id = path_id_named(req, "run_id", "pipeline run")?;
+    let detail = app
+        .store
+        .get_run_by_id(run_id)
+        .await?
+        .map(|v| v.value)
+        .filter(|d| d.run.schedule_id == Some(schedule.id))
+        .ok_or_else(|| {
+            Error::NotFound(format!("No pipeline run {run_id} of pipeline schedule {}", schedule.id))
+        })?;
+    let location = status_path(schedule.id, run_id);
+    let schedule = &schedule;
+    wait::respond(app, wait, detail, location, |d| async move {
+        Ok(ApiResponse::ok(&view::one("pipeline_run", view::run(&d, Some(schedule)))))
+    })
+    .await
 }
 
 pub async fn with_path_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let loaded = load(app, req).await?;
     check_token_trigger(&loaded.0, Some(req.param("token")))?;
-    run(app, req, loaded).await
+    run(app, req, loaded, Follow::Token).await
 }
 
 pub async fn with_bearer_token(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let loaded = load(app, req).await?;
     check_token_trigger(&loaded.0, auth::bearer(req))?;
-    run(app, req, loaded).await
+    run(app, req, loaded, Follow::Token).await
 }
 
 /// Run now, with an API key: any schedule, active or not, of either type.
 pub async fn run_now(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    run(app, req, load(app, req).await?).await
+    run(app, req, load(app, req).await?, Follow::ApiKey).await
 }

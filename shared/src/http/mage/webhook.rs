@@ -10,9 +10,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::triggers::{load, start_mapped};
+use super::triggers::{load, start_mapped, Follow};
 use crate::domain::ScheduleStatus;
-use crate::http::{ApiRequest, ApiResponse};
+use crate::http::{wait, ApiRequest, ApiResponse};
 use crate::trigger::Idempotency;
 use crate::webhook::verify::{identify, verify};
 use crate::webhook::Provider;
@@ -24,6 +24,7 @@ fn no_run(why: String) -> ApiResponse {
 }
 
 pub async fn handle(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let wait = wait::param(req)?;
     let (schedule, prefetched) = load(app, req).await?;
     let Some(webhook) = schedule.settings.webhook.clone() else {
         return Err(Error::NotFound(format!(
@@ -74,5 +75,5 @@ pub async fn handle(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         delivery_id = delivery.delivery_id.as_deref().unwrap_or(""),
         "webhook delivery verified"
     );
-    start_mapped(app, (schedule, prefetched), body, idempotency, extra).await
+    start_mapped(app, (schedule, prefetched), body, idempotency, extra, wait, Follow::Token).await
 }

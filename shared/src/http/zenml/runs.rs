@@ -7,7 +7,7 @@ use crate::cancel::cancel_run;
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
 use crate::domain::Run;
-use crate::http::{ApiRequest, ApiResponse};
+use crate::http::{wait, ApiRequest, ApiResponse};
 use crate::trigger::{start_run, Idempotency, RunOptions};
 use crate::{App, Error, Result};
 
@@ -25,6 +25,7 @@ fn field(r: &Run, name: &str) -> Option<FieldValue> {
 }
 
 pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let wait = wait::param(req)?;
     let build_id = path_uuid(req.param("id"))?;
     let body = req.json_object()?;
     let build = app
@@ -35,7 +36,7 @@ pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let idempotency = Idempotency::new(req.header("idempotency-key"), format!("build:{build_id}"), &body)?;
     let config = RunConfig::parse(body, &build)?;
     let detail = start_run(app, &build, config, RunOptions { idempotency, ..RunOptions::default() }).await?;
-    Ok(ApiResponse::ok(&envelope::run(&detail, true)))
+    answer(app, wait, detail, true).await
 }
 
 pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
@@ -63,8 +64,27 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
     let hydrate = page::hydrate(req, true)?;
+    let wait = wait::param(req)?;
     let d = app.store.get_run(id).await?.ok_or_else(|| Error::NotFound(format!("No run with id {id}")))?;
-    Ok(ApiResponse::ok(&envelope::run(&d.value, hydrate)))
+    answer(app, wait, d.value, hydrate).await
+}
+
+/// A run's answer, after waiting for it if `wait` (202 with `Location: /api/v1/runs/{id}` if unfinished).
+async fn answer(
+    app: &App,
+    wait: Option<std::time::Duration>,
+    detail: RunDetail,
+    hydrate: bool,
+) -> Result<ApiResponse> {
+    let location = format!("/api/v1/runs/{}", detail.run.uuid);
+    wait::respond(
+        app,
+        wait,
+        detail,
+        location,
+        |d| async move { Ok(ApiResponse::ok(&envelope::run(&d, hydrate))) },
+    )
+    .await
 }
 
 /// Cancels a run (`cancel::cancel_run`); ZenML shows it as `stopped`.
