@@ -56,6 +56,7 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
             return Ok(Ended::Before(status));
         }
         let now = app.clock.now();
+        let owed_from = current.value.notifications.len();
         let mut run = current.value;
         let mut ending = vec![BlockRunStatus::Initial, BlockRunStatus::Queued];
         if let Some(at) = timeout {
@@ -69,6 +70,7 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
         } else {
             run.status = RunStatus::Cancelled;
             run.updated = now;
+            run.ended(now);
         }
         let mut all = Vec::with_capacity(blocks.len());
         let mut changed = Vec::new();
@@ -86,8 +88,13 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
         // Out of the wake index, unless its slot under the schedule's run limits is to be handed over.
         run.wake_at = crate::worker::plan::wake_at(None, &run, &all, now);
         let hand_over = run.slot.is_some_and(|s| s != Slot::Released);
+        let owed = crate::worker::plan::notifications(&run, owed_from, now);
         let run = Versioned { value: run, version: current.version };
         if app.store.update_run_and_blocks(&run, status, &changed).await? {
+            // The notifications it owes now; if this send is lost, the run's wake time brings the sweep.
+            if let Err(e) = crate::worker::send_all(app.queue.as_ref(), owed).await {
+                tracing::warn!(run_uuid = %uuid, error = %e, "notification send failed; the sweep will retry it");
+            }
             if hand_over {
                 if let Err(e) = crate::admission::release(app, uuid).await {
                     tracing::warn!(run_uuid = %uuid, error = %e, "hand-over failed; the sweep will retry it");

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::admission::{self, Admission, Limits, Waiter};
 use crate::clock::{block_run_id, new_int_ids};
+use crate::domain::notify::NotifyTarget;
 use crate::domain::run::Deadlines;
 use crate::domain::run::RunDetail;
 use crate::domain::run::Slot;
@@ -89,6 +90,8 @@ pub struct RunOptions {
     pub backfill_id: Option<i64>,
     /// The schedule's run limits (`admission`).
     pub limits: Option<Limits>,
+    /// The schedule's notification targets (the build adds its pipeline version's).
+    pub notify: Vec<NotifyTarget>,
     /// A time schedule's fire (SPEC §6): the schedule moved past this run's execution date and the
     /// version it was read at, written in the run's transaction with the claim of that fire time.
     pub fire: Option<(Schedule, u64)>,
@@ -109,6 +112,7 @@ impl RunOptions {
                 timeout_status: settings.timeout.map(|_| settings.timeout_status()).transpose()?,
             },
             limits: Limits::of(schedule),
+            notify: settings.notifications.clone().unwrap_or_default(),
             ..RunOptions::default()
         })
     }
@@ -160,6 +164,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         config: config.raw,
         allow_blocks_to_fail: opts.allow_blocks_to_fail,
         deadlines: opts.deadlines,
+        notify: build.notifications.iter().chain(&opts.notify).cloned().collect(),
         ..Run::new(build, uuid, 0, name, opts.execution_date.unwrap_or(now), now)
     };
     let mut blocks: Vec<BlockRun> = build

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::notify::NotifyTarget;
 use super::pipeline::{validate_blocks, Block, Executor, Pipeline};
 use crate::{Error, Result};
 
@@ -20,6 +21,9 @@ pub struct Build {
     pub blocks: Vec<Block>,
     pub images: Map<String, Value>,
     pub checksum: Option<String>,
+    /// The pipeline version's notification targets, which its runs copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotifyTarget>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -48,6 +52,7 @@ impl Build {
             blocks: pipeline.blocks.clone(),
             images: Map::new(),
             checksum: None,
+            notifications: pipeline.notifications.clone(),
             created: pipeline.created,
             updated: pipeline.created,
         }
@@ -84,6 +89,7 @@ impl Build {
             blocks,
             images: req.images,
             checksum: req.checksum,
+            notifications: pipeline.notifications.clone(),
             created: now,
             updated: now,
         })

@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod backfill;
 pub mod build;
+pub mod notify;
 pub mod pipeline;
 pub mod run;
 pub mod run_config;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::notify::NotifyTarget;
 use crate::{Error, Result};
 
 /// The most blocks a pipeline may have: a trigger writes the run, its id claim, its three list-view
@@ -68,6 +69,9 @@ pub struct NewPipeline {
     #[serde(default)]
     pub description: Option<String>,
     pub blocks: Vec<Block>,
+    /// Where to notify when a run of this version ends (SPEC §10).
+    #[serde(default)]
+    pub notifications: Vec<NotifyTarget>,
 }
 
 /// A stored, immutable pipeline version.
@@ -78,6 +82,8 @@ pub struct Pipeline {
     pub version: String,
     pub description: Option<String>,
     pub blocks: Vec<Block>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotifyTarget>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }
@@ -234,12 +240,14 @@ impl NewPipeline {
             None => next_version(existing.iter().map(String::as_str)),
         };
         validate_blocks(&self.blocks)?;
+        super::notify::validate("notifications", &self.notifications)?;
         Ok(Pipeline {
             id: Uuid::new_v4(),
             name: self.name,
             version,
             description: self.description,
             blocks: self.blocks,
+            notifications: self.notifications,
             created: now,
             updated: now,
         })

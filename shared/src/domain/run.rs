@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::notify::{Notification, NotifyEvent, NotifyTarget};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -137,6 +139,12 @@ pub struct Run {
     /// document: the store reads and writes it there, and leaves finished runs out of the index.
     #[serde(skip)]
     pub wake_at: Option<DateTime<Utc>>,
+    /// Where to notify when the run ends (SPEC §10), copied from its schedule and pipeline version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
+    /// The notifications owed for its events, with their attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
 }
 
 /// A run's place under its schedule's run limits (`admission`).
@@ -206,6 +214,8 @@ impl Run {
             created: now,
             updated: now,
             wake_at: None,
+            notify: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 
@@ -217,14 +227,45 @@ impl Run {
         self.deadlines.sla_s.map(|s| plus_secs(self.execution_date, s))
     }
 
-    /// Ends the run with `status` at `now`; a run that ends after its SLA deadline has passed it.
+    /// Ends the run with `status` at `now`; a run that ends after its SLA deadline has passed it. The
+    /// notifications of both events are owed from here.
     pub fn finish(&mut self, status: RunStatus, now: DateTime<Utc>) {
         if self.sla_deadline().is_some_and(|d| d < now) {
-            self.passed_sla = true;
+            self.mark_sla_missed(now);
         }
         self.status = status;
         self.completed_at = Some(now);
         self.updated = now;
+        self.ended(now);
+    }
+
+    /// Marks the run `passed_sla` (once), owing its `sla_missed` notifications.
+    pub fn mark_sla_missed(&mut self, now: DateTime<Utc>) {
+        if !self.passed_sla {
+            self.passed_sla = true;
+            self.owe(NotifyEvent::SlaMissed, now);
+        }
+    }
+
+    /// Owes the notifications of the finished status the run has just reached.
+    pub fn ended(&mut self, now: DateTime<Utc>) {
+        let event = match self.status {
+            RunStatus::Completed => NotifyEvent::Completed,
+            RunStatus::Failed => NotifyEvent::Failed,
+            RunStatus::Cancelled => NotifyEvent::Cancelled,
+            RunStatus::Initial | RunStatus::Running => return,
+        };
+        self.owe(event, now);
+    }
+
+    fn owe(&mut self, event: NotifyEvent, now: DateTime<Utc>) {
+        let owed: Vec<Notification> = self
+            .notify
+            .iter()
+            .filter(|t| t.on.contains(&event))
+            .map(|t| Notification::new(event, t, now))
+            .collect();
+        self.notifications.extend(owed);
     }
 
     /// The first of the SLA and time-out deadlines still to come for an unfinished run.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::notify::NotifyTarget;
 use super::timetable::{self, Timetable};
 use super::RunStatus;
 use crate::webhook::{WebhookConfig, WebhookInput};
@@ -62,6 +63,9 @@ pub struct ScheduleSettings {
     pub timeout_status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_initial_pipeline_run: Option<bool>,
+    /// Where to notify when a run of the schedule ends (SPEC §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<NotifyTarget>>,
     /// Provider-verified intake (SPEC §9), with its secrets: answers show [`WebhookConfig::view`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConfig>,
@@ -76,6 +80,7 @@ impl ScheduleSettings {
             return Err(Error::Unprocessable("settings.timeout: at least 1 second".into()));
         }
         self.timeout_status()?;
+        super::notify::validate("settings.notifications", self.notifications.as_deref().unwrap_or_default())?;
         Ok(())
     }
 

@@ -23,6 +23,8 @@ pub enum Message {
     RunBlock { run_uuid: Uuid, block: String, attempt: u32 },
     /// Time out an accepted attempt whose callback is overdue.
     CheckBlock { run_uuid: Uuid, block: String, attempt: u32 },
+    /// Attempt `attempt` of the run's notification `delivery` (its index in the run's notifications).
+    Notify { run_uuid: Uuid, delivery: usize, attempt: u32 },
 }
 
 impl Message {
@@ -30,7 +32,8 @@ impl Message {
         match self {
             Message::StartRun { run_uuid }
             | Message::RunBlock { run_uuid, .. }
-            | Message::CheckBlock { run_uuid, .. } => *run_uuid,
+            | Message::CheckBlock { run_uuid, .. }
+            | Message::Notify { run_uuid, .. } => *run_uuid,
         }
     }
 }

@@ -33,6 +33,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::domain::run::Slot;
 use crate::queue::Message;
 use crate::store::{DueRun, WAKE_SHARDS};
 use crate::worker::plan;
@@ -167,7 +168,22 @@ async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
     let Some((run, blocks)) = app.store.run_state(due.uuid).await? else { return Ok(Look::Passed) };
     if run.value.status.is_finished() {
         // Finished with its slot under the schedule's run limits not handed over (its worker died).
-        crate::admission::release(app, due.uuid).await?;
+        if run.value.slot.is_some_and(|s| s != Slot::Released) {
+            crate::admission::release(app, due.uuid).await?;
+        }
+        // Finished with a notification owed and no message looking at it: a StartRun sends it.
+        if let Some(due_at) = run.value.notifications.iter().filter_map(|n| n.due()).min() {
+            let resweep = now + Duration::seconds(RESWEEP_S);
+            if due_at + Duration::seconds(plan::GRACE_S) > now {
+                let needed = plan::message_due(&run.value, &[]).unwrap_or(resweep);
+                app.store.claim_due_run(due, needed).await?;
+                return Ok(Look::Rescheduled);
+            }
+            if app.store.claim_due_run(due, resweep).await? {
+                tracing::warn!(run_uuid = %due.uuid, "sweep: a notification no message looked at in time; queueing the run");
+                app.queue.send(&Message::StartRun { run_uuid: due.uuid }).await?;
+            }
+        }
         return Ok(Look::Queued);
     }
     if run.value.timeout_deadline().is_some_and(|t| t <= now) && !run.value.status.is_finished() {
@@ -178,9 +194,14 @@ async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
     if run.value.sla_deadline().is_some_and(|t| t <= now) && !run.value.status.is_finished() {
         // The write moves the run's wake time too (to what the state needs next).
         let mut marked = run.clone();
-        marked.value.passed_sla = true;
+        marked.value.mark_sla_missed(now);
         marked.value.wake_at = plan::wake_at(None, &marked.value, &blocks, now);
         let done = app.store.update_run_and_blocks(&marked, run.value.status, &[]).await?;
+        if done {
+            // Its sla_missed notifications; a lost send leaves them to the next sweep (their wake time).
+            let owed = plan::notifications(&marked.value, run.value.notifications.len(), now);
+            crate::worker::send_all(app.queue.as_ref(), owed).await?;
+        }
         return Ok(if done { Look::PassedSla } else { Look::Passed });
     }
     let Some(message) = plan::message_due(&run.value, &blocks) else { return Ok(Look::Passed) };

@@ -20,6 +20,7 @@ fn pipeline(name: &str, version: &str) -> Pipeline {
         name: name.into(),
         version: version.into(),
         description: None,
+        notifications: Vec::new(),
         blocks: vec![
             Block {
                 name: "a".into(),

@@ -78,7 +78,22 @@ impl Outcome {
 #[async_trait]
 pub trait Invoke: Send + Sync {
     async fn invoke(&self, executor: &Executor, invocation: &Invocation) -> Outcome;
+
+    /// Sends a run's notification (SPEC §10): a signed POST of `body` with `webhook-id: id`; the
+    /// answer's status, or why none came.
+    async fn notify(&self, url: &str, id: &str, body: Vec<u8>) -> std::result::Result<u16, String>;
 }
+
+/// Why a signed POST got no usable answer.
+enum Refused {
+    /// The request could not be made (a bad URL): trying again will not help.
+    Bad(String),
+    /// No answer (a connection error, a time-out).
+    Unanswered(String),
+}
+
+/// How long a notification's POST may take.
+pub const NOTIFY_TIMEOUT_S: u64 = 10;
 
 type HttpsClient =
     Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
@@ -119,25 +134,33 @@ impl Executors {
 
     async fn call_http(&self, url: &str, timeout_s: u64, inv: &Invocation, body: Vec<u8>) -> Outcome {
         let id = format!("{}-{}", inv.block_run_id, inv.attempt);
+        match self.signed_post(url, &id, timeout_s, body).await {
+            Ok((status, body)) => Outcome::from_status(status, &body),
+            Err(Refused::Bad(error)) => Outcome::Failed { retryable: false, error },
+            Err(Refused::Unanswered(error)) => Outcome::Failed { retryable: true, error },
+        }
+    }
+
+    /// POSTs `body` to `url`, signed as Standard Webhooks sign (`webhook-id` is `id`), within
+    /// `timeout_s`: the answer's status and body.
+    async fn signed_post(
+        &self,
+        url: &str,
+        id: &str,
+        timeout_s: u64,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), Refused> {
         let timestamp = Utc::now().timestamp();
-        let signature = sign(&self.secret, &id, timestamp, &body);
+        let signature = sign(&self.secret, id, timestamp, &body);
         let request = http::Request::post(url)
             .header("content-type", "application/json")
             .header("user-agent", "kickoff")
-            .header("webhook-id", &id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(Full::new(Bytes::from(body)));
-        let request = match request {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::Failed { retryable: false, error: format!("bad request to {url}: {e}") }
-            }
-        };
-        let client = match self.http_client() {
-            Ok(c) => c,
-            Err(error) => return Outcome::Failed { retryable: true, error },
-        };
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Refused::Bad(format!("bad request to {url}: {e}")))?;
+        let client = self.http_client().map_err(Refused::Unanswered)?;
         let call = async {
             let resp = client.request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
             let status = resp.status().as_u16();
@@ -146,9 +169,9 @@ impl Executors {
             Ok::<_, String>((status, body))
         };
         match tokio::time::timeout(Duration::from_secs(timeout_s), call).await {
-            Ok(Ok((status, body))) => Outcome::from_status(status, &body),
-            Ok(Err(error)) => Outcome::Failed { retryable: true, error },
-            Err(_) => Outcome::Failed { retryable: true, error: format!("timed out after {timeout_s}s") },
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(Refused::Unanswered(error)),
+            Err(_) => Err(Refused::Unanswered(format!("timed out after {timeout_s}s"))),
         }
     }
 
@@ -232,6 +255,13 @@ impl Invoke for Executors {
             Executor::Lambda { function } => self.call_lambda(function, LAMBDA_CALL_TIMEOUT_S, body).await,
         }
     }
+
+    async fn notify(&self, url: &str, id: &str, body: Vec<u8>) -> std::result::Result<u16, String> {
+        match self.signed_post(url, id, NOTIFY_TIMEOUT_S, body).await {
+            Ok((status, _)) => Ok(status),
+            Err(Refused::Bad(e) | Refused::Unanswered(e)) => Err(e),
+        }
+    }
 }
 
 /// The executors of a process that does not run blocks (the API functions): never called there.
@@ -241,6 +271,10 @@ pub struct NotHere;
 impl Invoke for NotHere {
     async fn invoke(&self, _: &Executor, _: &Invocation) -> Outcome {
         Outcome::Failed { retryable: true, error: "this process does not run blocks".into() }
+    }
+
+    async fn notify(&self, _: &str, _: &str, _: Vec<u8>) -> std::result::Result<u16, String> {
+        Err("this process does not send notifications".into())
     }
 }
 

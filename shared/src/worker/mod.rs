@@ -27,6 +27,7 @@
 
 pub mod executor;
 pub mod lambda;
+pub mod notify;
 pub mod plan;
 
 use std::collections::HashMap;
@@ -51,6 +52,14 @@ use plan::Send;
 const LEASE_MARGIN_S: i64 = 60;
 /// How long an accepted (202) attempt waits for its callback when the block sets no `timeout_s`.
 pub const DEFAULT_CALLBACK_TIMEOUT_S: u64 = 3600;
+/// Sends messages a written state asks for, each after its delay (longer waits re-send themselves).
+pub async fn send_all(queue: &dyn RunQueue, sends: Vec<Send>) -> Result<()> {
+    for s in sends {
+        queue.send_delayed(&s.message, Duration::from_secs(s.delay_s).min(MAX_DELAY)).await?;
+    }
+    Ok(())
+}
+
 /// Conditional-write races one step retries before giving up (the message is then redelivered).
 const MAX_RACES: usize = 20;
 
@@ -159,6 +168,8 @@ impl Worker {
         run.updated = now;
         run.wake_at = plan::wake_at(state.run.value.wake_at, &run, blocks, now);
         let (uuid, hand_over) = (run.uuid, run.status.is_finished() && run.slot == Some(Slot::Held));
+        // The notifications this write owes (the run ended, or missed its SLA), sent once it is written.
+        let owed = plan::notifications(&run, state.run.value.notifications.len(), now);
         let written = self
             .app
             .store
@@ -168,6 +179,9 @@ impl Worker {
                 &changed,
             )
             .await?;
+        if written && !owed.is_empty() {
+            self.send_all(owed).await?;
+        }
         if written && hand_over {
             // The run's slot goes to the next waiting run; if this fails, the sweep does it.
             if let Err(e) = crate::admission::release(&self.app, uuid).await {
@@ -178,10 +192,7 @@ impl Worker {
     }
 
     async fn send_all(&self, sends: Vec<Send>) -> Result<()> {
-        for s in sends {
-            self.app.queue.send_delayed(&s.message, Duration::from_secs(s.delay_s).min(MAX_DELAY)).await?;
-        }
-        Ok(())
+        send_all(self.app.queue.as_ref(), sends).await
     }
 
     /// Handles one message. An error means "deliver it again later".
@@ -193,6 +204,9 @@ impl Worker {
             }
             Message::CheckBlock { run_uuid, block, attempt } => {
                 self.check_block(*run_uuid, block, *attempt).await
+            }
+            Message::Notify { run_uuid, delivery, attempt } => {
+                self.notify(*run_uuid, *delivery, *attempt).await
             }
         }
     }
@@ -206,10 +220,11 @@ impl Worker {
                 return Ok(());
             };
             let (mut run, mut blocks) = state.values();
-            if run.status.is_finished() {
-                return Ok(());
-            }
             let now = self.now();
+            if run.status.is_finished() {
+                // Its notifications still owed (the sweep queues a finished run for them).
+                return self.send_all(plan::pending(&run, &blocks, now)).await;
+            }
             plan::reconcile(&mut run, &mut blocks, &state.build.blocks, now);
             let wake = plan::wake_at(state.run.value.wake_at, &run, &blocks, now);
             let unchanged = run == state.run.value

@@ -63,16 +63,16 @@ pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
 /// is in flight — an `initial` run's creation), plus [`GRACE_S`]. In the past means stuck: nothing that
 /// was due came. `None` for a finished run.
 pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
-    match run.slot {
-        // Finished, its slot not yet handed over (`admission::release`): the hand-over is due.
-        Some(slot) if run.status.is_finished() && slot != Slot::Released => {
-            return Some((run.updated + Duration::seconds(GRACE_S)).trunc_subsecs(0))
-        }
-        // Waiting for a slot: nothing is due until a hand-over admits it.
-        Some(Slot::Waiting) => return None,
-        _ => {}
-    }
     if run.status.is_finished() {
+        // Its slot not yet handed over (`admission::release`): the hand-over is due; a notification
+        // owed: its next attempt (or its claimed attempt's lease end).
+        let hand_over = run.slot.filter(|s| *s != Slot::Released).map(|_| run.updated);
+        let notify = run.notifications.iter().filter_map(|n| n.due()).min();
+        let first = [hand_over, notify].into_iter().flatten().min()?;
+        return Some((first + Duration::seconds(GRACE_S)).trunc_subsecs(0));
+    }
+    if run.slot == Some(Slot::Waiting) {
+        // Waiting for a slot: nothing is due until a hand-over admits it.
         return None;
     }
     let first = blocks
@@ -327,7 +327,7 @@ pub fn complete(
 /// with a conditional write.
 pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> {
     if run.status.is_finished() {
-        return Vec::new();
+        return notifications(run, 0, now);
     }
     blocks
         .iter()
@@ -335,6 +335,24 @@ pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> 
             BlockRunStatus::Queued => Some(dispatch(run, b, now)),
             BlockRunStatus::Running => recheck(run, b, now),
             _ => None,
+        })
+        .collect()
+}
+
+/// The `Notify` messages the run's notifications from `from` on wait for: a claimed attempt's re-check
+/// at its lease's end, else the next attempt at its time.
+pub fn notifications(run: &Run, from: usize, now: DateTime<Utc>) -> Vec<Send> {
+    run.notifications
+        .iter()
+        .enumerate()
+        .skip(from)
+        .filter_map(|(delivery, n)| {
+            let due = n.due()?;
+            let attempt = if n.lease_until.is_some() { n.attempts } else { n.attempts + 1 };
+            Some(Send {
+                message: Message::Notify { run_uuid: run.uuid, delivery, attempt },
+                delay_s: secs_until(due, now),
+            })
         })
         .collect()
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::domain::backfill::Backfill;
+use crate::domain::notify::{DeliveryStatus, Notification};
 use crate::domain::run::RunDetail;
 use crate::domain::schedule::ScheduleSettings;
 use crate::domain::{BlockRun, BlockRunStatus, Schedule};
@@ -93,11 +94,26 @@ pub fn run(d: &RunDetail, schedule: Option<&Schedule>) -> Value {
         "block_runs": d.blocks.iter().map(block_run).collect::<Vec<_>>(),
         "block_runs_count": d.blocks.len(),
         "completed_block_runs_count": d.blocks.iter().filter(|b| b.status == BlockRunStatus::Completed).count(),
+        // SPEC §10: each notification owed for the run's events, with its attempts.
+        "notifications": r.notifications.iter().map(notification).collect::<Vec<_>>(),
         // Mage 0.9.80 sends these: Kickoff's runs are run by its own worker, as Mage's default executor
         // runs a standard (`python`) pipeline; pipelines have no tags here.
         "executor_type": "local_python",
         "pipeline_type": "python",
         "pipeline_tags": [],
+    })
+}
+
+/// A notification owed for a run's event, with its attempts (the latest ten).
+fn notification(n: &Notification) -> Value {
+    json!({
+        "event": n.event.as_str(),
+        "url": n.url,
+        "format": n.format,
+        "status": n.status,
+        "attempts": n.attempts,
+        "next_attempt_at": opt_time(n.next_at.filter(|_| n.status == DeliveryStatus::Pending)),
+        "history": n.history.iter().map(|a| json!({ "at": time(a.at), "result": a.result })).collect::<Vec<_>>(),
     })
 }
 
