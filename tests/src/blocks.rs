@@ -113,16 +113,25 @@ async fn answer(state: Arc<Mutex<Inner>>, req: hyper::Request<Incoming>) -> hype
     let raw = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     let block = body["block"].as_str().unwrap_or("").to_string();
-    let attempt = body["attempt"].as_u64().unwrap_or(0) as u32;
     let reply = {
         let mut inner = state.lock().expect("lock");
+        // A call that names no attempt (a run's notification) counts its own: the calls of its block
+        // (`""` without one) so far, plus one.
+        let attempt = match body["attempt"].as_u64() {
+            Some(a) => a as u32,
+            None => {
+                1 + inner.arrived.iter().filter(|b| b["block"].as_str().unwrap_or("") == block).count() as u32
+            }
+        };
         inner.arrived.push(body.clone());
-        inner
+        let reply = inner
             .script
             .get(&block)
             .and_then(|r| r.get((attempt as usize).saturating_sub(1)).or(r.last()).cloned())
-            .unwrap_or_else(|| Reply::status(200))
+            .unwrap_or_else(|| Reply::status(200));
+        (reply, attempt)
     };
+    let (reply, attempt) = reply;
     tokio::time::sleep(reply.delay).await;
     state.lock().expect("lock").calls.push(Call {
         block,

@@ -28,7 +28,8 @@
 //! `GSI2` is the wake index (keys only; [`wake`]): the scheduler's sweep finds there, by time, the
 //! unfinished runs that no queue message looked at in time; and, under their own partition keys
 //! `FIRE#<0–7>`, the active time schedules by their next fire time. A run item carries its wake keys while the
-//! run is unfinished; a finished run's item is written without them, which takes it out of the index.
+//! run is unfinished (or finished with its slot to hand over, or a notification owed — SPEC §10); a finished
+//! run's item is written without them once nothing is owed, which takes it out of the index.
 //!
 //! Pipelines and builds are immutable, so their extra copies (by name, by pipeline) never go stale;
 //! they are written in the same transaction as the entity. Run list entries are small (ids, execution
@@ -68,6 +69,11 @@
 //!   one `Query` of its partition (is it stuck, or was its wake time early?) and one conditional
 //!   `UpdateItem` of its wake key (the claim that makes overlapping ticks queue it once), and for a stuck
 //!   run one `SendMessage`. Cost grows with the runs found due, never with history.
+//! - Notifications (SPEC §10): a run with notification targets owes its deliveries in the run item
+//!   (written in the transaction that ends it: no extra item). Each delivery attempt is one `Query` of
+//!   the run's partition and two run-item writes (the claim, the result) plus one `SendMessage` for the
+//!   next attempt; the run stays in the wake index (its due time moving with each attempt, two index
+//!   writes) until every delivery is delivered or given up. A run without targets costs nothing more.
 //! - Fire time schedules (each tick): one `Query` of each of the 8 `FIRE#` shards of `GSI2` with
 //!   `GSI2SK <= now` (`Limit` 500, more pages while full): an empty tick is 8 queries. Per due schedule and
 //!   fire time: `GetItem` (schedule), 2 `Query` (its pipeline's versions and builds), one transaction

@@ -156,11 +156,13 @@ impl Store {
             encode(run)?,
         );
         it.version = version;
-        // Only unfinished runs are in the wake index, and finished ones whose slot is to be handed over.
+        // Only unfinished runs are in the wake index, and finished ones whose slot is to be handed over
+        // or that owe a notification.
         let slot_pending = run.slot.is_some_and(|s| s != crate::domain::run::Slot::Released);
+        let notification_owed = run.notifications.iter().any(|n| n.due().is_some());
         it.wake = run
             .wake_at
-            .filter(|_| !run.status.is_finished() || slot_pending)
+            .filter(|_| !run.status.is_finished() || slot_pending || notification_owed)
             .map(|t| (wake::wake_pk(wake::wake_shard(run.uuid)), wake::wake_key(t)));
         Ok(it)
     }

@@ -234,6 +234,9 @@ impl Worker {
                 if state.run.value.status == RunStatus::Initial {
                     tracing::info!(run_uuid = %run_uuid, "run started");
                 }
+                if run.status.is_finished() {
+                    return Ok(()); // finished by this look: its commit sent the notifications owed
+                }
                 return self.send_all(plan::pending(&run, &blocks, now)).await;
             }
         }
