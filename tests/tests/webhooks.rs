@@ -192,6 +192,9 @@ async fn every_provider_verifies_deduplicates_filters_and_refuses_as_specified()
         } else {
             webhook["events"] = json!([event]);
         }
+        if provider == "github" {
+            webhook["branches"] = json!(["main"]);
+        }
         let (id, shown) = new_schedule(base, webhook).await;
         let secret = shown["settings"]["webhook"]["secret"]
             .as_str()
@@ -295,6 +298,12 @@ async fn every_provider_verifies_deduplicates_filters_and_refuses_as_specified()
             assert_eq!(run_count(base, id).await, 1);
         }
         if provider == "github" {
+            // A push to another branch: 200, no run.
+            let dev = json!({"ref": "refs/heads/dev", "after": "def456"}).to_string().into_bytes();
+            let a = deliver(base, id, &sign("github", &secret, &dev, now, "dev-push", "push")).await;
+            assert_eq!(a.status, 200);
+            assert!(a.json["pipeline_run"].is_null(), "{:?}", a.json);
+            assert_eq!(run_count(base, id).await, 1);
             let ping = json!({"zen": "Keep it logically awesome.", "hook_id": 1}).to_string().into_bytes();
             let a = deliver(base, id, &sign("github", &secret, &ping, now, "ping-1", "ping")).await;
             assert_eq!(a.status, 200);

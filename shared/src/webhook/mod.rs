@@ -70,6 +70,10 @@ pub struct WebhookConfig {
     /// Event types that start a run; empty: every event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// `github` and `gitlab`: branches whose pushes start a run (the body's `ref` is
+    /// `refs/heads/<branch>`); deliveries with another `ref` start none; empty: every branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<String>,
     /// `hmac` only: the signature's header (default `X-Signature`), encoding and prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
@@ -94,6 +98,8 @@ pub struct WebhookInput {
     pub rotate_secret: bool,
     #[serde(default)]
     pub events: Option<Vec<String>>,
+    #[serde(default)]
+    pub branches: Option<Vec<String>>,
     #[serde(default)]
     pub header: Option<String>,
     #[serde(default)]
@@ -140,6 +146,13 @@ impl WebhookConfig {
         if events.len() > MAX_EVENTS || events.iter().any(|e| e.is_empty() || e.len() > 255) {
             return Err(invalid("events", format!("at most {MAX_EVENTS} names of 1 to 255 characters")));
         }
+        let branches = input.branches.unwrap_or_default();
+        if !branches.is_empty() && !matches!(input.provider, Provider::Github | Provider::Gitlab) {
+            return Err(invalid("branches", "for the github and gitlab providers only"));
+        }
+        if branches.len() > MAX_EVENTS || branches.iter().any(|b| b.is_empty() || b.len() > 255) {
+            return Err(invalid("branches", format!("at most {MAX_EVENTS} names of 1 to 255 characters")));
+        }
         let (given, revealed) = match (input.secret, input.rotate_secret) {
             (Some(_), true) => return Err(invalid("secret", "give a secret or rotate_secret, not both")),
             (Some(s), false) => (Some(s), None),
@@ -155,6 +168,7 @@ impl WebhookConfig {
             previous_secret: None,
             previous_secret_expires_at: None,
             events,
+            branches,
             header: input.header,
             encoding: input.encoding,
             prefix: input.prefix,
@@ -195,6 +209,14 @@ impl WebhookConfig {
         Ok(())
     }
 
+    /// Whether a delivery's body is on a branch this webhook takes: a `ref` of `refs/heads/<branch>`
+    /// with a listed branch, or any body when no branch is listed or it has no `ref` (not a push).
+    pub fn takes_ref(&self, body: &Map<String, Value>) -> bool {
+        let Some(r) = body.get("ref").and_then(Value::as_str) else { return true };
+        self.branches.is_empty()
+            || r.strip_prefix("refs/heads/").is_some_and(|b| self.branches.iter().any(|x| x == b))
+    }
+
     /// The secrets a delivery may be signed with at `now`: the current one, and the previous one for
     /// 24 hours after it was replaced.
     pub fn secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
@@ -212,6 +234,9 @@ impl WebhookConfig {
         let mut v = Map::new();
         v.insert("provider".into(), json!(self.provider.as_str()));
         v.insert("events".into(), json!(self.events));
+        if matches!(self.provider, Provider::Github | Provider::Gitlab) {
+            v.insert("branches".into(), json!(self.branches));
+        }
         if self.provider == Provider::Hmac {
             v.insert("header".into(), json!(self.header.as_deref().unwrap_or(verify::HMAC_DEFAULT_HEADER)));
             v.insert("encoding".into(), json!(self.encoding.unwrap_or_default()));
@@ -236,6 +261,7 @@ mod tests {
             secret: None,
             rotate_secret: false,
             events: None,
+            branches: None,
             header: None,
             encoding: None,
             prefix: None,

@@ -2,7 +2,8 @@
 //! with `settings.webhook`, instead of its token. In order: the schedule (404 without a webhook), the
 //! signature over the exact bytes with the schedule's valid secrets (401: `webhook::verify`), an
 //! inactive schedule (409), the JSON body (400); GitHub's `ping`, Slack's `url_verification` (its
-//! `challenge` echoed) and events not in `events` answer 200 without a run; otherwise the run is written
+//! `challenge` echoed), events not in `events` and pushes to branches not in `branches` answer 200
+//! without a run; otherwise the run is written
 //! and queued before the answer, `{"pipeline_run": {...}}`. A delivery id seen in the last 24 hours
 //! answers its run again and creates nothing. The body maps as a token trigger's does; the run's
 //! `variables.webhook` records the provider, event and delivery id. Nothing of the secret, the signature
@@ -58,6 +59,10 @@ pub async fn handle(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
             "event {} is not one of this schedule's events",
             event.as_deref().map_or("(none)".to_string(), |e| format!("{e:?}"))
         )));
+    }
+    if !webhook.takes_ref(&body) {
+        let r = body.get("ref").and_then(Value::as_str).unwrap_or_default();
+        return Ok(no_run(format!("ref {r:?} is not on one of this schedule's branches")));
     }
     let idempotency = delivery
         .delivery_id
