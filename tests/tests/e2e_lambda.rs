@@ -455,3 +455,98 @@ async fn eventbridge_tick(
     )
     .await
 }
+
+/// SPEC §9–§10 through the function binaries: a GitHub-signed push to the `webhook-schedule-run`
+/// function (waiting a second: 202 and the token-only `Location`, as nothing feeds the worker yet)
+/// starts a run; the worker function completes it and sends the notifications of its pipeline version
+/// (json) and of its schedule (slack), signed; the `api-trigger-run-status` function answers the run.
+#[tokio::test]
+async fn a_github_signed_push_starts_a_run_that_completes_and_notifies() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let Some(stack) = stack("a_github_signed_push_starts_a_run_that_completes_and_notifies") else { return };
+    let d = deploy(&stack, "e2e-webhook").await;
+    let recorder = BlockServer::start().await;
+    let auth = format!("Bearer {}", d.write_key);
+    let h = [("authorization", auth.as_str())];
+    let pipeline = json!({
+        "name": "on-push",
+        "blocks": [{"name": "build", "executor": {"type": "noop"}}],
+        "notifications": [{"url": format!("{}/pipeline", recorder.url), "on": ["completed", "failed"]}]
+    });
+    let a = request("POST", &format!("{}/api/v1/pipelines", d.base), &h, pipeline.to_string()).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let schedule = json!({"pipeline_schedule": {"name": "github", "schedule_type": "api", "status": "active",
+    "settings": {
+        "webhook": {"provider": "github", "secret": "e2e-github-secret", "events": ["push"], "branches": ["main"]},
+        "notifications": [{"url": format!("{}/slack", recorder.url), "on": ["completed"], "format": "slack"}]
+    }}});
+    let a = request(
+        "POST",
+        &format!("{}/api/pipelines/on-push/pipeline_schedules", d.base),
+        &h,
+        schedule.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let id = a.json["pipeline_schedule"]["id"].as_i64().expect("id");
+    let token = a.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+    assert_eq!(a.json["pipeline_schedule"]["settings"]["webhook"]["secret_set"], true);
+
+    let body =
+        json!({"ref": "refs/heads/main", "after": "0d1a26e6", "repository": {"full_name": "acme/etl"}})
+            .to_string();
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"e2e-github-secret").expect("key");
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-github-event", "push"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("x-hub-signature-256", signature.as_str()),
+    ];
+    let a = request(
+        "POST",
+        &format!("{}/api/pipeline_schedules/{id}/webhook?wait=1", d.base),
+        &headers,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.raw));
+    let location = a.headers.get("location").and_then(|v| v.to_str().ok()).expect("Location").to_string();
+    let run: uuid::Uuid = a.json["pipeline_run"]["uuid"].as_str().and_then(|s| s.parse().ok()).expect("run");
+    assert_eq!(a.json["pipeline_run"]["variables"]["webhook"]["event"], "push");
+    // GitHub's redelivery of the same delivery: the same run.
+    let again =
+        request("POST", &format!("{}/api/pipeline_schedules/{id}/webhook", d.base), &headers, body).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json["pipeline_run"]["uuid"], run.to_string());
+
+    d.pump(run, Duration::from_secs(120)).await;
+    let detail = d.store.get_run(run).await.expect("get").expect("run").value;
+    assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 2, "one notification per target: {calls:#?}");
+    let key = base64_simd::STANDARD
+        .decode_to_vec(kickoff_tests::worker::SECRET.trim_start_matches("whsec_"))
+        .expect("secret");
+    for c in &calls {
+        let header = |k: &str| c.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let ts: i64 = header("webhook-timestamp").parse().expect("timestamp");
+        let expected = kickoff::worker::executor::sign(&key, &header("webhook-id"), ts, &c.raw);
+        assert_eq!(header("webhook-signature"), expected);
+    }
+    assert!(calls.iter().any(|c| c.body["event"] == "completed" && c.body["run"]["pipeline"] == "on-push"));
+    assert!(calls.iter().any(|c| c.body["text"].as_str().is_some_and(|t| t.contains("completed"))));
+
+    let bearer = format!("Bearer {token}");
+    let a = request("GET", &format!("{}{location}", d.base), &[("authorization", bearer.as_str())], "").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    assert_eq!(a.json["pipeline_run"]["status"], "completed");
+    let delivered: Vec<&str> = a.json["pipeline_run"]["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter_map(|n| n["status"].as_str())
+        .collect();
+    assert_eq!(delivered, ["delivered", "delivered"]);
+}
