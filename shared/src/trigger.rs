@@ -229,6 +229,12 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
     }
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, status = run.status.as_mage(), slot = ?run.slot, "run created");
     if run.status != RunStatus::Initial || run.slot == Some(Slot::Waiting) {
+        // A run created finished (skipped under the schedule's limits) owes its `cancelled`
+        // notifications now; if this send fails, its wake time brings the sweep.
+        let owed = crate::worker::plan::notifications(&run, 0, now);
+        if let Err(e) = crate::worker::send_all(app.queue.as_ref(), owed).await {
+            tracing::warn!(run_uuid = %run.uuid, error = %e, "notification send failed; the sweep will retry it");
+        }
         return Ok(RunDetail { run, blocks });
     }
     if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {

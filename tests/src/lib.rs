@@ -194,6 +194,34 @@ pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
+/// The first ```sh block after the README heading `## <heading>`.
+pub fn readme_block(heading: &str) -> String {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split(&format!("\n## {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no README section {heading:?}"));
+    let block = section.split("```sh\n").nth(1).expect("a sh block");
+    block.split("\n```").next().expect("the block's end").to_string()
+}
+
+/// Runs a README block with bash (`set -euo pipefail`) against a server on `port` (in place of the
+/// README's 6789), with `env`, in a fresh temporary directory; its standard output. Fails on a failure.
+pub fn run_readme_block(block: &str, port: u16, env: &[(&str, &str)]) -> String {
+    let script = block.replace("localhost:6789", &format!("localhost:{port}"));
+    let dir = std::env::temp_dir().join(format!("kickoff-readme-{port}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{script}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 /// A child process group (a server under test) that is killed, with its children, when dropped.
 pub struct ChildGroup {
     child: std::process::Child,

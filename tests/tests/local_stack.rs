@@ -7,27 +7,8 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use kickoff_tests::{free_port, request, stack, workspace_root, ChildGroup};
+use kickoff_tests::{free_port, readme_block, request, run_readme_block, stack, workspace_root, ChildGroup};
 use serde_json::Value;
-
-/// The first ```sh block after the README heading `heading`.
-fn readme_block(heading: &str) -> String {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
-    let section =
-        readme.split(&format!("\n## {heading}\n")).nth(1).unwrap_or_else(|| panic!("no {heading:?}"));
-    let block = section.split("```sh\n").nth(1).expect("a sh block");
-    block.split("\n```").next().expect("the block's end").to_string()
-}
-
-/// Runs a README block with bash against the local stack (its port in place of 6789); its output.
-fn run_block(block: &str, port: u16) -> String {
-    let script = block.replace("localhost:6789", &format!("localhost:{port}"));
-    let out =
-        std::process::Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output().expect("bash");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{script}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
 
 fn is_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -71,7 +52,7 @@ async fn the_local_stack_serves_the_seeds_examples_and_stops_on_ctrl_c() {
     assert!(printed.contains("demo pipeline schedule 71"), "{printed}");
 
     // The seeds' worked examples, as the README gives them.
-    let zenml = run_block(&readme_block("The ZenML worked example"), port);
+    let zenml = run_readme_block(&readme_block("The ZenML worked example"), port, &[]);
     // Three answers, one after the other: the pipelines page, the builds page, the triggered run.
     let answers: Vec<Value> = serde_json::Deserializer::from_str(&zenml)
         .into_iter::<Value>()
@@ -80,7 +61,7 @@ async fn the_local_stack_serves_the_seeds_examples_and_stops_on_ctrl_c() {
     assert_eq!(answers.len(), 3, "{zenml}");
     let triggered = &answers[2];
     assert_eq!(triggered["body"]["status"], "initializing", "{zenml}");
-    let mage = run_block(&readme_block("The Mage worked example"), port);
+    let mage = run_readme_block(&readme_block("The Mage worked example"), port, &[]);
     assert!(mage.contains(r#""event_variables":{"env":"dev","test":1}"#), "{mage}");
     assert!(mage.contains(r#""pipeline_runs":["#), "{mage}");
 
