@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kickoff::domain::notify::DeliveryStatus;
 use kickoff::domain::RunStatus;
 use kickoff::store::{RunView, Store};
 use kickoff_tests::blocks::{BlockServer, Reply};
@@ -98,6 +99,8 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
     };
     let blocks =
         json!([block("extract", &[]), block("transform", &["extract"]), block("load", &["transform"])]);
+    // A notification target on the pipeline version: every completed run owes one POST (SPEC §10).
+    let notifier = BlockServer::start().await;
 
     let server = Server {
         port: free_port(),
@@ -122,7 +125,9 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
     // The pipeline (ZenML) and an api schedule of it (Mage), made through the API.
     let mut child = server.start().await;
     let a = request("POST", &format!("{base}/api/v1/pipelines"), &[("authorization", &auth)], {
-        json!({ "name": "crash", "blocks": blocks }).to_string()
+        json!({ "name": "crash", "blocks": blocks,
+                "notifications": [{ "url": format!("{}/notify", notifier.url), "on": ["completed"] }] })
+        .to_string()
     })
     .await;
     assert_eq!(a.status, 200, "{}", a.json);
@@ -239,6 +244,38 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
     for e in &entries {
         assert_eq!(e.status, RunStatus::Completed, "every run completes (id {})", e.id);
     }
+
+    // Every run's completed notification is delivered: once, or — if a SIGKILL fell between the
+    // receiver's answer and its record — again with the same webhook-id.
+    let waited = std::time::Instant::now();
+    loop {
+        let mut owed = 0;
+        for e in &entries {
+            let d = store.get_run_by_id(e.id).await.expect("get").expect("run").value;
+            owed += d.run.notifications.iter().filter(|n| n.status != DeliveryStatus::Delivered).count();
+            assert_eq!(d.run.notifications.len(), 1, "one completed event per run (id {})", e.id);
+        }
+        if owed == 0 {
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(120), "{owed} notifications not delivered");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut per_id: BTreeMap<String, usize> = BTreeMap::new();
+    for c in notifier.calls() {
+        let id = c.headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        *per_id.entry(id).or_default() += 1;
+    }
+    for e in &entries {
+        let uuid = store.run_uuid(e.id).await.expect("uuid").expect("run");
+        assert!(per_id.contains_key(&format!("notification-{uuid}-0")), "run {uuid} was not notified");
+    }
+    assert_eq!(per_id.len(), entries.len(), "one delivery per run: {per_id:?}");
+    println!(
+        "crash test: {} notifications delivered, {} repeated after a SIGKILL between answer and record",
+        per_id.len(),
+        per_id.values().filter(|n| **n > 1).count()
+    );
 
     // The recorder: no attempt twice; every block of every acknowledged run at least once.
     let arrived = recorder.arrived();
