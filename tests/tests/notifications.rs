@@ -140,17 +140,12 @@ async fn one_post_per_event_when_the_worker_stops_after_any_of_its_writes() {
     }
 }
 
-#[tokio::test]
-async fn a_failing_receiver_is_retried_with_backoff_and_its_attempts_show_on_the_run() {
-    let recorder = BlockServer::start().await;
-    // Notifications have no block name: the recorder scripts them under "".
-    recorder.script("", vec![Reply::status(500), Reply::status(503), Reply::status(204)]);
+/// A one-block noop run that notifies `recorder` in `format` when it completes, run to its end; its
+/// first notification attempt made.
+async fn completed_run_notifying(recorder: &BlockServer, format: NotifyFormat) -> (Harness, Uuid) {
     let h = Harness::new().await;
-    let target = NotifyTarget {
-        url: format!("{}/hook", recorder.url),
-        on: vec![NotifyEvent::Completed],
-        format: NotifyFormat::Json,
-    };
+    let target =
+        NotifyTarget { url: format!("{}/hook", recorder.url), on: vec![NotifyEvent::Completed], format };
     let run = h
         .run_with(
             json!([{ "name": "only", "executor": { "type": "noop" } }]),
@@ -158,6 +153,15 @@ async fn a_failing_receiver_is_retried_with_backoff_and_its_attempts_show_on_the
         )
         .await;
     h.drain(run, Delivery::default(), LIMIT).await;
+    (h, run)
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_with_backoff_and_its_attempts_show_on_the_run() {
+    let recorder = BlockServer::start().await;
+    // Notifications have no block name: the recorder scripts them under "".
+    recorder.script("", vec![Reply::status(500), Reply::status(503), Reply::status(204)]);
+    let (h, run) = completed_run_notifying(&recorder, NotifyFormat::Json).await;
     // Each failure queues the next attempt after its backoff: 30 s, then 60 s.
     let mut waits = Vec::new();
     while notifications(&recorder).len() < 3 {
@@ -202,19 +206,7 @@ async fn a_failing_receiver_is_retried_with_backoff_and_its_attempts_show_on_the
 async fn a_receiver_that_never_answers_2xx_is_given_up_after_24_hours() {
     let recorder = BlockServer::start().await;
     recorder.script("", vec![Reply::status(500)]);
-    let h = Harness::new().await;
-    let target = NotifyTarget {
-        url: format!("{}/hook", recorder.url),
-        on: vec![NotifyEvent::Completed],
-        format: NotifyFormat::Slack,
-    };
-    let run = h
-        .run_with(
-            json!([{ "name": "only", "executor": { "type": "noop" } }]),
-            RunOptions { notify: vec![target], ..RunOptions::default() },
-        )
-        .await;
-    h.drain(run, Delivery::default(), LIMIT).await;
+    let (h, run) = completed_run_notifying(&recorder, NotifyFormat::Slack).await;
     let started = h.app.clock.now();
     loop {
         let delayed = h.queue.take_all().await;

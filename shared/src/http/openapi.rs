@@ -19,31 +19,30 @@ const COMPONENTS: &str = include_str!("openapi_components.json");
 struct Operation {
     summary: &'static str,
     /// Query parameters, by their name in `components.parameters`.
-    query: &'static [&'static str],
+    query: Vec<&'static str>,
     /// The request body's schema in `components.schemas`, if it takes one.
     body: Option<&'static str>,
     /// The success answer's schema in `components.schemas`.
     answer: &'static str,
 }
 
+/// The paging parameters of every ZenML list.
+const ZENML_PAGE: &[&str] = &["page", "size", "hydrate", "sort_by", "logical_operator"];
+
 fn operation(e: Endpoint) -> Operation {
     use Endpoint::*;
-    let op = |summary, query, body, answer| Operation { summary, query, body, answer };
+    let op = |summary, query: &[&'static str], body, answer| Operation {
+        summary,
+        query: query.to_vec(),
+        body,
+        answer,
+    };
+    // A ZenML list's paging and its filters.
+    let zenml_list = |filters: &[&'static str]| [ZENML_PAGE, filters].concat();
     match e {
         ListPipelines => op(
             "List pipelines (filter by name, version)",
-            &[
-                "page",
-                "size",
-                "hydrate",
-                "sort_by",
-                "logical_operator",
-                "name",
-                "version",
-                "id",
-                "created",
-                "updated",
-            ],
+            &zenml_list(&["name", "version", "id", "created", "updated"]),
             None,
             "ZenmlPipelinePage",
         ),
@@ -53,17 +52,7 @@ fn operation(e: Endpoint) -> Operation {
         GetPipeline => op("Get a pipeline", &["hydrate"], None, "ZenmlPipeline"),
         ListBuilds => op(
             "List pipeline builds (filter by pipeline_id)",
-            &[
-                "page",
-                "size",
-                "hydrate",
-                "sort_by",
-                "logical_operator",
-                "pipeline_id",
-                "id",
-                "created",
-                "updated",
-            ],
+            &zenml_list(&["pipeline_id", "id", "created", "updated"]),
             None,
             "ZenmlBuildPage",
         ),
@@ -74,20 +63,7 @@ fn operation(e: Endpoint) -> Operation {
         }
         ListRuns => op(
             "List pipeline runs",
-            &[
-                "page",
-                "size",
-                "hydrate",
-                "sort_by",
-                "logical_operator",
-                "name",
-                "pipeline_id",
-                "build_id",
-                "status",
-                "id",
-                "created",
-                "updated",
-            ],
+            &zenml_list(&["name", "pipeline_id", "build_id", "status", "id", "created", "updated"]),
             None,
             "ZenmlRunPage",
         ),
@@ -216,7 +192,7 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| path_parameter(name, dialect))
         .collect();
-    for q in op.query {
+    for q in &op.query {
         parameters.push(json!({ "$ref": format!("#/components/parameters/{q}") }));
     }
     if matches!(
