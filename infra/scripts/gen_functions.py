@@ -27,7 +27,7 @@ ACTIONS = {
     "trigger-build-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
     "list-runs": ["dynamodb:GetItem", "dynamodb:Query"],
     "get-run": ["dynamodb:GetItem", "dynamodb:Query"],
-    "stop-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
+    "stop-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
     "create-schedule": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
     "list-pipeline-schedules": ["dynamodb:GetItem", "dynamodb:Query"],
     "list-schedules": ["dynamodb:GetItem", "dynamodb:Query"],
