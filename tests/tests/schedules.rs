@@ -287,7 +287,11 @@ async fn re_enabling_replays_nothing_unless_create_initial_pipeline_run() {
 #[tokio::test]
 async fn a_fired_run_runs_to_completion_with_the_schedules_variables() {
     let (h, key) = setup().await;
+    // 10 s into a minute, so that one minute later exactly one fire time has passed however slow the
+    // machine is.
     let now = h.app.clock.now();
+    let now = now - chrono::Duration::seconds(now.timestamp().rem_euclid(60)) + chrono::Duration::seconds(10);
+    h.clock.set(now);
     let id = time_schedule(&h, &key, json!({"schedule_interval": "* * * * *", "variables": {"env": "prod"}}))
         .await;
     h.clock.set(now + minutes(1));
