@@ -220,3 +220,44 @@ async fn a_receiver_that_never_answers_2xx_is_given_up_after_24_hours() {
     assert!(spent <= chrono::Duration::hours(24) && spent > chrono::Duration::hours(22), "{spent}");
     assert_eq!(notifications(&recorder).len() as u32, n.attempts);
 }
+
+#[tokio::test]
+async fn a_missed_sla_notifies_while_the_run_goes_on_even_when_the_send_is_lost() {
+    use kickoff::domain::run::Deadlines;
+    let (blocks, recorder) = (BlockServer::start().await, BlockServer::start().await);
+    blocks.script("wait", vec![Reply::status(202)]);
+    let h = Harness::new().await;
+    let target = NotifyTarget {
+        url: format!("{}/sla", recorder.url),
+        on: vec![NotifyEvent::SlaMissed],
+        format: NotifyFormat::Json,
+    };
+    let slow = json!([{"name": "wait", "executor": {"type": "http", "url": format!("{}/blocks/wait", blocks.url)}, "timeout_s": 86400}]);
+    let opts = RunOptions {
+        notify: vec![target],
+        deadlines: Deadlines { sla_s: Some(60), ..Deadlines::default() },
+        ..RunOptions::default()
+    };
+    let run = h.run_with(slow, opts).await;
+    h.deliver_visible().await;
+    // Past the SLA: the tick marks the run, but its Notify send is lost.
+    h.clock.advance(chrono::Duration::seconds(90));
+    h.sends.fail_next_sends(1);
+    let _ = h.tick_every_shard().await;
+    h.deliver_visible().await;
+    let detail = h.app.store.get_run(run).await.expect("get").expect("run").value;
+    assert!(detail.run.passed_sla);
+    assert_eq!(detail.run.notifications.len(), 1);
+    assert!(notifications(&recorder).is_empty(), "the send was lost");
+    // The run is still waiting for its callback; the sweep finds the notification owed and sends it.
+    h.clock.advance(chrono::Duration::minutes(3));
+    let _ = h.tick_every_shard().await;
+    h.deliver_visible().await;
+    let calls = notifications(&recorder);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].body["event"], "sla_missed");
+    assert_eq!(calls[0].body["run"]["status"], "running");
+    let detail = h.app.store.get_run(run).await.expect("get").expect("run").value;
+    assert_eq!(detail.run.status, RunStatus::Running);
+    assert_eq!(detail.run.notifications[0].status, DeliveryStatus::Delivered);
+}

@@ -245,7 +245,7 @@ impl Schedule {
             let webhook = raw.remove("webhook");
             let mut s: ScheduleSettings = crate::http::from_object_at("settings.", raw)?;
             s.validate()?;
-            let current = self.settings.webhook.take();
+            let current = self.settings.webhook.clone();
             s.webhook = match webhook {
                 None => current,
                 Some(Value::Null) => None,

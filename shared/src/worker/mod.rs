@@ -52,6 +52,9 @@ use plan::Send;
 const LEASE_MARGIN_S: i64 = 60;
 /// How long an accepted (202) attempt waits for its callback when the block sets no `timeout_s`.
 pub const DEFAULT_CALLBACK_TIMEOUT_S: u64 = 3600;
+/// Conditional-write races one step retries before giving up (the message is then redelivered).
+const MAX_RACES: usize = 20;
+
 /// Sends messages a written state asks for, each after its delay (longer waits re-send themselves).
 pub async fn send_all(queue: &dyn RunQueue, sends: Vec<Send>) -> Result<()> {
     for s in sends {
@@ -59,9 +62,6 @@ pub async fn send_all(queue: &dyn RunQueue, sends: Vec<Send>) -> Result<()> {
     }
     Ok(())
 }
-
-/// Conditional-write races one step retries before giving up (the message is then redelivered).
-const MAX_RACES: usize = 20;
 
 /// A run as read: the run and its block runs, each with its version, and the build's blocks.
 struct State {

@@ -61,7 +61,8 @@ pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
 /// (a queued block's dispatch, at its queueing or at its backoff's end; a claimed attempt's lease end;
 /// an accepted attempt's callback deadline; the run's `StartRun`, at its last write, when nothing else
 /// is in flight — an `initial` run's creation), plus [`GRACE_S`]. In the past means stuck: nothing that
-/// was due came. `None` for a finished run.
+/// was due came. For a finished run: its slot's hand-over or a notification it owes; `None` once it owes
+/// nothing.
 pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
     if run.status.is_finished() {
         // Its slot not yet handed over (`admission::release`): the hand-over is due; a notification
@@ -84,6 +85,8 @@ pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
         })
         .min()
         .unwrap_or(run.updated);
+    // An `sla_missed` notification owed while the run goes on.
+    let first = run.notifications.iter().filter_map(|n| n.due()).fold(first, DateTime::min);
     Some((first + Duration::seconds(GRACE_S)).trunc_subsecs(0))
 }
 
@@ -323,11 +326,12 @@ pub fn complete(
 
 /// Every message the run's state waits for, sent after a look at the whole run ([`reconcile`]): the
 /// dispatch (or retry) of each queued block, a re-check at the end of each claimed attempt's lease, the
-/// deadline check of each accepted attempt. Duplicates are harmless: every message claims its step
+/// deadline check of each accepted attempt, and the `Notify` of each notification owed. Duplicates are harmless: every message claims its step
 /// with a conditional write.
 pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> {
+    let notify = notifications(run, 0, now);
     if run.status.is_finished() {
-        return notifications(run, 0, now);
+        return notify;
     }
     blocks
         .iter()
@@ -336,6 +340,7 @@ pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> 
             BlockRunStatus::Running => recheck(run, b, now),
             _ => None,
         })
+        .chain(notify)
         .collect()
 }
 
