@@ -95,6 +95,35 @@ pub async fn spawn_app() -> Server {
     Server { base: format!("http://{addr}"), app, queue, write_key, read_key }
 }
 
+/// `kickoff-local` as a user runs it (the README's run command): in memory, the write key `dev-key`,
+/// on a free port, with `env` added; its output in `log`.
+pub struct LocalServer {
+    pub port: u16,
+    pub base: String,
+    pub log: std::path::PathBuf,
+    _group: ChildGroup,
+}
+
+/// Starts [`LocalServer`] and waits until it listens.
+pub async fn start_kickoff_local(env: &[(&str, &str)]) -> LocalServer {
+    let port = free_port();
+    let mut cmd = std::process::Command::new(workspace_binary("kickoff-local"));
+    cmd.args(["--port", &port.to_string()])
+        .env("KICKOFF_DEV_API_KEY", "dev-key")
+        .env_remove("KICKOFF_TABLE")
+        .env_remove("KICKOFF_QUEUE_URL")
+        .envs(env.iter().copied());
+    let log = std::env::temp_dir().join(format!("kickoff-local-{port}.log"));
+    let group = ChildGroup::spawn(cmd, &log);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    LocalServer { port, base: format!("http://127.0.0.1:{port}"), log, _group: group }
+}
+
 /// Endpoints of the local stack.
 #[derive(Debug, Clone)]
 pub struct Stack {

@@ -7,25 +7,12 @@ use std::sync::Arc;
 
 use kickoff::domain::Role;
 use kickoff::store::Store;
-use kickoff_tests::{free_port, request, stack, workspace_binary, ChildGroup};
+use kickoff_tests::{free_port, request, stack, start_kickoff_local, workspace_binary};
 
 #[tokio::test]
 async fn kickoff_local_serves_the_demo_with_the_dev_key() {
-    let port = free_port();
-    let mut cmd = Command::new(workspace_binary("kickoff-local"));
-    cmd.args(["--port", &port.to_string()])
-        .env("KICKOFF_DEV_API_KEY", "dev-key")
-        .env_remove("KICKOFF_TABLE")
-        .env_remove("KICKOFF_QUEUE_URL");
-    let log = std::env::temp_dir().join(format!("kickoff-local-{port}.log"));
-    let _server = ChildGroup::spawn(cmd, &log);
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let server = start_kickoff_local(&[]).await;
+    let (port, base, log) = (server.port, server.base.clone(), server.log.clone());
     let a = request(
         "GET",
         &format!("{base}/api/v1/pipelines?hydrate=false&name=training&version=45"),

@@ -2,31 +2,22 @@
 //! (`kickoff-local` with the dev key and token, as the README starts it; only the port differs).
 
 use kickoff_tests::blocks::BlockServer;
-use kickoff_tests::{free_port, readme_block, request, run_readme_block, workspace_binary, ChildGroup};
+use kickoff_tests::{readme_block, request, run_readme_block, start_kickoff_local, LocalServer};
 use serde_json::Value;
 
-async fn start() -> (u16, ChildGroup) {
-    let port = free_port();
-    let mut cmd = std::process::Command::new(workspace_binary("kickoff-local"));
-    cmd.args(["--port", &port.to_string()])
-        .env("KICKOFF_DEV_API_KEY", "dev-key")
-        .env("KICKOFF_DEV_SCHEDULE_TOKEN", "4506463a01944ef492f70005996dac1a")
-        .env("KICKOFF_WEBHOOK_SECRET", kickoff_tests::worker::SECRET)
-        .env_remove("KICKOFF_TABLE")
-        .env_remove("KICKOFF_QUEUE_URL");
-    let server = ChildGroup::spawn(cmd, &std::env::temp_dir().join(format!("kickoff-readme-{port}.log")));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    (port, server)
+/// The embedded server as the README starts it, with the dev schedule token and a known signing secret.
+async fn start() -> LocalServer {
+    start_kickoff_local(&[
+        ("KICKOFF_DEV_SCHEDULE_TOKEN", "4506463a01944ef492f70005996dac1a"),
+        ("KICKOFF_WEBHOOK_SECRET", kickoff_tests::worker::SECRET),
+    ])
+    .await
 }
 
 #[tokio::test]
 async fn the_github_webhook_example_starts_a_run() {
-    let (port, _server) = start().await;
+    let server = start().await;
+    let port = server.port;
     let out = run_readme_block(
         &readme_block("A GitHub webhook that runs a pipeline on every push to main"),
         port,
@@ -43,14 +34,16 @@ async fn the_github_webhook_example_starts_a_run() {
 
 #[tokio::test]
 async fn the_ci_example_waits_for_the_run_and_passes_when_it_completes() {
-    let (port, _server) = start().await;
+    let server = start().await;
+    let port = server.port;
     let out = run_readme_block(&readme_block("Trigger from CI and wait for the result"), port, &[]);
     assert!(out.trim_end().ends_with("completed"), "{out}");
 }
 
 #[tokio::test]
 async fn the_slack_example_posts_a_slack_message_when_the_run_fails() {
-    let (port, _server) = start().await;
+    let server = start().await;
+    let port = server.port;
     let slack = BlockServer::start().await;
     let url = format!("{}/services/T000/B000/XXXX", slack.url);
     let out = run_readme_block(

@@ -13,7 +13,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use kickoff::clock::{Clock, ManualClock};
 use kickoff::domain::{ApiKey, Role};
 use kickoff::App;
-use kickoff_tests::{free_port, request, stack, workspace_binary, Answer, ChildGroup};
+use kickoff_tests::{request, stack, start_kickoff_local, Answer};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -115,31 +115,6 @@ fn payload(provider: &str, event: &str, id: &str) -> Value {
     }
 }
 
-struct Local {
-    base: String,
-    log: std::path::PathBuf,
-    _server: ChildGroup,
-}
-
-async fn start_local() -> Local {
-    let port = free_port();
-    let mut cmd = std::process::Command::new(workspace_binary("kickoff-local"));
-    cmd.args(["--port", &port.to_string()])
-        .env("KICKOFF_DEV_API_KEY", "dev-key")
-        .env("RUST_LOG", "debug")
-        .env_remove("KICKOFF_TABLE")
-        .env_remove("KICKOFF_QUEUE_URL");
-    let log = std::env::temp_dir().join(format!("kickoff-webhooks-{port}.log"));
-    let server = ChildGroup::spawn(cmd, &log);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Local { base: format!("http://127.0.0.1:{port}"), log, _server: server }
-}
-
 const AUTH: [(&str, &str); 1] = [("authorization", "Bearer dev-key")];
 
 async fn new_schedule(base: &str, webhook: Value) -> (i64, Value) {
@@ -174,7 +149,7 @@ async fn run_count(base: &str, schedule: i64) -> u64 {
 
 #[tokio::test]
 async fn every_provider_verifies_deduplicates_filters_and_refuses_as_specified() {
-    let local = start_local().await;
+    let local = start_kickoff_local(&[("RUST_LOG", "debug")]).await;
     let base = local.base.as_str();
     let now = chrono::Utc::now().timestamp();
     let mut secrets_and_signatures = Vec::new();
