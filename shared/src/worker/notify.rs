@@ -90,7 +90,7 @@ impl Worker {
                     // A duplicate, or a redelivery while the attempt's lease holds: re-send the
                     // delivery's own follow-up (a re-check at the lease's end) and nothing more.
                     return self
-                        .send_all(plan::notifications(&run, delivery, now).into_iter().take(1).collect())
+                        .send_all(plan::notification(&run, delivery, now).into_iter().collect())
                         .await;
                 }
                 // The worker that claimed this attempt is gone: the next attempt, now.
@@ -100,7 +100,7 @@ impl Worker {
                 n.next_at = Some(now);
                 if self.commit(&state, run.clone(), &blocks).await? {
                     return self
-                        .send_all(plan::notifications(&run, delivery, now).into_iter().take(1).collect())
+                        .send_all(plan::notification(&run, delivery, now).into_iter().collect())
                         .await;
                 }
                 continue;
@@ -156,9 +156,7 @@ impl Worker {
             }
             n.record(delivered, result.clone(), now);
             if self.commit(&state, run.clone(), &blocks).await? {
-                return self
-                    .send_all(plan::notifications(&run, delivery, now).into_iter().take(1).collect())
-                    .await;
+                return self.send_all(plan::notification(&run, delivery, now).into_iter().collect()).await;
             }
         }
         Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")))

@@ -347,19 +347,19 @@ pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> 
 /// The `Notify` messages the run's notifications from `from` on wait for: a claimed attempt's re-check
 /// at its lease's end, else the next attempt at its time.
 pub fn notifications(run: &Run, from: usize, now: DateTime<Utc>) -> Vec<Send> {
-    run.notifications
-        .iter()
-        .enumerate()
-        .skip(from)
-        .filter_map(|(delivery, n)| {
-            let due = n.due()?;
-            let attempt = if n.lease_until.is_some() { n.attempts } else { n.attempts + 1 };
-            Some(Send {
-                message: Message::Notify { run_uuid: run.uuid, delivery, attempt },
-                delay_s: secs_until(due, now),
-            })
-        })
-        .collect()
+    (from..run.notifications.len()).filter_map(|delivery| notification(run, delivery, now)).collect()
+}
+
+/// The `Notify` delivery `delivery` waits for, if it is owed: a re-check at its claimed attempt's lease
+/// end, else its next attempt at its time.
+pub fn notification(run: &Run, delivery: usize, now: DateTime<Utc>) -> Option<Send> {
+    let n = run.notifications.get(delivery)?;
+    let due = n.due()?;
+    let attempt = if n.lease_until.is_some() { n.attempts } else { n.attempts + 1 };
+    Some(Send {
+        message: Message::Notify { run_uuid: run.uuid, delivery, attempt },
+        delay_s: secs_until(due, now),
+    })
 }
 
 /// The `RunBlock` of a queued block's next attempt, delayed to the end of its backoff if it has one.
