@@ -196,25 +196,19 @@ impl Stack {
 
     /// A fresh queue; returns its URL.
     pub async fn new_queue(&self, prefix: &str) -> String {
-        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        kickoff::queue::sqs::SqsQueue::create(&self.sqs().await, &name)
-            .await
-            .expect("create queue on the emulator")
+        self.create_queue(prefix, None).await
     }
 
     /// A fresh queue whose received messages come back after `seconds` unless deleted; returns its URL.
     pub async fn new_queue_with_visibility(&self, prefix: &str, seconds: u32) -> String {
+        self.create_queue(prefix, Some(seconds)).await
+    }
+
+    async fn create_queue(&self, prefix: &str, visibility_s: Option<u32>) -> String {
         let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        let out = self
-            .sqs()
+        kickoff::queue::sqs::SqsQueue::create(&self.sqs().await, &name, visibility_s)
             .await
-            .create_queue()
-            .queue_name(name)
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, seconds.to_string())
-            .send()
-            .await
-            .expect("create queue on the emulator");
-        out.queue_url().expect("queue url").to_string()
+            .expect("create queue on the emulator")
     }
 }
 
@@ -400,17 +394,8 @@ impl Deployed {
     /// Invokes the worker function with these SQS messages as a real SQS event, through cargo lambda
     /// watch's Invoke API; returns the ids its partial batch response names as failed.
     pub async fn invoke_worker(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
-        use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-        let mut event = SqsEvent::default();
-        for m in messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_string);
-            record.receipt_handle = m.receipt_handle().map(str::to_string);
-            record.body = m.body().map(str::to_string);
-            record.event_source = Some("aws:sqs".into());
-            record.aws_region = Some("us-east-1".into());
-            event.records.push(record);
-        }
+        use aws_lambda_events::event::sqs::SqsBatchResponse;
+        let event = kickoff::queue::sqs::lambda_event(messages, self.queue.url());
         let answer = request(
             "POST",
             &format!("{}/2015-03-31/functions/worker/invocations", self.base),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 
 use super::{Message, Received, RunQueue};
@@ -23,16 +24,38 @@ impl SqsQueue {
         &self.url
     }
 
-    /// Creates a queue and returns its URL (tests and local runs; AWS gets it from the template).
-    pub async fn create(client: &Client, name: &str) -> Result<String> {
-        let out = client
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    /// Creates a queue (received messages come back after `visibility_s` unless deleted; SQS's default
+    /// without) and returns its URL — tests and local runs; AWS gets it from the template. An error is
+    /// one line.
+    pub async fn create(client: &Client, name: &str, visibility_s: Option<u32>) -> Result<String> {
+        let mut create = client.create_queue().queue_name(name);
+        if let Some(s) = visibility_s {
+            create =
+                create.attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, s.to_string());
+        }
+        let out = create.send().await.map_err(|e| {
+            Error::Internal(format!("cannot create queue {name:?}: {}", crate::error::causes(&e)))
+        })?;
         out.queue_url().map(str::to_string).ok_or_else(|| Error::Internal("queue without URL".into()))
     }
+}
+
+/// Received SQS messages as the event Lambda's SQS event source mapping hands the worker function —
+/// for running it where no event source mapping does (`kickoff feed` on the local stack, the tests).
+pub fn lambda_event(messages: &[aws_sdk_sqs::types::Message], queue_url: &str) -> SqsEvent {
+    let queue_name = queue_url.rsplit('/').next().unwrap_or(queue_url);
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id.clone();
+        record.receipt_handle = m.receipt_handle.clone();
+        record.body = m.body.clone();
+        record.event_source = Some("aws:sqs".into());
+        record.event_source_arn = Some(format!("arn:aws:sqs:local:000000000000:{queue_name}"));
+        record.aws_region = Some("local".into());
+        event.records.push(record);
+    }
+    event
 }
 
 #[async_trait]

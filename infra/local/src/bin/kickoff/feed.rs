@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -67,17 +67,7 @@ async fn pump(
         if messages.is_empty() {
             continue;
         }
-        let mut event = SqsEvent::default();
-        for m in &messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.receipt_handle = m.receipt_handle.clone();
-            record.body = m.body.clone();
-            record.event_source = Some("aws:sqs".into());
-            record.event_source_arn =
-                Some(format!("arn:aws:sqs:local:000000000000:{}", queue_name(queue_url)));
-            event.records.push(record);
-        }
+        let event = kickoff::queue::sqs::lambda_event(&messages, queue_url);
         let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         let failed = match invoke(http, functions, "worker", body).await {
             Ok(answer) => match serde_json::from_value::<SqsBatchResponse>(answer) {
@@ -144,9 +134,4 @@ async fn invoke(http: &Http, functions: &str, name: &str, body: Vec<u8>) -> Resu
         return Err(format!("{name} answered {status}: {}", String::from_utf8_lossy(&raw)));
     }
     serde_json::from_slice(&raw).map_err(|e| format!("{name} answered no JSON ({e})"))
-}
-
-/// The queue's name, the last segment of its URL.
-fn queue_name(url: &str) -> &str {
-    url.rsplit('/').next().unwrap_or(url)
 }

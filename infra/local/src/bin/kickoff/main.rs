@@ -24,6 +24,7 @@ use std::process::ExitCode;
 
 use kickoff::app::Config;
 use kickoff::domain::{ApiKey, Role};
+use kickoff::queue::sqs::SqsQueue;
 use kickoff::App;
 
 const USAGE: &str = "usage: kickoff table create | kickoff api-key create --role read|write [--name NAME] \
@@ -97,14 +98,8 @@ async fn create_api_key(args: &[String]) -> Result<(), String> {
 
 async fn create_queue(name: &str) -> Result<(), String> {
     let sqs = aws_sdk_sqs::Client::new(&kickoff::aws::config().await);
-    let out = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "60")
-        .send()
-        .await
-        .map_err(|e| format!("cannot create queue {name:?}: {}", kickoff::error::causes(&e)))?;
-    println!("{}", out.queue_url.unwrap_or_default());
+    let url = SqsQueue::create(&sqs, name, Some(60)).await.map_err(|e| e.to_string())?;
+    println!("{url}");
     Ok(())
 }
 
