@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates what follows from the route table (shared/src/http/routes.rs), so that a new route is one
-line there plus its IAM actions here:
+line there plus its IAM grants in infra/iam.json:
 
 - functions/<name>/ — the function crate (only when missing);
 - the [workspace.metadata.lambda.watch.router] section of Cargo.toml (cargo lambda watch's routes);
@@ -10,47 +10,52 @@ tests/tests/layout.rs checks that all three agree with the route table, so a for
 Run: python3 infra/scripts/gen_functions.py
 """
 import collections
+import json
 import os
 import re
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# One IAM action list per function: exactly the calls its handler makes (every API-key route also
-# reads the key with GetItem).
-ACTIONS = {
-    "list-pipelines": ["dynamodb:GetItem", "dynamodb:Query"],
-    "create-pipeline": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
-    "get-pipeline": ["dynamodb:GetItem"],
-    "list-builds": ["dynamodb:GetItem", "dynamodb:Query"],
-    "create-build": ["dynamodb:GetItem", "dynamodb:PutItem"],
-    "get-build": ["dynamodb:GetItem"],
-    "trigger-build-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "list-runs": ["dynamodb:GetItem", "dynamodb:Query"],
-    "get-run": ["dynamodb:GetItem", "dynamodb:Query"],
-    "stop-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "create-schedule": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
-    "list-pipeline-schedules": ["dynamodb:GetItem", "dynamodb:Query"],
-    "list-schedules": ["dynamodb:GetItem", "dynamodb:Query"],
-    "get-schedule": ["dynamodb:GetItem"],
-    "update-schedule": ["dynamodb:GetItem", "dynamodb:PutItem"],
-    "delete-schedule": ["dynamodb:GetItem", "dynamodb:DeleteItem"],
-    "trigger-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "api-trigger-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "webhook-schedule-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "api-trigger-run-status": ["dynamodb:GetItem", "dynamodb:Query"],
-    "run-schedule-now": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "list-schedule-runs": ["dynamodb:GetItem", "dynamodb:Query"],
-    "list-pipeline-runs": ["dynamodb:GetItem", "dynamodb:Query"],
-    "get-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query"],
-    "list-block-runs": ["dynamodb:GetItem", "dynamodb:Query"],
-    "update-pipeline-run": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "create-backfill": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"],
-    "list-backfills": ["dynamodb:GetItem", "dynamodb:Query"],
-    "get-backfill": ["dynamodb:GetItem", "dynamodb:Query"],
-    "update-backfill": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-    "delete-backfill": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"],
-    "block-run-callback": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"],
-}
+# Each function's IAM grants (resource -> actions): infra/iam.json, which infra/iam/check.py holds against
+# what the functions used on the enforcing local stack (docs/iam.md).
+IAM = json.load(open(os.path.join(ROOT, "infra", "iam.json")))["functions"]
+BLOCK_FUNCTIONS = "${BlockFunctionArns}"
+
+
+def resource_yaml(r):
+    if re.fullmatch(r"\$\{[A-Za-z0-9]+\.Arn\}", r):
+        return "!GetAtt " + r[2:-1]
+    return f'!Sub "{r}"'
+
+
+def policy_yaml(fn):
+    """The function's Policies: one statement per set of actions, over the resources granted it; the
+    block functions only when the stack lists some (HasBlockFunctions)."""
+    groups = collections.OrderedDict()
+    for resource, actions in IAM[fn]["grants"].items():
+        groups.setdefault(tuple(actions), []).append(resource)
+    out = ["      Policies:", '        - Version: "2012-10-17"', "          Statement:"]
+    for actions, resources in groups.items():
+        acts = "\n".join(f"                - {a}" for a in actions)
+        if resources == [BLOCK_FUNCTIONS]:
+            out.append(f"""            - !If
+              - HasBlockFunctions
+              - Effect: Allow
+                Action:
+{acts.replace("                - ", "                  - ")}
+                Resource: !Ref BlockFunctionArns
+              - !Ref AWS::NoValue""")
+            continue
+        if BLOCK_FUNCTIONS in resources:
+            raise SystemExit(f"{fn}: grant the block functions in a statement of their own")
+        res = "\n".join(f"                - {resource_yaml(r)}" for r in resources)
+        out.append(f"""            - Effect: Allow
+              Action:
+{acts}
+              Resource:
+{res}""")
+    return "\n".join(out)
+
 
 # Functions that no HTTP route calls: name -> the `main` body.
 OTHER_FUNCTIONS = {
@@ -136,15 +141,6 @@ WAITING = {"trigger-build-run", "get-run", "trigger-schedule-run", "api-trigger-
 def write_template(rs):
     out = []
     for fn, method, path in rs:
-        actions = ACTIONS[fn]
-        ddb = "\n".join(f"                - {a}" for a in actions if a.startswith("dynamodb:"))
-        sqs = ""
-        if "sqs:SendMessage" in actions:
-            sqs = """
-            - Effect: Allow
-              Action:
-                - sqs:SendMessage
-              Resource: !GetAtt RunQueue.Arn"""
         timeout = "\n      Timeout: 29" if fn in WAITING else ""
         out.append(f"""
   {camel(fn)}:
@@ -162,16 +158,8 @@ def write_template(rs):
             ApiId: !Ref HttpApi
             Method: {method}
             Path: {path}
-      Policies:
-        - Version: "2012-10-17"
-          Statement:
-            - Effect: Allow
-              Action:
-{ddb}
-              Resource:
-                - !GetAtt Table.Arn
-                - !Sub "${{Table.Arn}}/index/GSI1"{sqs}""")
-    out.append("""
+{policy_yaml(fn)}""")
+    out.append(f"""
   Worker:
     Type: AWS::Serverless::Function
     Properties:
@@ -182,7 +170,7 @@ def write_template(rs):
       Environment:
         Variables:
           KICKOFF_FUNCTION: worker
-          KICKOFF_PUBLIC_URL: !Sub "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+          KICKOFF_PUBLIC_URL: !Sub "https://${{HttpApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}"
           KICKOFF_WEBHOOK_SECRET: !Ref WebhookSecret
       Events:
         Queue:
@@ -192,33 +180,8 @@ def write_template(rs):
             BatchSize: 10
             FunctionResponseTypes:
               - ReportBatchItemFailures
-      Policies:
-        - Version: "2012-10-17"
-          Statement:
-            - Effect: Allow
-              Action:
-                - dynamodb:GetItem
-                - dynamodb:Query
-                - dynamodb:PutItem
-              Resource:
-                - !GetAtt Table.Arn
-                - !Sub "${Table.Arn}/index/GSI1"
-            - Effect: Allow
-              Action:
-                - sqs:SendMessage
-                - sqs:ReceiveMessage
-                - sqs:DeleteMessage
-                - sqs:ChangeMessageVisibility
-                - sqs:GetQueueAttributes
-              Resource: !GetAtt RunQueue.Arn
-            - !If
-              - HasBlockFunctions
-              - Effect: Allow
-                Action:
-                  - lambda:InvokeFunction
-                Resource: !Ref BlockFunctionArns
-              - !Ref AWS::NoValue""")
-    out.append("""
+{policy_yaml("worker")}""")
+    out.append(f"""
   Scheduler:
     Type: AWS::Serverless::Function
     Properties:
@@ -233,25 +196,7 @@ def write_template(rs):
           Type: Schedule
           Properties:
             Schedule: rate(1 minute)
-      Policies:
-        - Version: "2012-10-17"
-          Statement:
-            - Effect: Allow
-              Action:
-                - dynamodb:Query
-              Resource:
-                - !GetAtt Table.Arn
-                - !Sub "${Table.Arn}/index/GSI2"
-            - Effect: Allow
-              Action:
-                - dynamodb:GetItem
-                - dynamodb:PutItem
-                - dynamodb:UpdateItem
-              Resource: !GetAtt Table.Arn
-            - Effect: Allow
-              Action:
-                - sqs:SendMessage
-              Resource: !GetAtt RunQueue.Arn""")
+{policy_yaml("scheduler")}""")
     p = os.path.join(ROOT, "infra/template.yaml")
     s = open(p).read()
     begin, end = "  # BEGIN FUNCTIONS (infra/scripts/gen_functions.py)\n", "  # END FUNCTIONS\n"
@@ -262,9 +207,9 @@ def write_template(rs):
 
 if __name__ == "__main__":
     rs = routes()
-    missing = [fn for fn, _, _ in rs if fn not in ACTIONS]
+    missing = [fn for fn in [fn for fn, _, _ in rs] + list(OTHER_FUNCTIONS) if fn not in IAM]
     if missing:
-        raise SystemExit(f"add IAM actions for {missing} to ACTIONS")
+        raise SystemExit(f"add IAM grants for {missing} to infra/iam.json")
     write_crates(rs)
     write_router(rs)
     write_template(rs)

@@ -14,7 +14,10 @@
 #
 # Variables (defaults): KICKOFF_PORT (6789), KICKOFF_DYNAMODB_PORT (8000), KICKOFF_SQS_PORT (9324),
 # KICKOFF_DEV_API_KEY (dev-key), KICKOFF_DEV_SCHEDULE_TOKEN (the token of Mage's trigger example),
-# KICKOFF_WEBHOOK_SECRET (made up), KICKOFF_TICK_INTERVAL_S (60). Logs: target/local-stack/.
+# KICKOFF_WEBHOOK_SECRET (made up), KICKOFF_TICK_INTERVAL_S (60), KICKOFF_IAM_ENFORCE (1: every call is
+# held to the calling function's policy in infra/template.yaml, as on AWS; 0: off),
+# KICKOFF_BLOCK_FUNCTION_ARNS (the template's BlockFunctionArns: the functions `lambda` blocks may invoke),
+# KICKOFF_IAM_RECORD_DIR (where the enforcer records the calls; target/local-stack). Logs: target/local-stack/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -76,33 +79,61 @@ start moto "$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port"
 wait_for_port "$ddb_port" dynamodb-local
 wait_for_port "$sqs_port" moto
 
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
 export AWS_REGION=${AWS_REGION:-us-east-1}
-export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port" AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$sqs_port"
 export KICKOFF_TABLE=${KICKOFF_TABLE:-kickoff}
-"$kickoff" table create >/dev/null
-KICKOFF_QUEUE_URL=$("$kickoff" queue create kickoff-runs)
-export KICKOFF_QUEUE_URL
-seeded=$("$kickoff" demo seed)
-
 base="http://127.0.0.1:$port"
+queue_name=kickoff-runs
+
+# IAM as AWS enforces it (docs/iam.md): every call to DynamoDB, SQS and Lambda goes through the enforcer,
+# each function signed as itself and held to its own policy in infra/template.yaml; the admin commands
+# sign as `admin`, the feed (AWS's event source mapping) as `worker`. KICKOFF_IAM_ENFORCE=0 turns it off.
+if [ "${KICKOFF_IAM_ENFORCE:-1}" != 0 ]; then
+  record_dir=${KICKOFF_IAM_RECORD_DIR:-$logs}
+  mkdir -p "$record_dir"
+  record="$record_dir/local-stack-$port.jsonl"
+  rm -f "$logs/iam-enforcer.ready"
+  start iam-enforcer "$tools/venv/bin/python" infra/iam/enforcer.py --table "$KICKOFF_TABLE" \
+    --queue "RunQueue=$queue_name" --dynamodb "http://127.0.0.1:$ddb_port" --sqs "http://127.0.0.1:$sqs_port" \
+    --lambda "$base" --parameter "BlockFunctionArns=${KICKOFF_BLOCK_FUNCTION_ARNS:-}" \
+    --record "$record" --ready "$logs/iam-enforcer.ready"
+  for _ in $(seq 1 100); do [ -f "$logs/iam-enforcer.ready" ] && break; sleep 0.2; done
+  [ -f "$logs/iam-enforcer.ready" ] || { echo "error: the IAM enforcer did not start; see $logs/iam-enforcer.log" >&2; exit 1; }
+  url() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$logs/iam-enforcer.ready" "$1"; }
+  ddb_url=$(url dynamodb) sqs_url=$(url sqs) lambda_url=$(url lambda)
+  admin_key=admin feed_key=worker function_key=unsigned identity=function
+  iam_line="IAM:    enforced as infra/template.yaml grants it; calls recorded in $record"
+else
+  ddb_url="http://127.0.0.1:$ddb_port" sqs_url="http://127.0.0.1:$sqs_port" lambda_url=$base
+  admin_key=${AWS_ACCESS_KEY_ID:-local} feed_key=$admin_key function_key=$admin_key identity=
+  iam_line="IAM:    not enforced (KICKOFF_IAM_ENFORCE=0)"
+fi
+export AWS_ENDPOINT_URL_DYNAMODB=$ddb_url AWS_ENDPOINT_URL_SQS=$sqs_url
+
+AWS_ACCESS_KEY_ID=$admin_key "$kickoff" table create >/dev/null
+KICKOFF_QUEUE_URL=$(AWS_ACCESS_KEY_ID=$admin_key "$kickoff" queue create "$queue_name")
+export KICKOFF_QUEUE_URL
+seeded=$(AWS_ACCESS_KEY_ID=$admin_key "$kickoff" demo seed)
+
 env_args=()
 for kv in "KICKOFF_TABLE=$KICKOFF_TABLE" "KICKOFF_QUEUE_URL=$KICKOFF_QUEUE_URL" \
-  "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" \
-  "AWS_ENDPOINT_URL_LAMBDA=$base" "KICKOFF_PUBLIC_URL=$base" "KICKOFF_WEBHOOK_SECRET=$secret" \
-  "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" "AWS_REGION=$AWS_REGION"; do
+  "AWS_ENDPOINT_URL_DYNAMODB=$ddb_url" "AWS_ENDPOINT_URL_SQS=$sqs_url" \
+  "AWS_ENDPOINT_URL_LAMBDA=$lambda_url" "KICKOFF_PUBLIC_URL=$base" "KICKOFF_WEBHOOK_SECRET=$secret" \
+  "KICKOFF_IAM_IDENTITY=$identity" \
+  "AWS_ACCESS_KEY_ID=$function_key" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" "AWS_REGION=$AWS_REGION"; do
   env_args+=(--env-var "$kv")
 done
 export PATH="$tools/venv/bin:$PATH"
 start cargo-lambda-watch cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
   "${env_args[@]}"
 wait_for_port "$port" cargo-lambda-watch
-start feed "$kickoff" feed --functions "$base"
+start feed env AWS_ACCESS_KEY_ID="$feed_key" "$kickoff" feed --functions "$base"
 
 cat <<EOF
 Kickoff's local stack is up: every function under cargo lambda watch, on DynamoDB Local and moto.
   API:    http://localhost:$port   (the API Gateway routes; logs: $logs/cargo-lambda-watch.log)
   store:  DynamoDB Local on :$ddb_port, table $KICKOFF_TABLE (in memory)
+  $iam_line
   queue:  $KICKOFF_QUEUE_URL, fed to the worker as SQS events; the scheduler ticks every ${KICKOFF_TICK_INTERVAL_S:-60} s
           ($logs/feed.log)
   API key (write): $KICKOFF_DEV_API_KEY

@@ -68,6 +68,11 @@ cargo build $(for f in $functions; do printf -- '-p %s ' "$f"; done)
 cargo build -p kickoff-local --bins -p echo-block -p hello-lambda -p kickoff-lambda
 phase "build"
 
+# Every end-to-end deployment's IAM enforcer records its calls here; infra/iam/check.py reads them after.
+export KICKOFF_IAM_RECORD_DIR="$root/target/iam-usage"
+rm -rf "$KICKOFF_IAM_RECORD_DIR"
+mkdir -p "$KICKOFF_IAM_RECORD_DIR"
+
 out="$logs/nextest.log"
 set +e
 cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$out"
@@ -84,6 +89,11 @@ fi
 if grep -q '^ *SKIPPED:' "$out"; then
   echo "a test skipped its work"; exit 1
 fi
+
+# Least privilege, both ways: every call the functions made was allowed, every grant was used (or is
+# listed in infra/iam.json with the reason no test reaches it).
+"$tools/venv/bin/python" infra/iam/check.py "$KICKOFF_IAM_RECORD_DIR"
+phase "least privilege"
 
 # Fuzzing: schemathesis against the embedded server from its OpenAPI document, with a key and without.
 bash infra/scripts/fuzz.sh

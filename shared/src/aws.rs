@@ -6,6 +6,11 @@
 //! (SPEC §11: cold start within 2× of a bare `lambda_runtime` hello world). [`LazyTls`] hands out the
 //! same connectors but skips that eager check, so the certificates are read once, by the first request
 //! that needs a connection.
+//!
+//! On the local stack, `KICKOFF_IAM_IDENTITY=function` makes a function sign its calls with its own name
+//! (`AWS_LAMBDA_FUNCTION_NAME`, which Lambda and `cargo lambda watch` set) as the access key id, so that
+//! the local IAM enforcer (`infra/iam/enforcer.py`, `docs/iam.md`) holds it to its own role's policy in
+//! `infra/template.yaml`. Lambda never sets the variable: there the role's credentials come as usual.
 
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
@@ -42,8 +47,21 @@ pub async fn config() -> aws_config::SdkConfig {
     let https = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
         .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(SharedHttpClient::new(LazyTls(https)))
-        .load()
-        .await
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(SharedHttpClient::new(LazyTls(https)));
+    match local_identity() {
+        Some(name) => loader
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(name, "local", None, None, "kickoff-local-iam"))
+            .load()
+            .await,
+        None => loader.load().await,
+    }
+}
+
+/// The function's name as its access key id, when the local stack asks for it (`KICKOFF_IAM_IDENTITY`).
+fn local_identity() -> Option<String> {
+    if std::env::var("KICKOFF_IAM_IDENTITY").ok()? != "function" {
+        return None;
+    }
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().filter(|n| !n.is_empty())
 }

@@ -321,18 +321,120 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
 
 /// The functions as deployed, locally: a fresh table and queue on the local stack with a write key and
 /// the demo data, and the function binaries under `cargo lambda watch` on a free port, routed as
-/// API Gateway routes them (the workspace's router metadata).
+/// API Gateway routes them (the workspace's router metadata). Every call the functions make to
+/// DynamoDB, SQS and Lambda goes through the IAM enforcer ([`Enforcer`]), each function signed as itself
+/// and held to its own policy in `infra/template.yaml`.
 pub struct Deployed {
     pub base: String,
     pub store: kickoff::store::Store,
     pub queue: kickoff::queue::sqs::SqsQueue,
+    /// The run queue as the worker's event source mapping reads it: through the enforcer, as `worker`.
     sqs: aws_sdk_sqs::Client,
     pub write_key: String,
     pub schedule_token: String,
+    pub enforcer: Enforcer,
     _watch: ChildGroup,
 }
 
+/// The block functions the deployments may invoke (the template's `BlockFunctionArns`).
+pub const BLOCK_FUNCTION_ARNS: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo-block";
+
+/// The local IAM enforcer (`infra/iam/enforcer.py`) for one deployment: DynamoDB, SQS and Lambda
+/// endpoints that check each call against the caller's policy in `template` and record it in `record`.
+pub struct Enforcer {
+    pub dynamodb: String,
+    pub sqs: String,
+    pub lambda: String,
+    pub record: std::path::PathBuf,
+    _child: ChildGroup,
+}
+
+impl Enforcer {
+    /// Starts the enforcer in front of `stack` for this table and queue, passing Lambda calls on to
+    /// `lambda_upstream`; waits until it listens.
+    pub fn start(
+        stack: &Stack,
+        table: &str,
+        queue_url: &str,
+        lambda_upstream: &str,
+        template: &std::path::Path,
+        record: std::path::PathBuf,
+    ) -> Enforcer {
+        let root = workspace_root();
+        let python = root.join(".tools/venv/bin/python");
+        assert!(python.exists(), "{} is missing: run infra/scripts/tools.sh", python.display());
+        if let Some(dir) = record.parent() {
+            std::fs::create_dir_all(dir).expect("record folder");
+        }
+        let ready = record.with_extension("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(root.join("infra/iam/enforcer.py")).args(["--template"]).arg(template).args([
+            "--table",
+            table,
+            "--queue",
+            &format!("RunQueue={queue_url}"),
+            "--dynamodb",
+            &stack.dynamodb,
+            "--sqs",
+            &stack.sqs,
+            "--lambda",
+            lambda_upstream,
+            "--parameter",
+            &format!("BlockFunctionArns={BLOCK_FUNCTION_ARNS}"),
+            "--record",
+        ]);
+        cmd.arg(&record).arg("--ready").arg(&ready);
+        let child = ChildGroup::spawn(cmd, &record.with_extension("log"));
+        let started = std::time::Instant::now();
+        let urls: serde_json::Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break serde_json::from_str(&text).expect("the enforcer's URLs");
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the IAM enforcer did not start; see {}",
+                record.with_extension("log").display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let url = |k: &str| urls[k].as_str().expect("url").to_string();
+        Enforcer { dynamodb: url("dynamodb"), sqs: url("sqs"), lambda: url("lambda"), record, _child: child }
+    }
+
+    /// The decisions recorded so far: (function, action, symbolic resource, decision).
+    pub fn decisions(&self) -> Vec<(String, String, String, String)> {
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let f = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                (f("function"), f("action"), f("resource"), f("decision"))
+            })
+            .collect()
+    }
+}
+
+/// Where the deployments' enforcers record every call, for the least-privilege check that the test
+/// command runs after the suite (`infra/iam/check.py`).
+pub fn iam_record_dir() -> std::path::PathBuf {
+    std::env::var_os("KICKOFF_IAM_RECORD_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("iam-usage"))
+}
+
 pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
+    let template = workspace_root().join("infra/template.yaml");
+    deploy_with_template(stack, prefix, &template, iam_record_dir()).await
+}
+
+/// [`deploy`] with the policies of another template (the enforcer's own test), recording in `records`.
+pub async fn deploy_with_template(
+    stack: &Stack,
+    prefix: &str,
+    template: &std::path::Path,
+    records: std::path::PathBuf,
+) -> Deployed {
     let table = stack.new_table(prefix).await;
     let table_name = table.table_name().to_string();
     let queue_url = stack.new_queue(prefix).await;
@@ -348,6 +450,8 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let record = records.join(format!("{prefix}-{port}.jsonl"));
+    let enforcer = Enforcer::start(stack, &table_name, &queue_url, &base, template, record);
     let mut cmd = std::process::Command::new("cargo");
     cmd.current_dir(workspace_root()).args([
         "lambda",
@@ -361,15 +465,17 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
     for (k, v) in [
         ("KICKOFF_TABLE", table_name.as_str()),
         ("KICKOFF_QUEUE_URL", queue_url.as_str()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.as_str()),
-        ("AWS_ENDPOINT_URL_SQS", stack.sqs.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", enforcer.dynamodb.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", enforcer.sqs.as_str()),
         // The worker calls `lambda` blocks through cargo lambda watch's Invoke API, and callback URLs
         // point at the routes it serves.
-        ("AWS_ENDPOINT_URL_LAMBDA", base.as_str()),
+        ("AWS_ENDPOINT_URL_LAMBDA", enforcer.lambda.as_str()),
         ("KICKOFF_PUBLIC_URL", base.as_str()),
         ("KICKOFF_WEBHOOK_SECRET", crate::worker::SECRET),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
+        // Each function signs as itself (its AWS_LAMBDA_FUNCTION_NAME), for the enforcer.
+        ("KICKOFF_IAM_IDENTITY", "function"),
+        ("AWS_ACCESS_KEY_ID", "unsigned"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
         ("AWS_REGION", "us-east-1"),
     ] {
         cmd.args(["--env-var", &format!("{k}={v}")]);
@@ -385,9 +491,14 @@ pub async fn deploy(stack: &Stack, prefix: &str) -> Deployed {
         );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let sqs = stack.sqs().await;
-    let queue = kickoff::queue::sqs::SqsQueue::new(sqs.clone(), queue_url);
-    Deployed { base, store, queue, sqs, write_key, schedule_token: schedule.token, _watch: watch }
+    // The event source mapping reads the queue with the worker's role.
+    let worker_conf = aws_sdk_sqs::config::Builder::from(&stack.aws().await)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("worker", "local", None, None, "esm"))
+        .endpoint_url(&enforcer.sqs)
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(worker_conf);
+    let queue = kickoff::queue::sqs::SqsQueue::new(stack.sqs().await, queue_url);
+    Deployed { base, store, queue, sqs, write_key, schedule_token: schedule.token, enforcer, _watch: watch }
 }
 
 impl Deployed {
