@@ -6,6 +6,7 @@
 //! stack into a failure, so nothing is skipped there.
 
 pub mod blocks;
+pub mod walk;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -329,8 +330,9 @@ pub struct Deployed {
     pub store: kickoff::store::Store,
     pub queue: kickoff::queue::sqs::SqsQueue,
     /// The run queue as the worker's event source mapping reads it: through the enforcer, as `worker`.
-    sqs: aws_sdk_sqs::Client,
+    pub feed: Feed,
     pub write_key: String,
+    pub read_key: String,
     pub schedule_token: String,
     pub enforcer: Enforcer,
     _watch: ChildGroup,
@@ -445,6 +447,8 @@ pub async fn deploy_with_template(
     let app = App { store: store.clone(), ..app };
     let (write_key, key) = ApiKey::generate(Role::Write, prefix, app.clock.now());
     store.put_api_key(&key).await.expect("key");
+    let (read_key, key) = ApiKey::generate(Role::Read, prefix, app.clock.now());
+    store.put_api_key(&key).await.expect("key");
     kickoff::demo::seed(&app).await.expect("seed");
     let schedule = kickoff::demo::seed_schedule(&app, None).await.expect("demo schedule");
 
@@ -496,17 +500,36 @@ pub async fn deploy_with_template(
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("worker", "local", None, None, "esm"))
         .endpoint_url(&enforcer.sqs)
         .build();
-    let sqs = aws_sdk_sqs::Client::from_conf(worker_conf);
+    let feed = Feed { sqs: aws_sdk_sqs::Client::from_conf(worker_conf), queue_url: queue_url.clone(), base: base.clone() };
     let queue = kickoff::queue::sqs::SqsQueue::new(stack.sqs().await, queue_url);
-    Deployed { base, store, queue, sqs, write_key, schedule_token: schedule.token, enforcer, _watch: watch }
+    Deployed {
+        base,
+        store,
+        queue,
+        feed,
+        write_key,
+        read_key,
+        schedule_token: schedule.token,
+        enforcer,
+        _watch: watch,
+    }
 }
 
-impl Deployed {
-    /// Invokes the worker function with these SQS messages as a real SQS event, through cargo lambda
-    /// watch's Invoke API; returns the ids its partial batch response names as failed.
+/// AWS's event source mapping, played locally: receives the run queue with the worker's role (through
+/// the enforcer) and hands each batch to the `worker` function through cargo lambda watch's Invoke API.
+#[derive(Clone)]
+pub struct Feed {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    base: String,
+}
+
+impl Feed {
+    /// Invokes the worker function with these SQS messages as a real SQS event; returns the ids its
+    /// partial batch response names as failed.
     pub async fn invoke_worker(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
         use aws_lambda_events::event::sqs::SqsBatchResponse;
-        let event = kickoff::queue::sqs::lambda_event(messages, self.queue.url());
+        let event = kickoff::queue::sqs::lambda_event(messages, &self.queue_url);
         let answer = request(
             "POST",
             &format!("{}/2015-03-31/functions/worker/invocations", self.base),
@@ -520,41 +543,76 @@ impl Deployed {
         response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
+    /// One poll: receives up to 10 messages (waiting up to a second), invokes `worker` with them and
+    /// deletes those its batch response does not name as failures. Returns the messages delivered.
+    pub async fn once(&self) -> Vec<kickoff::queue::Message> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive from the SQS emulator");
+        let messages = out.messages().to_vec();
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let seen = messages
+            .iter()
+            .filter_map(|m| m.body())
+            .map(|body| serde_json::from_str(body).expect("a Kickoff message"))
+            .collect();
+        let failed = self.invoke_worker(&messages).await;
+        assert!(failed.is_empty(), "the worker failed messages {failed:?}");
+        for m in &messages {
+            self.sqs
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+        seen
+    }
+
+    /// Polls for ever, in a task of its own (aborted when the handle drops).
+    pub fn in_background(&self) -> AbortOnDrop {
+        let feed = self.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                feed.once().await;
+            }
+        }))
+    }
+}
+
+/// A task that is aborted when this is dropped.
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Deployed {
+    /// See [`Feed::invoke_worker`].
+    pub async fn invoke_worker(&self, messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
+        self.feed.invoke_worker(messages).await
+    }
+
     /// Drains the run queue into the worker function as real SQS events (nothing feeds SQS to a Lambda
-    /// locally): receives up to 10 messages, invokes `worker` through cargo lambda watch's Invoke API,
-    /// deletes the messages its batch response does not name as failures; until `run` has finished and
-    /// the queue is quiet. Returns every message it delivered.
+    /// locally), until `run` has finished and the queue is quiet. Returns every message it delivered.
     pub async fn pump(&self, run: uuid::Uuid, limit: std::time::Duration) -> Vec<kickoff::queue::Message> {
         let started = std::time::Instant::now();
         let mut seen = Vec::new();
         loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(self.queue.url())
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive from the SQS emulator");
-            let messages = out.messages().to_vec();
-            if !messages.is_empty() {
-                for m in &messages {
-                    if let Some(body) = m.body() {
-                        seen.push(serde_json::from_str(body).expect("a Kickoff message"));
-                    }
-                }
-                let failed = self.invoke_worker(&messages).await;
-                assert!(failed.is_empty(), "the worker failed messages {failed:?}");
-                for m in &messages {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(self.queue.url())
-                        .receipt_handle(m.receipt_handle().unwrap_or_default())
-                        .send()
-                        .await
-                        .expect("delete");
-                }
+            let delivered = self.feed.once().await;
+            if !delivered.is_empty() {
+                seen.extend(delivered);
                 continue;
             }
             let detail = self.store.get_run(run).await.expect("get run").expect("run").value;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kickoff::queue::Message;
 use kickoff_tests::blocks::BlockServer;
+use kickoff_tests::walk::{every_route, Target};
 use kickoff_tests::{deploy, request, stack};
 use serde_json::json;
 
@@ -429,6 +430,31 @@ async fn the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick
     assert_eq!(detail.run.status, kickoff::domain::RunStatus::Completed, "{detail:#?}");
     let moved = d.store.get_schedule(schedule.id).await.expect("get").expect("schedule").value;
     assert_eq!(moved.next_run_at, Some(minute + chrono::Duration::minutes(1)));
+}
+
+/// Every route of the route table through the function binaries on the enforcing local stack — the
+/// walk the OpenAPI test makes (both dialects' successes: an http block ended by its callback, stops and
+/// cancels, schedules, webhooks, backfills; then every route's errors) — with the worker fed as AWS's
+/// event source mapping feeds it, then scheduler ticks a minute, a day and a month on (fires, sweeps,
+/// SLAs, time-outs, the backfill): every function answers and no call is denied.
+#[tokio::test]
+async fn every_route_runs_through_the_function_binaries_with_no_denied_call() {
+    let Some(stack) = stack("every_route_runs_through_the_function_binaries_with_no_denied_call") else {
+        return;
+    };
+    let d = deploy(&stack, "e2e-routes").await;
+    let _feed = d.feed.in_background();
+    let blocks = BlockServer::start().await;
+    let target = Target { base: d.base.clone(), write_key: d.write_key.clone(), read_key: d.read_key.clone() };
+    let calls = every_route(&target, &blocks).await;
+    calls.assert_every_route_succeeded();
+    let now = chrono::Utc::now();
+    for ahead in [chrono::Duration::minutes(1), chrono::Duration::days(1), chrono::Duration::days(31)] {
+        let a = eventbridge_tick(&d, now + ahead).await;
+        assert_eq!(a.status, 200, "tick: {}", String::from_utf8_lossy(&a.raw));
+    }
+    let denied: Vec<_> = d.enforcer.decisions().into_iter().filter(|x| x.3 != "allow").collect();
+    assert!(denied.is_empty(), "calls the template does not allow: {denied:?}");
 }
 
 /// Invokes the `scheduler` function as EventBridge's one-minute schedule does, for the tick at `at`.

@@ -87,7 +87,8 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
 
     // SQS: get-pipeline may not send to the run queue; AWS answers 403 AccessDenied.
     let err = sqs.send_message().queue_url(&queue).message_body("{}").send().await.expect_err("no SendMessage");
-    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("AccessDeniedException"), "{err:?}");
+    // (the SDK reads SQS's query-compatible code from the x-amzn-query-error header, as from AWS)
+    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("AccessDenied"), "{err:?}");
     let raw = err.raw_response().expect("the answer");
     assert_eq!(raw.status().as_u16(), 403);
     assert_eq!(raw.headers().get("x-amzn-query-error"), Some("AccessDenied;Sender"));

@@ -6,77 +6,14 @@
 //! (`tests/openapi_check.py`, JSON Schema 2020-12 with `jsonschema` from `.tools/venv`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use http::Method;
-use kickoff::http::routes::{find, Access, ROUTES};
+use kickoff::http::routes::ROUTES;
 use kickoff::worker::executor::Executors;
 use kickoff::worker::{run_in_process, Worker};
-use kickoff_tests::blocks::{BlockServer, Reply};
-use kickoff_tests::{request, spawn_app, tool_venv, workspace_root, Answer, Server};
+use kickoff_tests::blocks::BlockServer;
+use kickoff_tests::walk::{every_route, Target};
+use kickoff_tests::{request, spawn_app, tool_venv, workspace_root};
 use serde_json::{json, Value};
-use sha2::Sha256;
-
-/// One call and its answer, by route.
-struct Exchange {
-    method: String,
-    /// The route's path pattern (`/api/v1/pipelines/{id}`).
-    route: String,
-    status: u16,
-    request: Option<Value>,
-    answer: Value,
-}
-
-struct Calls<'a> {
-    server: &'a Server,
-    exchanges: Vec<Exchange>,
-}
-
-impl Calls<'_> {
-    /// Calls `method path` with `headers` and `body` (JSON, or none), records the exchange, and checks
-    /// the status is `expect`.
-    async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-        expect: u16,
-    ) -> Answer {
-        self.call_expecting(method, path, headers, body, &[expect]).await
-    }
-
-    /// As [`Calls::call`], the status being one of `expect`.
-    async fn call_expecting(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-        expect: &[u16],
-    ) -> Answer {
-        let raw = body.as_ref().map(Value::to_string).unwrap_or_default();
-        let a = request(method, &self.server.url(path), headers, raw).await;
-        assert!(
-            expect.contains(&a.status),
-            "{method} {path}: {} {}",
-            a.status,
-            String::from_utf8_lossy(&a.raw)
-        );
-        let bare = path.split('?').next().unwrap_or(path);
-        let m: Method = method.parse().expect("method");
-        let (route, _) = find(&m, bare).unwrap_or_else(|e| panic!("{method} {bare}: {e}"));
-        self.exchanges.push(Exchange {
-            method: method.to_string(),
-            route: route.path.to_string(),
-            status: a.status,
-            request: body,
-            answer: a.json.clone(),
-        });
-        a
-    }
-}
 
 #[tokio::test]
 async fn the_document_has_every_route_and_every_answer_matches_it() {
@@ -87,7 +24,6 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     let worker = Worker::new(server.app.clone(), Arc::new(Executors::new("whsec_test")), &server.base);
     tokio::spawn(run_in_process(Arc::new(worker), server.queue.clone()));
     let blocks = BlockServer::start().await;
-    blocks.script("wait", vec![Reply::status(202)]);
 
     // The document served is the document shipped, and its operations are the route table's.
     let served = request("GET", &server.url("/openapi.json"), &[], "").await;
@@ -116,264 +52,11 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     routes.sort();
     assert_eq!(documented, routes, "the document's operations are not the route table's");
 
+    let target =
+        Target { base: server.base.clone(), write_key: server.write_key.clone(), read_key: server.read_key.clone() };
+    let c = every_route(&target, &blocks).await;
     let write = server.auth();
-    let read = server.read_auth();
     let w = [("authorization", write.as_str())];
-    let r = [("authorization", read.as_str())];
-    let mut c = Calls { server: &server, exchanges: Vec::new() };
-
-    // ZenML dialect.
-    for hydrate in ["false", "true"] {
-        c.call("GET", &format!("/api/v1/pipelines?name=training&hydrate={hydrate}"), &r, None, 200).await;
-    }
-    let pipeline = json!({
-        "name": "etl", "version": "1", "description": "extract and wait",
-        "blocks": [
-            {"name": "extract", "parameters": {"source": "s3://bucket"}, "executor": {"type": "noop"},
-             "retries": 1, "delay_s": 2, "max_delay_s": 10, "timeout_s": 30},
-            {"name": "wait", "upstream": ["extract"],
-             "executor": {"type": "http", "url": format!("{}/wait", blocks.url), "timeout_s": 5}},
-        ]
-    });
-    let p = c.call("POST", "/api/v1/pipelines", &w, Some(pipeline), 200).await;
-    let pipeline_id = p.json["id"].as_str().expect("pipeline id").to_string();
-    for hydrate in ["false", "true"] {
-        c.call("GET", &format!("/api/v1/pipelines/{pipeline_id}?hydrate={hydrate}"), &r, None, 200).await;
-        c.call(
-            "GET",
-            &format!("/api/v1/pipeline_builds?pipeline_id={pipeline_id}&hydrate={hydrate}"),
-            &r,
-            None,
-            200,
-        )
-        .await;
-    }
-    let b = c
-        .call(
-            "POST",
-            "/api/v1/pipeline_builds",
-            &w,
-            Some(json!({"pipeline_id": pipeline_id, "executors": {"extract": {"type": "noop"}},
-                        "images": {"extract": {"image": "etl:1"}}, "checksum": "abc"})),
-            200,
-        )
-        .await;
-    let build_id = b.json["id"].as_str().expect("build id").to_string();
-    for hydrate in ["false", "true"] {
-        c.call("GET", &format!("/api/v1/pipeline_builds/{build_id}?hydrate={hydrate}"), &r, None, 200).await;
-    }
-    let run = c
-        .call(
-            "POST",
-            &format!("/api/v1/pipeline_builds/{build_id}/runs"),
-            &w,
-            Some(json!({"run_name": "openapi", "steps": {"extract": {"parameters": {"source": "s3://other"}}}})),
-            200,
-        )
-        .await;
-    let run_id = run.json["id"].as_str().expect("run id").to_string();
-    // The worker reaches the http block, which answers 202: a callback ends it.
-    let call = loop {
-        if let Some(call) = blocks.calls().into_iter().find(|c| c.block == "wait") {
-            break call;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let callback_url = call.body["callback_url"].as_str().expect("callback_url").to_string();
-    let callback_path =
-        callback_url.strip_prefix(&server.base).expect("a callback to this server").to_string();
-    let token = format!("Bearer {}", call.body["callback_token"].as_str().expect("callback_token"));
-    // Still waiting for its callback: a wait runs out (202).
-    c.call("GET", &format!("/api/v1/runs/{run_id}?wait=1"), &r, None, 202).await;
-    c.call(
-        "POST",
-        &callback_path,
-        &[("authorization", "Bearer wrong")],
-        Some(json!({"status": "completed"})),
-        401,
-    )
-    .await;
-    c.call(
-        "POST",
-        &callback_path,
-        &[("authorization", token.as_str())],
-        Some(json!({"status": "completed", "metrics": {"rows": 3}})),
-        200,
-    )
-    .await;
-    for hydrate in ["false", "true"] {
-        c.call("GET", &format!("/api/v1/runs/{run_id}?hydrate={hydrate}"), &r, None, 200).await;
-        c.call("GET", &format!("/api/v1/runs?hydrate={hydrate}&sort_by=desc:created&size=5"), &r, None, 200)
-            .await;
-    }
-    let second =
-        c.call("POST", &format!("/api/v1/pipeline_builds/{build_id}/runs"), &w, Some(json!({})), 200).await;
-    let second_id = second.json["id"].as_str().expect("run id").to_string();
-    c.call("POST", &format!("/api/v1/runs/{second_id}/stop"), &w, None, 200).await;
-
-    // Mage dialect.
-    let schedule = json!({"pipeline_schedule": {
-        "name": "nightly", "description": "every night", "schedule_type": "time",
-        "schedule_interval": "0 3 * * *", "timezone": "Europe/Berlin", "start_time": "2026-01-01 00:00:00",
-        "status": "active", "variables": {"env": "prod"}, "sla": 3600,
-        "settings": {"skip_if_previous_running": true, "allow_blocks_to_fail": false, "pipeline_run_limit": 2,
-                     "timeout": 600, "timeout_status": "cancelled", "create_initial_pipeline_run": false}}});
-    c.call("POST", "/api/pipelines/training/pipeline_schedules", &w, Some(schedule), 200).await;
-    let api = c
-        .call(
-            "POST",
-            "/api/pipelines/training/pipeline_schedules",
-            &w,
-            Some(json!({"pipeline_schedule": {"name": "hook", "schedule_type": "api", "status": "active"}})),
-            200,
-        )
-        .await;
-    let sid = api.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
-    let stoken = api.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
-    // A schedule with a webhook (its generated secret shown once): a GitHub push makes a run, a ping none.
-    let hooked = c
-        .call(
-            "POST",
-            "/api/pipelines/training/pipeline_schedules",
-            &w,
-            Some(json!({"pipeline_schedule": {"name": "github", "schedule_type": "api", "status": "active",
-                        "settings": {"webhook": {"provider": "github", "events": ["push"]}}}})),
-            200,
-        )
-        .await;
-    let hook_id = hooked.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
-    let secret = hooked.json["pipeline_schedule"]["settings"]["webhook"]["secret"]
-        .as_str()
-        .expect("secret")
-        .to_string();
-    for (event, delivery) in [("push", "d-1"), ("ping", "d-2")] {
-        let body = json!({"ref": "refs/heads/main"});
-        let raw = body.to_string();
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-        mac.update(raw.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let headers = [
-            ("x-hub-signature-256", signature.as_str()),
-            ("x-github-event", event),
-            ("x-github-delivery", delivery),
-        ];
-        c.call("POST", &format!("/api/pipeline_schedules/{hook_id}/webhook"), &headers, Some(body), 200)
-            .await;
-    }
-    c.call("GET", "/api/pipelines/training/pipeline_schedules?_limit=10&_offset=0", &r, None, 200).await;
-    c.call("GET", "/api/pipeline_schedules?_limit=10", &r, None, 200).await;
-    c.call("GET", &format!("/api/pipeline_schedules/{sid}"), &r, None, 200).await;
-    c.call(
-        "PUT",
-        &format!("/api/pipeline_schedules/{sid}"),
-        &w,
-        Some(json!({"pipeline_schedule": {"description": "github pushes", "variables": {"branch": "main"}}})),
-        200,
-    )
-    .await;
-    let t = c
-        .call(
-            "POST",
-            &format!("/api/pipeline_schedules/{sid}/pipeline_runs/{stoken}"),
-            &[],
-            Some(json!({"pipeline_run": {"variables": {"env": "dev"}}})),
-            200,
-        )
-        .await;
-    let mage_run = t.json["pipeline_run"]["id"].as_i64().expect("run id");
-    let bearer = format!("Bearer {stoken}");
-    c.call(
-        "POST",
-        &format!("/api/pipeline_schedules/{sid}/api_trigger"),
-        &[("authorization", bearer.as_str()), ("idempotency-key", "k1")],
-        Some(json!({"env": "dev", "test": 1})),
-        200,
-    )
-    .await;
-    c.call("POST", &format!("/api/pipeline_schedules/{sid}/pipeline_runs"), &w, Some(json!({})), 200).await;
-    c.call(
-        "GET",
-        &format!("/api/pipeline_schedules/{sid}/api_trigger/pipeline_runs/{mage_run}?wait=5"),
-        &[("authorization", bearer.as_str())],
-        None,
-        200,
-    )
-    .await;
-    c.call("GET", &format!("/api/pipeline_schedules/{sid}/pipeline_runs?_limit=2&_offset=1"), &r, None, 200)
-        .await;
-    c.call("GET", "/api/pipeline_runs?_limit=5&status=completed", &r, None, 200).await;
-    c.call("GET", "/api/pipeline_runs?pipeline_uuid=training", &r, None, 200).await;
-    c.call("GET", &format!("/api/pipeline_runs/{mage_run}"), &r, None, 200).await;
-    c.call("GET", &format!("/api/pipeline_runs/{mage_run}/block_runs"), &r, None, 200).await;
-    // The demo's noop run has completed: cancelling it is a conflict. A run of `etl` waits on its
-    // http block's callback: that one cancels.
-    let cancel = json!({"pipeline_run": {"status": "cancelled"}});
-    c.call("PUT", &format!("/api/pipeline_runs/{mage_run}"), &w, Some(cancel.clone()), 409).await;
-    c.call("POST", &format!("/api/v1/pipeline_builds/{build_id}/runs"), &w, Some(json!({})), 200).await;
-    let etl = c.call("GET", "/api/pipeline_runs?pipeline_uuid=etl&status=running", &r, None, 200).await;
-    let waiting = etl.json["pipeline_runs"][0]["id"].as_i64().expect("a running etl run");
-    c.call("PUT", &format!("/api/pipeline_runs/{waiting}"), &w, Some(cancel), 200).await;
-    let bf = c
-        .call(
-            "POST",
-            "/api/pipelines/training/backfills",
-            &w,
-            Some(json!({"backfill": {"name": "january", "start_datetime": "2026-01-01", "end_datetime": "2026-01-03",
-                                     "interval_type": "day", "interval_units": 1, "variables": {"env": "dev"}}})),
-            200,
-        )
-        .await;
-    let bid = bf.json["backfill"]["id"].as_i64().expect("backfill id");
-    c.call("GET", "/api/backfills?_limit=5", &r, None, 200).await;
-    c.call("GET", &format!("/api/backfills/{bid}"), &r, None, 200).await;
-    c.call(
-        "PUT",
-        &format!("/api/backfills/{bid}"),
-        &w,
-        Some(json!({"backfill": {"status": "initial"}})),
-        200,
-    )
-    .await;
-    c.call("DELETE", &format!("/api/backfills/{bid}"), &w, None, 200).await;
-    c.call("DELETE", &format!("/api/pipeline_schedules/{sid}"), &w, None, 200).await;
-
-    // Errors of both dialects: no key, a read key writing, unknown ids, bad input.
-    for route in ROUTES {
-        let path = route
-            .path
-            .replace("{id}", "12345")
-            .replace("{pipeline_uuid}", "training")
-            .replace("{token}", "nope");
-        let path = if route.path.starts_with("/api/v1/") {
-            path.replace("12345", "00000000-0000-0000-0000-000000000000")
-        } else {
-            path
-        };
-        let body = (route.method == "POST" || route.method == "PUT").then(|| json!({}));
-        // A token route looks its schedule or block run up first: unknown ones are 404.
-        let expect: &[u16] = if route.access == Access::Token { &[401, 404] } else { &[401] };
-        c.call_expecting(route.method, &path, &[], body, expect).await;
-    }
-    c.call("POST", "/api/v1/pipelines", &r, Some(json!({"name": "x", "blocks": []})), 403).await;
-    c.call(
-        "POST",
-        "/api/pipelines/training/pipeline_schedules",
-        &r,
-        Some(json!({"pipeline_schedule": {}})),
-        403,
-    )
-    .await;
-    c.call("GET", "/api/v1/pipelines/00000000-0000-0000-0000-000000000000", &r, None, 404).await;
-    c.call("GET", "/api/pipeline_schedules/999999", &r, None, 404).await;
-    c.call("POST", "/api/v1/pipelines", &w, Some(json!({"name": "x", "blocks": [], "color": 1})), 422).await;
-    c.call(
-        "POST",
-        "/api/pipelines/training/pipeline_schedules",
-        &w,
-        Some(json!({"pipeline_schedule": {"sla": -1}})),
-        422,
-    )
-    .await;
 
     // A method a path does not take: 405 with the methods it does take (RFC 9110), in the dialect's shape.
     let a = request("PATCH", &server.url("/api/pipeline_schedules/1"), &w, "").await;
@@ -381,15 +64,7 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     assert_eq!(a.headers.get("allow").and_then(|v| v.to_str().ok()), Some("GET, PUT, DELETE"));
     assert_eq!(a.json["error"]["code"], 405);
 
-    // Every route's success answer was seen.
-    for route in ROUTES {
-        assert!(
-            c.exchanges.iter().any(|e| e.route == route.path && e.method == route.method && e.status < 300),
-            "{} {} was not called successfully",
-            route.method,
-            route.path
-        );
-    }
+    c.assert_every_route_succeeded();
     let dump: Vec<Value> = c
         .exchanges
         .iter()
