@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Kickoff's one test command: installs the local stack's tools if missing (infra/scripts/tools.sh),
 # starts DynamoDB Local and the SQS emulator (moto) on free ports, checks the SAM template with
-# cfn-lint and checkov, builds the function binaries for `cargo lambda watch`, runs every test with
-# KICKOFF_REQUIRE_STACK=1 (a test that would skip fails instead), checks that nothing was skipped, runs
+# cfn-lint and checkov and the CloudFormation it translates to (infra/scripts/check_sam.py), builds
+# the function binaries for `cargo lambda watch`, runs every test with
+# KICKOFF_REQUIRE_STACK=1 (a test that would skip fails instead), checks that nothing was skipped, holds
+# the calls the functions made on the enforcing local stack against their grants (infra/iam/check.py), runs
 # the benchmarks' smoke runs, packages every function for release (infra/scripts/package.sh), and stops
 # the emulators. Prints how long each phase took.
 set -euo pipefail
@@ -53,6 +55,10 @@ cfn-lint infra/template.yaml
 echo "checkov infra/template.yaml"
 BC_SKIP_MAPPING=TRUE checkov --config-file infra/checkov.yaml -f infra/template.yaml 2>"$logs/checkov.err" \
   || { cat "$logs/checkov.err"; echo "checkov found problems in infra/template.yaml"; exit 1; }
+# The template as AWS sees it: translated by the SAM translator, checked, and linted again.
+"$tools/venv/bin/python" infra/scripts/check_sam.py "$logs/template.translated.json"
+echo "cfn-lint the translated template"
+cfn-lint "$logs/template.translated.json"
 phase "template checks"
 
 export KICKOFF_REQUIRE_STACK=1

