@@ -105,6 +105,15 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .await
         .expect_err("a delay over 900 s");
     assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("InvalidParameterValue"), "{err:?}");
+    // And a message over SQS's 256 KiB, which moto would take.
+    let err = sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body("m".repeat(256 * 1024 + 1))
+        .send()
+        .await
+        .expect_err("a message over 256 KiB");
+    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("InvalidParameterValue"), "{err:?}");
 
     // Lambda: only the listed block functions, by their ARN, qualified or not as invoked.
     for (who, path, status) in [

@@ -228,10 +228,32 @@ pub async fn dispatch(app: &App, route: &Route, mut req: ApiRequest) -> ApiRespo
         call(app, route.endpoint, &req).await
     }
     .await;
-    match result {
+    match result.and_then(within_answer_limit) {
         Ok(resp) => resp,
         Err(e) => errors::render(dialect, &e),
     }
+}
+
+/// AWS Lambda's largest synchronous answer: 6 MB, the whole API Gateway response object counted (the
+/// body as a JSON string, so each `"` and `\` twice), less room for the status and headers.
+pub const MAX_ANSWER_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
+
+/// An answer Lambda could not return (API Gateway would answer 502) is a 422 that says to ask for less:
+/// a list of many large items. The same limit holds on the embedded server, so that it behaves as
+/// deployed.
+fn within_answer_limit(resp: ApiResponse) -> Result<ApiResponse> {
+    let body = &resp.body;
+    if body.len() * 2 <= MAX_ANSWER_BYTES {
+        return Ok(resp);
+    }
+    let escaped = body.len() + body.iter().filter(|b| matches!(**b, b'"' | b'\\')).count();
+    if escaped <= MAX_ANSWER_BYTES {
+        return Ok(resp);
+    }
+    Err(Error::Unprocessable(format!(
+        "the answer would be {escaped} bytes, over AWS Lambda's limit of {MAX_ANSWER_BYTES}: ask for a \
+         smaller page (`size` or `_limit`)"
+    )))
 }
 
 /// Serves any request: finds its route (404/405 in the dialect of its path), then dispatches.

@@ -72,6 +72,41 @@ pub async fn run_all(store: &Store) {
     idempotency(store).await;
     idempotency_race(store).await;
     wake_index(store).await;
+    write_limits(store).await;
+}
+
+/// What DynamoDB refuses for size, both tables refuse alike, before writing anything: an item over
+/// 400 KB, a transaction of 101 items, one over 4 MB; an item just under the limit is written.
+async fn write_limits(store: &Store) {
+    use super::table::{check_write_limits, Condition, Item, Put, MAX_ITEM_BYTES};
+    let item = |sk: &str, doc_bytes: usize| Item {
+        pk: "LIMITS".into(),
+        sk: sk.into(),
+        index: None,
+        wake: None,
+        version: 1,
+        doc: "x".repeat(doc_bytes),
+        expires_at: None,
+    };
+    let put = |i: Item| Put { item: i, condition: Condition::Always };
+    let base = item("a", 0).size();
+    let fits = item("fits", MAX_ITEM_BYTES - base - 4);
+    assert!(fits.size() <= MAX_ITEM_BYTES);
+    store.table().write(vec![put(fits)]).await.expect("an item under 400 KB is written");
+    let too_large = |r: Result<(), super::table::WriteError>| {
+        matches!(r, Err(super::table::WriteError::Other(Error::PayloadTooLarge(_))))
+    };
+    let over = store.table().write(vec![put(item("over", MAX_ITEM_BYTES))]).await;
+    assert!(too_large(over), "an item over 400 KB is refused as too large");
+    let many: Vec<Put> = (0..101).map(|i| put(item(&format!("many{i}"), 10))).collect();
+    assert!(too_large(check_write_limits(&many, &[])), "101 items are refused");
+    assert!(too_large(store.table().write(many).await), "101 items are refused");
+    let heavy: Vec<Put> = (0..11).map(|i| put(item(&format!("heavy{i}"), 390 * 1024))).collect();
+    assert!(too_large(store.table().write(heavy).await), "a transaction over 4 MB is refused");
+    for sk in ["over", "many0", "many100", "heavy0"] {
+        assert!(store.table().get("LIMITS", sk).await.expect("get").is_none(), "a refused write wrote {sk}");
+    }
+    assert!(store.table().get("LIMITS", "fits").await.expect("get").is_some());
 }
 
 /// The wake index: unfinished runs come back by shard once their wake time has passed, a claim moves

@@ -357,15 +357,12 @@ impl Table for DynamoTable {
     }
 
     async fn write_counted(&self, mut puts: Vec<Put>, mut adds: Vec<Add>) -> Result<(), WriteError> {
+        check_write_limits(&puts, &adds)?;
         match (puts.len(), adds.len()) {
             (0, 0) => Ok(()),
             (1, 0) => self.put_one(puts.remove(0)).await,
             (0, 1) => self.add_one(adds.remove(0)).await,
-            (p, a) if p + a <= 100 => self.put_many(puts, adds).await,
-            (p, a) => {
-                Err(Error::Internal(format!("a transaction of {} items is over DynamoDB's 100", p + a))
-                    .into())
-            }
+            _ => self.put_many(puts, adds).await,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
-use super::table::{Add, Condition, Item, Page, Put, Table, WakeEntry, WriteError};
+use super::table::{check_write_limits, Add, Condition, Item, Page, Put, Table, WakeEntry, WriteError};
 use crate::Result;
 
 #[derive(Default)]
@@ -39,6 +39,7 @@ impl Table for MemoryTable {
     }
 
     async fn write_counted(&self, puts: Vec<Put>, adds: Vec<Add>) -> Result<(), WriteError> {
+        check_write_limits(&puts, &adds)?;
         let mut items = self.items.write().await;
         for put in &puts {
             let current = items.get(&(put.item.pk.clone(), put.item.sk.clone()));

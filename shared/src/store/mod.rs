@@ -184,6 +184,11 @@ impl Store {
         Self { table }
     }
 
+    /// The table underneath (the conformance suite writes to it directly).
+    pub fn table(&self) -> &dyn Table {
+        self.table.as_ref()
+    }
+
     /// A store on a fresh in-memory table.
     pub fn memory() -> Self {
         Self::new(Arc::new(memory::MemoryTable::new()))

@@ -68,6 +68,60 @@ pub enum WriteError {
     Other(#[from] crate::Error),
 }
 
+/// DynamoDB's largest item: 400 KB, attribute names and values counted (SPEC §11).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// DynamoDB's largest transaction: 100 items of at most 4 MB together.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+
+impl Item {
+    /// The item's size as DynamoDB counts it: each attribute's name and value in UTF-8 bytes, numbers
+    /// at their largest (21 bytes), so that a write this accepts DynamoDB accepts too.
+    pub fn size(&self) -> usize {
+        let s = |name: &str, value: &str| name.len() + value.len();
+        let mut n = s(PARTITION_KEY, &self.pk) + s(SORT_KEY, &self.sk) + s(DOC_ATTRIBUTE, &self.doc);
+        n += VERSION_ATTRIBUTE.len() + 21;
+        if let Some((p, k)) = &self.index {
+            n += s(INDEX_PARTITION_KEY, p) + s(INDEX_SORT_KEY, k);
+        }
+        if let Some((p, k)) = &self.wake {
+            n += s(WAKE_PARTITION_KEY, p) + s(WAKE_SORT_KEY, k);
+        }
+        if self.expires_at.is_some() {
+            n += TTL_ATTRIBUTE.len() + 21;
+        }
+        n
+    }
+}
+
+/// Refuses a write DynamoDB would refuse for its size — an item over 400 KB, a transaction of more
+/// than 100 items or over 4 MB — before anything is written, in both adapters alike, as
+/// [`crate::Error::PayloadTooLarge`] (a 413 that says which limit), never a 500 or a stuck write.
+pub fn check_write_limits(puts: &[Put], adds: &[Add]) -> Result<(), WriteError> {
+    let too_large = |m: String| Err(WriteError::Other(crate::Error::PayloadTooLarge(m)));
+    let count = puts.len() + adds.len();
+    if count > MAX_TRANSACTION_ITEMS {
+        return too_large(format!("the write is {count} items; DynamoDB takes at most {MAX_TRANSACTION_ITEMS}"));
+    }
+    let mut total = 0;
+    for put in puts {
+        let size = put.item.size();
+        if size > MAX_ITEM_BYTES {
+            return too_large(format!(
+                "what would be stored is {size} bytes, over DynamoDB's item limit of {MAX_ITEM_BYTES} bytes: \
+                 send smaller variables, parameters or results"
+            ));
+        }
+        total += size;
+    }
+    if total > MAX_TRANSACTION_BYTES {
+        return too_large(format!(
+            "the write is {total} bytes, over DynamoDB's transaction limit of {MAX_TRANSACTION_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// Counters kept on an item (as number attributes `n_<name>`): a write adds to them, creating the item
 /// and any counter it lacks at 0 (DynamoDB's `ADD`). Used for the run list views' exact counts.
 #[derive(Debug, Clone, PartialEq)]
