@@ -8,6 +8,8 @@
   window (docs/worker.md: a message is handed over at once, in batches of up to 10);
 - the HTTP API's routes are the route table's (shared/src/http/routes.rs), each to its own function;
 - the scheduler's rule is `rate(1 minute)` and targets the scheduler;
+- every function behind the HTTP API stops before API Gateway's 30 s, and the waiting ones outlast
+  the longest `?wait=` (shared/src/http/wait.rs);
 - every environment variable a function reads is set on it (KICKOFF_TABLE, KICKOFF_QUEUE_URL and
   KICKOFF_FUNCTION everywhere — App::for_lambda, infra/lambda; the worker's KICKOFF_PUBLIC_URL and
   KICKOFF_WEBHOOK_SECRET — worker/lambda.rs).
@@ -17,6 +19,7 @@ Usage: check_sam.py OUT.json
 """
 import json
 import os
+import re
 import sys
 
 from samtranslator.translator.transform import transform
@@ -79,6 +82,21 @@ def main(out):
         name = r["Properties"]["Environment"]["Variables"]["KICKOFF_FUNCTION"]
         missing = (EVERY_FUNCTION_READS | READS.get(name, set())) - env
         check(not missing, f"{lid} has every variable it reads; missing {sorted(missing)}")
+
+    # API Gateway ends an HTTP API integration at 30 s: a function behind it must stop before that, and
+    # one that waits (?wait=, shared/src/http/wait.rs) must outlast its longest wait.
+    with open(os.path.join(ROOT, "shared", "src", "http", "wait.rs")) as f:
+        max_wait = int(re.search(r"pub const MAX_WAIT_S: u64 = (\d+);", f.read()).group(1))
+    timeout_default = sam.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    for lid, r in functions.items():
+        props = r["Properties"]
+        if not any(e.get("Type") == "HttpApi" for e in props.get("Events", {}).values()):
+            continue
+        timeout = props.get("Timeout", timeout_default)
+        name = props["Environment"]["Variables"]["KICKOFF_FUNCTION"]
+        check(timeout <= 29, f"{lid} stops before API Gateway's 30 s (Timeout {timeout})")
+        if name in gen_functions.WAITING:
+            check(timeout >= max_wait + 2, f"{lid} outlasts a {max_wait} s wait (Timeout {timeout})")
 
     mappings = [r for r in res.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
     check(len(mappings) == 1, f"one event source mapping, not {len(mappings)}")
