@@ -98,6 +98,12 @@ def main(out):
         if name in gen_functions.WAITING:
             check(timeout >= max_wait + 2, f"{lid} outlasts a {max_wait} s wait (Timeout {timeout})")
 
+    # Lambda's SQS poller (ReceiveMessage, DeleteMessage, GetQueueAttributes) uses the managed policy
+    # SAM attaches for an SQS event; the worker's own statements cover what the local feed does.
+    worker_role = res.get("WorkerRole", {}).get("Properties", {}).get("ManagedPolicyArns", [])
+    check(any("AWSLambdaSQSQueueExecutionRole" in json.dumps(m) for m in worker_role),
+          f"the worker's role has the SQS poller's managed policy: {worker_role}")
+
     mappings = [r for r in res.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
     check(len(mappings) == 1, f"one event source mapping, not {len(mappings)}")
     for m in mappings:
