@@ -80,7 +80,7 @@ def main(record_dir):
           f"{sum(len(v) for v in grants.values())} grants of {len(grants)} functions")
     for f in failures:
         print(f"  FAIL {f}")
-    print(f"iam: {passed} passed, {len(failures)} failed")
+    print(f"least privilege: {passed} checks passed, {len(failures)} failed")
     return 1 if failures else 0
 
 

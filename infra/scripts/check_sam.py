@@ -14,7 +14,7 @@
   KICKOFF_FUNCTION everywhere — App::for_lambda, infra/lambda; the worker's KICKOFF_PUBLIC_URL and
   KICKOFF_WEBHOOK_SECRET — worker/lambda.rs).
 
-Writes the translated template to the path given (for cfn-lint) and prints "sam: N passed, N failed".
+Writes the translated template to the path given (for cfn-lint) and prints how many checks passed and failed.
 Usage: check_sam.py OUT.json
 """
 import json
@@ -136,7 +136,7 @@ def main(out):
 
     for f in failures:
         print(f"  FAIL {f}")
-    print(f"sam: {passed} passed, {len(failures)} failed ({len(functions)} functions, {len(routes)} routes)")
+    print(f"sam translation: {passed} checks passed, {len(failures)} failed ({len(functions)} functions, {len(routes)} routes)")
     return 1 if failures else 0
 
 

@@ -50,10 +50,18 @@ pub async fn config() -> aws_config::SdkConfig {
     let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(SharedHttpClient::new(LazyTls(https)));
     match local_identity() {
-        Some(name) => loader
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(name, "local", None, None, "kickoff-local-iam"))
-            .load()
-            .await,
+        Some(name) => {
+            loader
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    name,
+                    "local",
+                    None,
+                    None,
+                    "kickoff-local-iam",
+                ))
+                .load()
+                .await
+        }
         None => loader.load().await,
     }
 }

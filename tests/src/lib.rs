@@ -500,7 +500,11 @@ pub async fn deploy_with_template(
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("worker", "local", None, None, "esm"))
         .endpoint_url(&enforcer.sqs)
         .build();
-    let feed = Feed { sqs: aws_sdk_sqs::Client::from_conf(worker_conf), queue_url: queue_url.clone(), base: base.clone() };
+    let feed = Feed {
+        sqs: aws_sdk_sqs::Client::from_conf(worker_conf),
+        queue_url: queue_url.clone(),
+        base: base.clone(),
+    };
     let queue = kickoff::queue::sqs::SqsQueue::new(stack.sqs().await, queue_url);
     Deployed {
         base,

@@ -41,7 +41,9 @@ impl Calls {
     pub fn assert_every_route_succeeded(&self) {
         for route in ROUTES {
             assert!(
-                self.exchanges.iter().any(|e| e.route == route.path && e.method == route.method && e.status < 300),
+                self.exchanges
+                    .iter()
+                    .any(|e| e.route == route.path && e.method == route.method && e.status < 300),
                 "{} {} was not called successfully",
                 route.method,
                 route.path
@@ -194,7 +196,13 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             .await;
     }
     let second = c
-        .call_expecting("POST", &format!("/api/v1/pipeline_builds/{build_id}/runs?wait=1"), &w, Some(json!({})), &[200, 202])
+        .call_expecting(
+            "POST",
+            &format!("/api/v1/pipeline_builds/{build_id}/runs?wait=1"),
+            &w,
+            Some(json!({})),
+            &[200, 202],
+        )
         .await;
     let second_id = second.json["id"].as_str().expect("run id").to_string();
     c.call("POST", &format!("/api/v1/runs/{second_id}/stop"), &w, None, 200).await;
@@ -278,11 +286,18 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         200,
     )
     .await;
-    c.call_expecting("POST", &format!("/api/pipeline_schedules/{sid}/pipeline_runs?wait=1"), &w, Some(json!({})), &[200, 202])
-        .await;
+    c.call_expecting(
+        "POST",
+        &format!("/api/pipeline_schedules/{sid}/pipeline_runs?wait=1"),
+        &w,
+        Some(json!({})),
+        &[200, 202],
+    )
+    .await;
+    // Until the worker has finished it (at once in process; a few invocations through the binaries).
     c.call(
         "GET",
-        &format!("/api/pipeline_schedules/{sid}/api_trigger/pipeline_runs/{mage_run}?wait=5"),
+        &format!("/api/pipeline_schedules/{sid}/api_trigger/pipeline_runs/{mage_run}?wait=25"),
         &[("authorization", bearer.as_str())],
         None,
         200,

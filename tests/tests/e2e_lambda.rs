@@ -445,7 +445,8 @@ async fn every_route_runs_through_the_function_binaries_with_no_denied_call() {
     let d = deploy(&stack, "e2e-routes").await;
     let _feed = d.feed.in_background();
     let blocks = BlockServer::start().await;
-    let target = Target { base: d.base.clone(), write_key: d.write_key.clone(), read_key: d.read_key.clone() };
+    let target =
+        Target { base: d.base.clone(), write_key: d.write_key.clone(), read_key: d.read_key.clone() };
     let calls = every_route(&target, &blocks).await;
     calls.assert_every_route_succeeded();
     let now = chrono::Utc::now();

@@ -7,15 +7,21 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use kickoff_tests::{deploy_with_template, request, stack, workspace_root, Enforcer, Stack};
 
 /// A DynamoDB and an SQS client that sign as `identity` through `enforcer`.
-async fn clients(stack: &Stack, enforcer: &Enforcer, identity: &str) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+async fn clients(
+    stack: &Stack,
+    enforcer: &Enforcer,
+    identity: &str,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
     let creds = aws_sdk_dynamodb::config::Credentials::new(identity, "local", None, None, "iam-test");
     let aws = stack.aws().await;
     let ddb = aws_sdk_dynamodb::config::Builder::from(&aws)
         .credentials_provider(creds.clone())
         .endpoint_url(&enforcer.dynamodb)
         .build();
-    let sqs =
-        aws_sdk_sqs::config::Builder::from(&aws).credentials_provider(creds).endpoint_url(&enforcer.sqs).build();
+    let sqs = aws_sdk_sqs::config::Builder::from(&aws)
+        .credentials_provider(creds)
+        .endpoint_url(&enforcer.sqs)
+        .build();
     (aws_sdk_dynamodb::Client::from_conf(ddb), aws_sdk_sqs::Client::from_conf(sqs))
 }
 
@@ -34,18 +40,34 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
     let record = records_dir("answers").join("calls.jsonl");
     let _ = std::fs::remove_file(&record);
     let template = workspace_root().join("infra/template.yaml");
-    let enforcer = Enforcer::start(&stack, table.table_name(), &queue, "http://127.0.0.1:9", &template, record);
+    let enforcer =
+        Enforcer::start(&stack, table.table_name(), &queue, "http://127.0.0.1:9", &template, record);
 
     // An unknown key: UnrecognizedClientException, as AWS answers a key it does not know.
     let (ddb, _) = clients(&stack, &enforcer, "nobody").await;
-    let err = ddb.get_item().table_name(table.table_name()).key("PK", AttributeValue::S("x".into()))
-        .key("SK", AttributeValue::S("x".into())).send().await.expect_err("unknown key");
-    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("UnrecognizedClientException"), "{err:?}");
+    let err = ddb
+        .get_item()
+        .table_name(table.table_name())
+        .key("PK", AttributeValue::S("x".into()))
+        .key("SK", AttributeValue::S("x".into()))
+        .send()
+        .await
+        .expect_err("unknown key");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("UnrecognizedClientException"),
+        "{err:?}"
+    );
 
     // get-pipeline may GetItem on the table: allowed, and answered by DynamoDB Local.
     let (ddb, sqs) = clients(&stack, &enforcer, "get-pipeline").await;
-    ddb.get_item().table_name(table.table_name()).key("PK", AttributeValue::S("x".into()))
-        .key("SK", AttributeValue::S("x".into())).send().await.expect("GetItem is granted");
+    ddb.get_item()
+        .table_name(table.table_name())
+        .key("PK", AttributeValue::S("x".into()))
+        .key("SK", AttributeValue::S("x".into()))
+        .send()
+        .await
+        .expect("GetItem is granted");
 
     // A transaction is authorized per item: an Update needs dynamodb:UpdateItem, which get-pipeline lacks.
     let update = Update::builder()
@@ -86,7 +108,8 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
     assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("AccessDeniedException"));
 
     // SQS: get-pipeline may not send to the run queue; AWS answers 403 AccessDenied.
-    let err = sqs.send_message().queue_url(&queue).message_body("{}").send().await.expect_err("no SendMessage");
+    let err =
+        sqs.send_message().queue_url(&queue).message_body("{}").send().await.expect_err("no SendMessage");
     // (the SDK reads SQS's query-compatible code from the x-amzn-query-error header, as from AWS)
     assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("AccessDenied"), "{err:?}");
     let raw = err.raw_response().expect("the answer");
@@ -104,7 +127,11 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .send()
         .await
         .expect_err("a delay over 900 s");
-    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("InvalidParameterValue"), "{err:?}");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidParameterValue"),
+        "{err:?}"
+    );
     // And a message over SQS's 256 KiB, which moto would take.
     let err = sqs
         .send_message()
@@ -113,7 +140,11 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .send()
         .await
         .expect_err("a message over 256 KiB");
-    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("InvalidParameterValue"), "{err:?}");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidParameterValue"),
+        "{err:?}"
+    );
 
     // Lambda: only the listed block functions, by their ARN, qualified or not as invoked.
     for (who, path, status) in [
@@ -134,7 +165,10 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         // 502: allowed and passed on to the (absent) upstream; 403: refused with Lambda's error shape.
         if status == 403 {
             assert_eq!(a.status, 403, "{who} -> {path}: {}", String::from_utf8_lossy(&a.raw));
-            assert_eq!(a.headers.get("x-amzn-errortype").map(|v| v.to_str().unwrap_or_default()), Some("AccessDeniedException"));
+            assert_eq!(
+                a.headers.get("x-amzn-errortype").map(|v| v.to_str().unwrap_or_default()),
+                Some("AccessDeniedException")
+            );
         } else {
             assert_ne!(a.status, 403, "{who} -> {path} is granted: {}", String::from_utf8_lossy(&a.raw));
         }
@@ -142,8 +176,18 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
 
     let denied: Vec<_> =
         enforcer.decisions().into_iter().filter(|d| d.3 == "deny").map(|d| (d.0, d.1, d.2)).collect();
-    assert!(denied.contains(&("get-pipeline".into(), "dynamodb:UpdateItem".into(), "${Table.Arn}".into())), "{denied:?}");
-    assert!(denied.contains(&("list-pipelines".into(), "dynamodb:Query".into(), "${Table.Arn}/index/GSI2".into())), "{denied:?}");
+    assert!(
+        denied.contains(&("get-pipeline".into(), "dynamodb:UpdateItem".into(), "${Table.Arn}".into())),
+        "{denied:?}"
+    );
+    assert!(
+        denied.contains(&(
+            "list-pipelines".into(),
+            "dynamodb:Query".into(),
+            "${Table.Arn}/index/GSI2".into()
+        )),
+        "{denied:?}"
+    );
 }
 
 /// `template` with `action` removed from the policy of the function resource `logical_id` (its lines up

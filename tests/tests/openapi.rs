@@ -52,8 +52,11 @@ async fn the_document_has_every_route_and_every_answer_matches_it() {
     routes.sort();
     assert_eq!(documented, routes, "the document's operations are not the route table's");
 
-    let target =
-        Target { base: server.base.clone(), write_key: server.write_key.clone(), read_key: server.read_key.clone() };
+    let target = Target {
+        base: server.base.clone(),
+        write_key: server.write_key.clone(),
+        read_key: server.read_key.clone(),
+    };
     let c = every_route(&target, &blocks).await;
     let write = server.auth();
     let w = [("authorization", write.as_str())];

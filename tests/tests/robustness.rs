@@ -66,11 +66,14 @@ async fn a_run_too_large_to_store_is_a_413_and_stores_nothing() {
     let big = "v".repeat(240 * 1024);
     let schedule = serde_json::json!({"pipeline_schedule": {"name": "big", "schedule_type": "api",
         "status": "active", "variables": {"a": big}}});
-    let a = request("POST", &s.url("/api/pipelines/training/pipeline_schedules"), &h, schedule.to_string()).await;
+    let a =
+        request("POST", &s.url("/api/pipelines/training/pipeline_schedules"), &h, schedule.to_string()).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     let id = a.json["pipeline_schedule"]["id"].as_i64().expect("id");
     let run = serde_json::json!({"pipeline_run": {"variables": {"b": big}}});
-    let a = request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs")), &h, run.to_string()).await;
+    let a =
+        request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs")), &h, run.to_string())
+            .await;
     assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.raw));
     let message = a.json["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("item limit of 409600 bytes"), "{message}");
@@ -89,7 +92,8 @@ async fn an_answer_over_lambdas_limit_is_a_422_asking_for_a_smaller_page() {
     let big = "w".repeat(240 * 1024);
     let run = serde_json::json!({"pipeline_run": {"variables": {"b": big}}});
     for _ in 0..30 {
-        let a = request("POST", &s.url("/api/pipeline_schedules/71/pipeline_runs"), &h, run.to_string()).await;
+        let a =
+            request("POST", &s.url("/api/pipeline_schedules/71/pipeline_runs"), &h, run.to_string()).await;
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     }
     let a = request("GET", &s.url("/api/pipeline_runs?_limit=30"), &h, "").await;

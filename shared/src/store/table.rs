@@ -101,7 +101,9 @@ pub fn check_write_limits(puts: &[Put], adds: &[Add]) -> Result<(), WriteError> 
     let too_large = |m: String| Err(WriteError::Other(crate::Error::PayloadTooLarge(m)));
     let count = puts.len() + adds.len();
     if count > MAX_TRANSACTION_ITEMS {
-        return too_large(format!("the write is {count} items; DynamoDB takes at most {MAX_TRANSACTION_ITEMS}"));
+        return too_large(format!(
+            "the write is {count} items; DynamoDB takes at most {MAX_TRANSACTION_ITEMS}"
+        ));
     }
     let mut total = 0;
     for put in puts {
