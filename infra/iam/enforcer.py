@@ -288,6 +288,11 @@ def make_handler(enforcer, service, upstream):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many function instances connect at once
+    daemon_threads = True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--template", default=policies.TEMPLATE)
@@ -311,8 +316,7 @@ def main():
     for i, (service, upstream) in enumerate((("dynamodb", a.dynamodb), ("sqs", a.sqs), ("lambda", a.lambda_))):
         if not upstream:
             continue
-        server = ThreadingHTTPServer((a.host, a.port + i if a.port else 0), make_handler(enforcer, service, upstream))
-        server.daemon_threads = True
+        server = Server((a.host, a.port + i if a.port else 0), make_handler(enforcer, service, upstream))
         servers.append(server)
         urls[service] = f"http://{a.host}:{server.server_address[1]}"
         threading.Thread(target=server.serve_forever, daemon=True).start()
