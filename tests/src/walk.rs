@@ -325,6 +325,41 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     c.call("PUT", &format!("/api/pipeline_runs/{waiting}"), &w, Some(cancel), 200).await;
+    // Retries and retry_blocks: `retried` fails once and is retried; `broken` fails the run, and
+    // retry_blocks from it runs it again (its second answer is a 200).
+    blocks.script("retried", vec![Reply::status(500), Reply::status(200)]);
+    blocks.script("broken", vec![Reply::status(400), Reply::status(200)]);
+    let flaky = json!({"name": "flaky", "blocks": [
+        {"name": "retried", "executor": {"type": "http", "url": format!("{}/retried", blocks.url)},
+         "retries": 1, "delay_s": 1},
+        {"name": "broken", "upstream": ["retried"],
+         "executor": {"type": "http", "url": format!("{}/broken", blocks.url)}},
+    ]});
+    let p = c.call("POST", "/api/v1/pipelines", &w, Some(flaky), 200).await;
+    let flaky_id = p.json["id"].as_str().expect("pipeline id").to_string();
+    let b = c.call("POST", "/api/v1/pipeline_builds", &w, Some(json!({"pipeline_id": flaky_id})), 200).await;
+    let flaky_build = b.json["id"].as_str().expect("build id").to_string();
+    c.call("POST", &format!("/api/v1/pipeline_builds/{flaky_build}/runs"), &w, Some(json!({})), 200).await;
+    let started = std::time::Instant::now();
+    let failed = loop {
+        let a = c.call("GET", "/api/pipeline_runs?pipeline_uuid=flaky&status=failed", &r, None, 200).await;
+        if let Some(id) = a.json["pipeline_runs"][0]["id"].as_i64() {
+            break id;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the flaky run did not fail: {}", a.json);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let retry = json!({"pipeline_run": {"pipeline_run_action": "retry_blocks", "from_block_uuid": "broken"}});
+    c.call("PUT", &format!("/api/pipeline_runs/{failed}"), &w, Some(retry), 200).await;
+    let started = std::time::Instant::now();
+    loop {
+        let a = c.call("GET", "/api/pipeline_runs?pipeline_uuid=flaky&status=completed", &r, None, 200).await;
+        if a.json["pipeline_runs"][0]["id"].as_i64() == Some(failed) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "retry_blocks did not complete the run: {}", a.json);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let bf = c
         .call(
             "POST",
