@@ -33,6 +33,13 @@ pub async fn run_all(queue: &dyn RunQueue) {
 
     let after = queue.receive(10, Duration::from_millis(200)).await.expect("receive after delete");
     assert!(after.is_empty(), "deleted messages are not delivered again: {after:?}");
+
+    // SQS refuses a delay over 900 s (so does the emulator): a longer wait is sent at the cap (the
+    // sweep covers the rest), and the message stays hidden.
+    let later = Message::StartRun { run_uuid: Uuid::new_v4() };
+    queue.send_delayed(&later, Duration::from_secs(86_400)).await.expect("a day's delay is sent at 900 s");
+    let hidden = queue.receive(10, Duration::from_millis(200)).await.expect("receive");
+    assert!(hidden.is_empty(), "a delayed message is not delivered at once: {hidden:?}");
 }
 
 #[cfg(test)]
