@@ -357,7 +357,11 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         if a.json["pipeline_runs"][0]["id"].as_i64() == Some(failed) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "retry_blocks did not complete the run: {}", a.json);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "retry_blocks did not complete the run: {}",
+            a.json
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let bf = c

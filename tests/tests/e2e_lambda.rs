@@ -435,8 +435,8 @@ async fn the_scheduler_function_fires_a_due_cron_schedule_on_an_eventbridge_tick
 /// Every route of the route table through the function binaries on the enforcing local stack — the
 /// walk the OpenAPI test makes (both dialects' successes: an http block ended by its callback, stops and
 /// cancels, schedules, webhooks, backfills; then every route's errors) — with the worker fed as AWS's
-/// event source mapping feeds it, then scheduler ticks a minute, a day and a month on (fires, sweeps,
-/// SLAs, time-outs, the backfill): every function answers and no call is denied.
+/// event source mapping feeds it; then a run held by its block until the scheduler function marks its
+/// SLA passed and ends it at its time-out: every function answers and no call is denied.
 #[tokio::test]
 async fn every_route_runs_through_the_function_binaries_with_no_denied_call() {
     let Some(stack) = stack("every_route_runs_through_the_function_binaries_with_no_denied_call") else {
@@ -449,11 +449,58 @@ async fn every_route_runs_through_the_function_binaries_with_no_denied_call() {
         Target { base: d.base.clone(), write_key: d.write_key.clone(), read_key: d.read_key.clone() };
     let calls = every_route(&target, &blocks).await;
     calls.assert_every_route_succeeded();
-    let now = chrono::Utc::now();
-    for ahead in [chrono::Duration::minutes(1), chrono::Duration::days(1), chrono::Duration::days(31)] {
-        let a = eventbridge_tick(&d, now + ahead).await;
-        assert_eq!(a.status, 200, "tick: {}", String::from_utf8_lossy(&a.raw));
+
+    // A run that holds (its block answers 202 and never calls back), on a schedule with a one-second
+    // SLA and a three-second time-out, for the scheduler to find (the tick runs on the clock, so the
+    // times are short rather than the tick's time moved).
+    blocks.script("hold", vec![kickoff_tests::blocks::Reply::status(202)]);
+    let w = format!("Bearer {}", d.write_key);
+    let h = [("authorization", w.as_str()), ("content-type", "application/json")];
+    let hold = json!({"name": "hold", "blocks": [{"name": "hold",
+        "executor": {"type": "http", "url": format!("{}/hold", blocks.url)}}]});
+    let a = request("POST", &format!("{}/api/v1/pipelines", d.base), &h, hold.to_string()).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let build = json!({"pipeline_id": a.json["id"]});
+    let a = request("POST", &format!("{}/api/v1/pipeline_builds", d.base), &h, build.to_string()).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let schedule = json!({"pipeline_schedule": {"name": "held", "schedule_type": "api", "status": "active",
+        "sla": 1, "settings": {"timeout": 3, "timeout_status": "failed"}}});
+    let a = request(
+        "POST",
+        &format!("{}/api/pipelines/hold/pipeline_schedules", d.base),
+        &h,
+        schedule.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let held = a.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+    let a =
+        request("POST", &format!("{}/api/pipeline_schedules/{held}/pipeline_runs", d.base), &h, "{}").await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let run = a.json["pipeline_run"]["id"].as_i64().expect("run id");
+    let started = std::time::Instant::now();
+    while !blocks.calls().iter().any(|c| c.block == "hold") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the held run's block was not called");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Ticks until the SLA has passed and the time-out has ended the run.
+    let (mut passed_sla, mut timed_out, mut reports) = (0, 0, Vec::new());
+    while passed_sla == 0 || timed_out == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "passed_sla {passed_sla}, timed_out {timed_out}: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let a = eventbridge_tick(&d, chrono::Utc::now()).await;
+        assert_eq!(a.status, 200, "tick: {}", String::from_utf8_lossy(&a.raw));
+        passed_sla += a.json["sweep"]["passed_sla"].as_u64().unwrap_or(0);
+        timed_out += a.json["sweep"]["timed_out"].as_u64().unwrap_or(0);
+        reports.push(a.json);
+    }
+    let a = request("GET", &format!("{}/api/pipeline_runs/{run}", d.base), &h, "").await;
+    assert_eq!(a.json["pipeline_run"]["status"], "failed", "{}", a.json);
+    assert_eq!(a.json["pipeline_run"]["passed_sla"], true, "{}", a.json);
     let denied: Vec<_> = d.enforcer.decisions().into_iter().filter(|x| x.3 != "allow").collect();
     assert!(denied.is_empty(), "calls the template does not allow: {denied:?}");
 }
