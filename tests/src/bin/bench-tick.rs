@@ -61,7 +61,13 @@ async fn tick_time(n: usize) -> (f64, usize) {
     for _ in 0..n {
         kickoff_tests::new_time_schedule(&app, "* * * * *").await;
     }
-    clock.advance(chrono::Duration::seconds(61));
+    // One second into the minute after every schedule's first fire time: the clock goes on at the
+    // system's pace, and a tick that crossed into the next minute would rightly fire each schedule again.
+    use chrono::DurationRound;
+    let minute = (app.clock.now() + chrono::Duration::seconds(61))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("a minute");
+    clock.set(minute + chrono::Duration::seconds(1));
     let started = Instant::now();
     let report = kickoff::scheduler::tick(&app, app.clock.now()).await.expect("tick");
     (started.elapsed().as_secs_f64() * 1000.0, report.fire.runs)
