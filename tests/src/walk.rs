@@ -37,6 +37,20 @@ pub struct Calls {
 }
 
 impl Calls {
+    /// The id of the first run the Mage list `path` answers, polled until there is one (a minute at
+    /// most: through the function binaries the worker takes a few invocations).
+    pub async fn first_run(&mut self, path: &str, headers: &[(&str, &str)]) -> i64 {
+        let started = std::time::Instant::now();
+        loop {
+            let a = self.call("GET", path, headers, None, 200).await;
+            if let Some(id) = a.json["pipeline_runs"][0]["id"].as_i64() {
+                return id;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no run at {path}: {}", a.json);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Checks that every route of the route table answered a success at least once.
     pub fn assert_every_route_succeeded(&self) {
         for route in ROUTES {
@@ -315,15 +329,7 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
     c.call("PUT", &format!("/api/pipeline_runs/{mage_run}"), &w, Some(cancel.clone()), 409).await;
     c.call("POST", &format!("/api/v1/pipeline_builds/{build_id}/runs"), &w, Some(json!({})), 200).await;
     // Once the worker has reached its http block.
-    let started = std::time::Instant::now();
-    let waiting = loop {
-        let etl = c.call("GET", "/api/pipeline_runs?pipeline_uuid=etl&status=running", &r, None, 200).await;
-        if let Some(id) = etl.json["pipeline_runs"][0]["id"].as_i64() {
-            break id;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no running etl run: {}", etl.json);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let waiting = c.first_run("/api/pipeline_runs?pipeline_uuid=etl&status=running", &r).await;
     c.call("PUT", &format!("/api/pipeline_runs/{waiting}"), &w, Some(cancel), 200).await;
     // Retries and retry_blocks: `retried` fails once and is retried; `broken` fails the run, and
     // retry_blocks from it runs it again (its second answer is a 200).
@@ -340,30 +346,11 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
     let b = c.call("POST", "/api/v1/pipeline_builds", &w, Some(json!({"pipeline_id": flaky_id})), 200).await;
     let flaky_build = b.json["id"].as_str().expect("build id").to_string();
     c.call("POST", &format!("/api/v1/pipeline_builds/{flaky_build}/runs"), &w, Some(json!({})), 200).await;
-    let started = std::time::Instant::now();
-    let failed = loop {
-        let a = c.call("GET", "/api/pipeline_runs?pipeline_uuid=flaky&status=failed", &r, None, 200).await;
-        if let Some(id) = a.json["pipeline_runs"][0]["id"].as_i64() {
-            break id;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the flaky run did not fail: {}", a.json);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let failed = c.first_run("/api/pipeline_runs?pipeline_uuid=flaky&status=failed", &r).await;
     let retry = json!({"pipeline_run": {"pipeline_run_action": "retry_blocks", "from_block_uuid": "broken"}});
     c.call("PUT", &format!("/api/pipeline_runs/{failed}"), &w, Some(retry), 200).await;
-    let started = std::time::Instant::now();
-    loop {
-        let a = c.call("GET", "/api/pipeline_runs?pipeline_uuid=flaky&status=completed", &r, None, 200).await;
-        if a.json["pipeline_runs"][0]["id"].as_i64() == Some(failed) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "retry_blocks did not complete the run: {}",
-            a.json
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let completed = c.first_run("/api/pipeline_runs?pipeline_uuid=flaky&status=completed", &r).await;
+    assert_eq!(completed, failed, "retry_blocks completes the failed run");
     let bf = c
         .call(
             "POST",
