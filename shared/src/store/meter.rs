@@ -70,23 +70,6 @@ fn four_kb(bytes: usize) -> f64 {
     bytes.div_ceil(4096).max(1) as f64
 }
 
-/// An item's size as DynamoDB counts it.
-pub fn item_size(item: &Item) -> usize {
-    let s = |name: &str, v: &str| name.len() + v.len();
-    let mut n = s(PARTITION_KEY, &item.pk) + s(SORT_KEY, &item.sk) + s(DOC_ATTRIBUTE, &item.doc);
-    n += VERSION_ATTRIBUTE.len() + 21;
-    if let Some((p, k)) = &item.index {
-        n += s(INDEX_PARTITION_KEY, p) + s(INDEX_SORT_KEY, k);
-    }
-    if let Some((p, k)) = &item.wake {
-        n += s(WAKE_PARTITION_KEY, p) + s(WAKE_SORT_KEY, k);
-    }
-    if item.expires_at.is_some() {
-        n += TTL_ATTRIBUTE.len() + 21;
-    }
-    n
-}
-
 fn keys_size(item: &Item) -> usize {
     let wake = item.wake.as_ref().map_or(0, |(p, k)| p.len() + k.len() + 12);
     item.pk.len() + item.sk.len() + 4 + wake
@@ -123,9 +106,9 @@ impl MeteredTable {
     }
 
     fn meter_put(&self, item: &Item, factor: f64) {
-        self.write_units(item.pk.clone(), kb(item_size(item)) * factor);
+        self.write_units(item.pk.clone(), kb(item.size()) * factor);
         if let Some((p, _)) = &item.index {
-            self.write_units(format!("GSI1:{p}"), kb(item_size(item)));
+            self.write_units(format!("GSI1:{p}"), kb(item.size()));
         }
         if let Some((p, _)) = &item.wake {
             self.write_units(format!("GSI2:{p}"), kb(keys_size(item)));
@@ -138,7 +121,7 @@ impl Table for MeteredTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
         self.request("GetItem");
         let found = self.inner.get(pk, sk).await?;
-        self.read_units(pk.to_string(), four_kb(found.as_ref().map_or(0, item_size)));
+        self.read_units(pk.to_string(), four_kb(found.as_ref().map_or(0, Item::size)));
         Ok(found)
     }
 
@@ -177,7 +160,7 @@ impl Table for MeteredTable {
     ) -> Result<Page> {
         self.request("Query");
         let page = self.inner.query_page(pk, descending, limit, after).await?;
-        self.read_units(pk.to_string(), four_kb(page.items.iter().map(item_size).sum()));
+        self.read_units(pk.to_string(), four_kb(page.items.iter().map(Item::size).sum()));
         Ok(page)
     }
 
@@ -190,14 +173,14 @@ impl Table for MeteredTable {
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
         self.request("Query");
         let items = self.inner.query(pk, sk_prefix).await?;
-        self.read_units(pk.to_string(), four_kb(items.iter().map(item_size).sum()));
+        self.read_units(pk.to_string(), four_kb(items.iter().map(Item::size).sum()));
         Ok(items)
     }
 
     async fn query_index(&self, index_pk: &str) -> Result<Vec<Item>> {
         self.request("Query");
         let items = self.inner.query_index(index_pk).await?;
-        self.read_units(format!("GSI1:{index_pk}"), four_kb(items.iter().map(item_size).sum()) / 2.0);
+        self.read_units(format!("GSI1:{index_pk}"), four_kb(items.iter().map(Item::size).sum()) / 2.0);
         Ok(items)
     }
 
