@@ -172,7 +172,7 @@ def _parameters(template, refs, values, symbolic=False):
     for name, p in template.get("Parameters", {}).items():
         v = values.get(name, p.get("Default", ""))
         if p.get("Type") == "CommaDelimitedList":
-            refs[name] = [v] if symbolic else [x for x in str(v).split(",")] if v != "" else [""]
+            refs[name] = [v] if symbolic else str(v).split(",")
         else:
             refs[name] = v
 

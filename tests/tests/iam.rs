@@ -3,6 +3,7 @@
 //! queue or a function it may not use — and a function whose policy lost one action fails its call
 //! through the real binary, while the same function with the template's policy succeeds.
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use kickoff_tests::{deploy_with_template, request, stack, workspace_root, Enforcer, Stack};
 
@@ -53,11 +54,7 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .send()
         .await
         .expect_err("unknown key");
-    assert_eq!(
-        err.as_service_error().and_then(|e| e.meta().code()),
-        Some("UnrecognizedClientException"),
-        "{err:?}"
-    );
+    assert_eq!(err.code(), Some("UnrecognizedClientException"), "{err:?}");
 
     // get-pipeline may GetItem on the table: allowed, and answered by DynamoDB Local.
     let (ddb, sqs) = clients(&stack, &enforcer, "get-pipeline").await;
@@ -84,11 +81,10 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .send()
         .await
         .expect_err("UpdateItem is not granted");
-    let meta = err.as_service_error().map(|e| e.meta().clone()).expect("a service error");
-    assert_eq!(meta.code(), Some("AccessDeniedException"), "{err:?}");
+    assert_eq!(err.code(), Some("AccessDeniedException"), "{err:?}");
     assert!(
-        meta.message().unwrap_or_default().contains("is not authorized to perform: dynamodb:UpdateItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/"),
-        "{meta:?}"
+        err.message().unwrap_or_default().contains("is not authorized to perform: dynamodb:UpdateItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/"),
+        "{err:?}"
     );
     let raw = err.raw_response().map(|r| r.status().as_u16());
     assert_eq!(raw, Some(400), "DynamoDB answers AccessDeniedException with 400");
@@ -105,13 +101,13 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
     };
     query("GSI1").await.expect("GSI1 is granted");
     let err = query("GSI2").await.expect_err("GSI2 is not granted");
-    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("AccessDeniedException"));
+    assert_eq!(err.code(), Some("AccessDeniedException"));
 
     // SQS: get-pipeline may not send to the run queue; AWS answers 403 AccessDenied.
     let err =
         sqs.send_message().queue_url(&queue).message_body("{}").send().await.expect_err("no SendMessage");
     // (the SDK reads SQS's query-compatible code from the x-amzn-query-error header, as from AWS)
-    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("AccessDenied"), "{err:?}");
+    assert_eq!(err.code(), Some("AccessDenied"), "{err:?}");
     let raw = err.raw_response().expect("the answer");
     assert_eq!(raw.status().as_u16(), 403);
     assert_eq!(raw.headers().get("x-amzn-query-error"), Some("AccessDenied;Sender"));
@@ -127,11 +123,7 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .send()
         .await
         .expect_err("a delay over 900 s");
-    assert_eq!(
-        err.as_service_error().and_then(|e| e.meta().code()),
-        Some("InvalidParameterValue"),
-        "{err:?}"
-    );
+    assert_eq!(err.code(), Some("InvalidParameterValue"), "{err:?}");
     // And a message over SQS's 256 KiB, which moto would take.
     let err = sqs
         .send_message()
@@ -140,11 +132,7 @@ async fn the_enforcer_answers_denied_calls_as_aws_does() {
         .send()
         .await
         .expect_err("a message over 256 KiB");
-    assert_eq!(
-        err.as_service_error().and_then(|e| e.meta().code()),
-        Some("InvalidParameterValue"),
-        "{err:?}"
-    );
+    assert_eq!(err.code(), Some("InvalidParameterValue"), "{err:?}");
 
     // Lambda: only the listed block functions, by their ARN, qualified or not as invoked.
     for (who, path, status) in [
