@@ -155,7 +155,7 @@ fn renumber(run: &mut Run, blocks: &mut [BlockRun], now: DateTime<Utc>) {
 pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOptions) -> Result<RunDetail> {
     let now = app.clock.now();
     let uuid = Uuid::new_v4();
-    let name = config.run_name(&build.pipeline_name, now);
+    let name = config.run_name(&build.pipeline_name, now)?;
     let mut run = Run {
         schedule_id: opts.schedule_id,
         backfill_id: opts.backfill_id,

@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Months, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::bounds;
 use super::schedule::parse_datetime;
 use super::RunStatus;
 use crate::{Error, Result};
@@ -155,6 +156,8 @@ impl Backfill {
         if self.interval_units == 0 {
             return Err(Error::Unprocessable("interval_units: at least 1".into()));
         }
+        bounds::at_most("interval_units", self.interval_units, bounds::MAX_INTERVAL_UNITS)?;
+        bounds::variables("variables", &self.variables)?;
         if self.end_datetime < self.start_datetime {
             return Err(Error::Unprocessable("end_datetime: before start_datetime".into()));
         }
@@ -180,11 +183,13 @@ impl Backfill {
             i += 1;
             let step = i64::from(units) * i64::from(i);
             // Each date from the start (not from the previous date), so that month ends do not drift.
+            // Checked: a step past chrono's range ends the dates instead of panicking.
+            let after = |d: Option<Duration>| d.and_then(|d| self.start_datetime.checked_add_signed(d));
             let next = match self.interval_type {
-                IntervalType::Minute => Some(self.start_datetime + Duration::minutes(step)),
-                IntervalType::Hour => Some(self.start_datetime + Duration::hours(step)),
-                IntervalType::Day => Some(self.start_datetime + Duration::days(step)),
-                IntervalType::Week => Some(self.start_datetime + Duration::weeks(step)),
+                IntervalType::Minute => after(Duration::try_minutes(step)),
+                IntervalType::Hour => after(Duration::try_hours(step)),
+                IntervalType::Day => after(Duration::try_days(step)),
+                IntervalType::Week => after(Duration::try_weeks(step)),
                 IntervalType::Month => u32::try_from(step)
                     .ok()
                     .and_then(|m| self.start_datetime.checked_add_months(Months::new(m))),
@@ -255,5 +260,34 @@ mod tests {
         );
         assert!(Backfill::create(1, "p", fields("2020-01-01", "2024-01-10", IntervalType::Minute, 1), now)
             .is_err());
+    }
+
+    #[test]
+    fn huge_steps_and_far_dates_are_422_or_end_the_dates_never_a_panic() {
+        let now = Utc::now();
+        let max = bounds::MAX_INTERVAL_UNITS;
+        for t in [
+            IntervalType::Minute,
+            IntervalType::Hour,
+            IntervalType::Day,
+            IntervalType::Week,
+            IntervalType::Month,
+        ] {
+            // Either the dates (the step's arithmetic past chrono's range ends them) or the count's 422.
+            match Backfill::create(1, "p", fields("1970-01-01", "9999-12-31", t, max), now) {
+                Ok(b) => assert!(!b.dates().unwrap().is_empty(), "{t:?}"),
+                Err(e) => assert!(e.to_string().contains("at most 1000 dates"), "{t:?}: {e}"),
+            }
+            let e =
+                Backfill::create(1, "p", fields("1970-01-01", "9999-12-31", t, max + 1), now).unwrap_err();
+            assert!(e.to_string().starts_with("interval_units: at most 1000000"), "{e}");
+        }
+        let e = Backfill::create(
+            1,
+            "p",
+            fields("2024-01-01", "+10000-01-01T00:00:00", IntervalType::Day, 1),
+            now,
+        );
+        assert!(e.unwrap_err().to_string().starts_with("end_datetime: must lie in the years"));
     }
 }

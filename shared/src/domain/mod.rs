@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub mod backfill;
+pub mod bounds;
 pub mod build;
 pub mod notify;
 pub mod pipeline;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::bounds;
 use super::notify::NotifyTarget;
 use crate::{Error, Result};
 
@@ -129,8 +130,9 @@ pub fn validate_blocks(blocks: &[Block]) -> Result<()> {
         )));
     }
     let mut names = HashSet::new();
-    for b in blocks {
+    for (i, b) in blocks.iter().enumerate() {
         validate_block_name(&b.name)?;
+        validate_block_bounds(i, b)?;
         if !names.insert(b.name.as_str()) {
             return Err(Error::Unprocessable(format!("duplicate block name {:?}", b.name)));
         }
@@ -158,6 +160,25 @@ pub fn validate_blocks(blocks: &[Block]) -> Result<()> {
     }
     if let Some(cycle) = find_cycle(blocks) {
         return Err(Error::Unprocessable(format!("the blocks form a cycle through {}", cycle.join(" -> "))));
+    }
+    Ok(())
+}
+
+/// The bounds of `docs/security.md` on a block's numbers, as `blocks[i].field`.
+fn validate_block_bounds(i: usize, b: &Block) -> Result<()> {
+    let field = |name: &str| format!("blocks[{i}].{name}");
+    bounds::at_most(&field("retries"), b.retries, bounds::MAX_RETRIES)?;
+    bounds::at_most(&field("delay_s"), b.delay_s, bounds::MAX_DELAY_S)?;
+    bounds::at_most(&field("max_delay_s"), b.max_delay_s, bounds::MAX_DELAY_S)?;
+    let max_timeout = match b.executor {
+        Executor::Lambda { .. } => bounds::MAX_LAMBDA_TIMEOUT_S,
+        _ => bounds::MAX_CALLBACK_TIMEOUT_S,
+    };
+    if let Some(t) = b.timeout_s {
+        bounds::at_most(&field("timeout_s"), t, max_timeout)?;
+    }
+    if let Executor::Http { timeout_s: Some(t), .. } = b.executor {
+        bounds::at_most(&field("executor.timeout_s"), t, bounds::MAX_CALL_TIMEOUT_S)?;
     }
     Ok(())
 }
@@ -302,6 +323,36 @@ mod tests {
         let bad = vec![block("a b", &[])];
         assert!(validate_blocks(&bad).unwrap_err().to_string().contains("invalid block name"));
         assert!(validate_blocks(&[]).is_err());
+    }
+
+    #[test]
+    fn block_numbers_are_bounded_and_the_422_names_the_field() {
+        let mut b = block("a", &[]);
+        b.retries = 101;
+        assert_eq!(validate_blocks(&[b]).unwrap_err().to_string(), "blocks[0].retries: at most 100, got 101");
+        let mut b = block("a", &[]);
+        b.max_delay_s = u64::MAX;
+        assert!(validate_blocks(&[b])
+            .unwrap_err()
+            .to_string()
+            .starts_with("blocks[0].max_delay_s: at most 86400"));
+        let mut b = block("a", &[]);
+        b.executor = Executor::Lambda { function: "f".into() };
+        b.timeout_s = Some(901);
+        assert!(validate_blocks(&[b.clone()])
+            .unwrap_err()
+            .to_string()
+            .starts_with("blocks[0].timeout_s: at most 900"));
+        b.executor = Executor::Http { url: "https://example.com/x".into(), timeout_s: Some(841) };
+        assert!(validate_blocks(&[b.clone()])
+            .unwrap_err()
+            .to_string()
+            .starts_with("blocks[0].executor.timeout_s: at most 840"));
+        b.executor = Executor::Http { url: "https://example.com/x".into(), timeout_s: Some(840) };
+        b.timeout_s = Some(86_400);
+        assert_eq!(validate_blocks(&[b.clone()]), Ok(()));
+        b.timeout_s = Some(86_401);
+        assert!(validate_blocks(&[b]).is_err());
     }
 
     #[test]

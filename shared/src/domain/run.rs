@@ -174,9 +174,7 @@ pub struct Deadlines {
     pub timeout_status: Option<RunStatus>,
 }
 
-fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
-    t + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000).min(100 * 365 * 86_400))
-}
+use super::bounds::plus_secs;
 
 impl Run {
     /// A new `initial` run of `build`: not started, of no schedule or backfill, without variables,

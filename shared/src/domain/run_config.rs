@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{Block, Build};
+use super::{bounds, Block, Build};
 use crate::http::json_type_name;
 use crate::{Error, Result};
 
@@ -157,21 +157,63 @@ impl RunConfig {
         Ok(RunConfig { raw, parameters })
     }
 
-    /// The run's name: `run_name` (default `{pipeline}-{date}-{time}`) with `{date}`, `{time}` and the
-    /// configuration's `substitutions` filled in.
-    pub fn run_name(&self, pipeline: &str, now: DateTime<Utc>) -> String {
+    /// The run's name: `run_name` (default `{pipeline}-{date}-{time}`) with `{pipeline}`, `{date}`,
+    /// `{time}` and the configuration's `substitutions` filled in, in one pass over the template (a
+    /// substituted value is not substituted again, so no key can grow the name by another); 422 past
+    /// [`bounds::MAX_RUN_NAME_CHARS`] characters.
+    pub fn run_name(&self, pipeline: &str, now: DateTime<Utc>) -> Result<String> {
         let template = self.raw.get("run_name").and_then(Value::as_str).unwrap_or("{pipeline}-{date}-{time}");
-        let mut name = template
-            .replace("{pipeline}", pipeline)
-            .replace("{date}", &now.format("%Y_%m_%d").to_string())
-            .replace("{time}", &now.format("%H_%M_%S_%6f").to_string());
-        if let Some(Value::Object(subs)) = self.raw.get("substitutions") {
-            for (k, v) in subs {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                name = name.replace(&format!("{{{k}}}"), &v);
+        let subs = match self.raw.get("substitutions") {
+            Some(Value::Object(subs)) => Some(subs),
+            _ => None,
+        };
+        let value_of = |key: &str| -> Option<String> {
+            if let Some(v) = subs.and_then(|s| s.get(key)) {
+                return Some(v.as_str().map_or_else(|| v.to_string(), str::to_string));
+            }
+            match key {
+                "pipeline" => Some(pipeline.to_string()),
+                "date" => Some(now.format("%Y_%m_%d").to_string()),
+                "time" => Some(now.format("%H_%M_%S_%6f").to_string()),
+                _ => None,
+            }
+        };
+        let too_long = || {
+            Error::Unprocessable(format!(
+                "run_name: at most {} characters after substitution",
+                bounds::MAX_RUN_NAME_CHARS
+            ))
+        };
+        let mut name = String::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            name.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            match after.find('}').map(|close| (&after[..close], close)) {
+                Some((key, close)) if !key.contains('{') => match value_of(key) {
+                    Some(v) => {
+                        name.push_str(&v);
+                        rest = &after[close + 1..];
+                    }
+                    None => {
+                        name.push('{');
+                        rest = after;
+                    }
+                },
+                _ => {
+                    name.push('{');
+                    rest = after;
+                }
+            }
+            if name.chars().count() > bounds::MAX_RUN_NAME_CHARS {
+                return Err(too_long());
             }
         }
-        name
+        name.push_str(rest);
+        if name.chars().count() > bounds::MAX_RUN_NAME_CHARS {
+            return Err(too_long());
+        }
+        Ok(name)
     }
 }
 
@@ -191,4 +233,35 @@ fn apply_parameters(block: &Block, given: &Map<String, Value>, into: &mut Map<St
         into.insert(k.clone(), v.clone());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(raw: Value) -> RunConfig {
+        let Value::Object(raw) = raw else { panic!("an object") };
+        RunConfig { raw, parameters: BTreeMap::new() }
+    }
+
+    #[test]
+    fn run_names_substitute_once_and_are_bounded() {
+        let now = DateTime::parse_from_rfc3339("2026-12-02T10:11:12Z").unwrap().with_timezone(&Utc);
+        let c = config(
+            serde_json::json!({"run_name": "{pipeline}-{date}-{x}-{y}-{missing}-{", "substitutions": {"x": "1", "y": 2}}),
+        );
+        assert_eq!(c.run_name("p", now).unwrap(), "p-2026_12_02-1-2-{missing}-{");
+        // Each key's value names the next: chained, 20 keys would double the name 20 times.
+        let mut subs = serde_json::Map::new();
+        for i in 0..20 {
+            subs.insert(format!("k{i}"), Value::String(format!("{{k{}}}{{k{}}}", i + 1, i + 1)));
+        }
+        let c = config(serde_json::json!({"run_name": "{k0}", "substitutions": subs}));
+        assert_eq!(c.run_name("p", now).unwrap(), "{k1}{k1}");
+        let c = config(serde_json::json!({"run_name": "{x}{x}", "substitutions": {"x": "a".repeat(200)}}));
+        let e = c.run_name("p", now).unwrap_err().to_string();
+        assert_eq!(e, "run_name: at most 255 characters after substitution");
+        let c = config(serde_json::json!({"run_name": "é".repeat(255)}));
+        assert_eq!(c.run_name("p", now).unwrap().chars().count(), 255);
+    }
 }

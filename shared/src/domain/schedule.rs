@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::bounds;
 use super::notify::NotifyTarget;
 use super::timetable::{self, Timetable};
 use super::RunStatus;
@@ -79,6 +80,12 @@ impl ScheduleSettings {
         if self.timeout == Some(0) {
             return Err(Error::Unprocessable("settings.timeout: at least 1 second".into()));
         }
+        if let Some(t) = self.timeout {
+            bounds::at_most("settings.timeout", t, bounds::MAX_RUN_DEADLINE_S)?;
+        }
+        if let Some(n) = self.pipeline_run_limit {
+            bounds::at_most("settings.pipeline_run_limit", n, bounds::MAX_RUN_LIMIT)?;
+        }
         self.timeout_status()?;
         super::notify::validate("settings.notifications", self.notifications.as_deref().unwrap_or_default())?;
         Ok(())
@@ -144,8 +151,13 @@ pub struct ScheduleFields {
     pub rotate_token: bool,
 }
 
-/// Times as Mage sends them: ISO 8601 with or without an offset (UTC when none), or with a space.
+/// Times as Mage sends them: ISO 8601 with or without an offset (UTC when none), or with a space;
+/// in the years [`bounds::MIN_YEAR`]–[`bounds::MAX_YEAR`].
 pub fn parse_datetime(field: &str, value: &str) -> Result<DateTime<Utc>> {
+    parse_any_datetime(field, value).and_then(|t| bounds::date(field, t))
+}
+
+fn parse_any_datetime(field: &str, value: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -236,9 +248,11 @@ impl Schedule {
             self.start_time = Some(parse_datetime("start_time", &t)?);
         }
         if let Some(v) = f.variables {
+            bounds::variables("variables", &v)?;
             self.variables = v;
         }
         if let Some(sla) = f.sla {
+            bounds::at_most("sla", sla, bounds::MAX_RUN_DEADLINE_S)?;
             self.sla = Some(sla);
         }
         if let Some(mut raw) = f.settings {
@@ -330,6 +344,11 @@ mod tests {
             assert!(parse_datetime("x", v).is_ok(), "{v}");
         }
         assert!(parse_datetime("x", "yesterday").is_err());
+        for far in ["+10000-01-01T00:00:00", "+262142-12-31 00:00:00", "1969-12-31T23:59:59Z"] {
+            let e = parse_datetime("start_time", far).unwrap_err().to_string();
+            assert!(e.starts_with("start_time: must lie in the years 1970 to 9999"), "{e}");
+        }
+        assert!(parse_datetime("x", "9999-12-31T23:59:59Z").is_ok());
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! that serves it (crate `functions/<function>`, SAM resource `<Function>` in CamelCase, router entry in the
 //! workspace `Cargo.toml`), and who may call it. `dispatch` is the one place a request meets its handler.
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use http::Method;
 
 use super::{auth, errors, mage, zenml, ApiRequest, ApiResponse, MAX_BODY_BYTES};
@@ -203,15 +206,29 @@ pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<(String,
         }
     }
     if path_known {
-        Err(Error::MethodNotAllowed(format!("method {method} is not allowed on {path}")))
+        // Neither names the path: a path can hold a schedule's token.
+        Err(Error::MethodNotAllowed(format!("method {method} is not allowed on this path")))
     } else {
-        Err(Error::NotFound(format!("no route for {path}")))
+        Err(Error::NotFound("no route for this path".into()))
     }
 }
 
 /// Serves a request on a known route: size limit, authentication, then the handler; every error is
-/// rendered in the route's dialect.
-pub async fn dispatch(app: &App, route: &Route, mut req: ApiRequest) -> ApiResponse {
+/// rendered in the route's dialect. A handler that panics is a 500 with the dialect's bare
+/// "Internal server error" (the panic is logged with the route, never shown), under Lambda and on the
+/// embedded server alike.
+pub async fn dispatch(app: &App, route: &Route, req: ApiRequest) -> ApiResponse {
+    let dialect = route.dialect();
+    match AssertUnwindSafe(handle(app, route, req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let what = crate::error::panic_message(panic.as_ref());
+            errors::render(dialect, &Error::Internal(format!("{} panicked: {what}", route.function)))
+        }
+    }
+}
+
+async fn handle(app: &App, route: &Route, mut req: ApiRequest) -> ApiResponse {
     let dialect = route.dialect();
     let result = async {
         if req.body.len() > MAX_BODY_BYTES {

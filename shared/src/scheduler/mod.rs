@@ -174,7 +174,7 @@ async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
         // Finished with a notification owed and no message looking at it: a StartRun sends it.
         if let Some(due_at) = run.value.notifications.iter().filter_map(|n| n.due()).min() {
             let resweep = now + Duration::seconds(RESWEEP_S);
-            if due_at + Duration::seconds(plan::GRACE_S) > now {
+            if crate::domain::bounds::plus_secs(due_at, plan::GRACE_S) > now {
                 let needed = plan::message_due(&run.value, &[]).unwrap_or(resweep);
                 app.store.claim_due_run(due, needed).await?;
                 return Ok(Look::Rescheduled);

@@ -318,6 +318,40 @@ async fn schedules(store: &Store) {
     assert!(store.delete_schedule(11, now11.version).await.expect("delete"));
     assert!(store.get_schedule(11).await.expect("get").is_none());
     assert_eq!(store.list_schedules().await.expect("list").len(), 1);
+    fire_index(store).await;
+}
+
+/// The fire index holds only schedules that can fire, in one fixed-width date form: a schedule whose
+/// next time is past the year 9999 (`%Y` would write `+10000-…`, sorting before every real date) is
+/// not in it, and the due ones are found past it.
+async fn fire_index(store: &Store) {
+    use super::schedules::fire_shard;
+    use crate::domain::ScheduleStatus;
+    let now = SystemClock.now();
+    let far =
+        chrono::NaiveDate::from_ymd_opt(10_000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("date");
+    let mut shard_mates = Vec::new();
+    for (id, next) in
+        [(8_000_000_i64, Some(far.and_utc())), (8_000_008, Some(now - chrono::Duration::seconds(5)))]
+    {
+        let fields = ScheduleFields {
+            name: Some("fire".into()),
+            schedule_interval: Some("@daily".into()),
+            ..ScheduleFields::default()
+        };
+        let mut s = Schedule::create(id, "conf-fire", fields, "f".repeat(32), now).expect("schedule");
+        s.status = ScheduleStatus::Active;
+        s.next_run_at = next;
+        assert!(store.create_schedule(&s).await.expect("create"));
+        shard_mates.push(id);
+    }
+    assert_eq!(fire_shard(shard_mates[0]), fire_shard(shard_mates[1]), "one shard");
+    let due = store.due_schedules(fire_shard(8_000_000), now, 1).await.expect("due");
+    assert_eq!(due, [8_000_008], "the far-future schedule is not in the index; the due one is found first");
+    for id in shard_mates {
+        let s = store.get_schedule(id).await.expect("get").expect("exists");
+        assert!(store.delete_schedule(id, s.version).await.expect("delete"));
+    }
 }
 
 async fn run_views(store: &Store) {

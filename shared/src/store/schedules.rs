@@ -2,13 +2,13 @@
 //! schedule's item carries `GSI2PK = FIRE#<id mod 8>`, `GSI2SK = <next fire time>`, so the tick finds
 //! the schedules due through the index (one `Query` per shard), never by reading them all.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 use super::table::{Condition, Put, WriteError};
 use super::wake::{wake_key, WAKE_SHARDS};
 use super::{decode_all, encode, index_sort_key, item, Store, Versioned};
 use crate::admission::Slots;
-use crate::domain::{Schedule, ScheduleStatus};
+use crate::domain::{bounds, Schedule, ScheduleStatus};
 use crate::{Error, Result};
 
 /// The fire index shard of a schedule.
@@ -28,9 +28,11 @@ pub(super) fn schedule_put(s: &Schedule, version: u64, condition: Condition) -> 
         encode(s)?,
     );
     it.version = version;
+    // A schedule that cannot fire (its next time past the year 9999) is not in the index, so that it
+    // is never "due" to the tick without firing.
     it.wake = s
         .next_run_at
-        .filter(|_| s.status == ScheduleStatus::Active)
+        .filter(|t| s.status == ScheduleStatus::Active && t.year() <= bounds::MAX_YEAR)
         .map(|t| (fire_pk(fire_shard(s.id)), wake_key(t)));
     Ok(Put { item: it, condition })
 }

@@ -12,7 +12,7 @@
 //! sweep that finds nothing costs one `Query` per shard. A wake time may be early (the state did not need
 //! it yet); the sweep then reads the run and moves it, without queueing anything.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use uuid::Uuid;
 
 use super::table::WriteError;
@@ -33,9 +33,18 @@ pub(super) fn wake_pk(shard: u8) -> String {
     format!("WAKE#{shard}")
 }
 
-/// A wake time as the index's sort key (sortable text, to the second).
+/// A wake time as the index's sort key (sortable text, to the second), always in the fixed-width form
+/// `YYYY-MM-DDTHH:MM:SSZ`: a time past the year 9999 (which `%Y` writes as `+10000-…`, sorting before
+/// every real date) is the last second of 9999, and one before the year 0 is its first.
 pub(super) fn wake_key(at: DateTime<Utc>) -> String {
-    at.format(WAKE_FORMAT).to_string()
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(23, 59, 59));
+    let first = NaiveDate::from_ymd_opt(0, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
+    let t = at.naive_utc();
+    let t = match (first, last) {
+        (Some(first), Some(last)) => t.clamp(first, last),
+        _ => t,
+    };
+    t.format(WAKE_FORMAT).to_string()
 }
 
 pub(super) fn parse_wake_key(key: &str) -> Option<DateTime<Utc>> {
@@ -75,5 +84,22 @@ impl Store {
             Err(WriteError::ConditionFailed) => Ok(false),
             Err(WriteError::Other(e)) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_keys_have_one_width_and_sort_as_their_times() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(wake_key(at("2026-12-02T10:00:00.5Z")), "2026-12-02T10:00:00Z");
+        let far =
+            chrono::NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+        assert_eq!(wake_key(far), "9999-12-31T23:59:59Z");
+        assert_eq!(wake_key(DateTime::<Utc>::MAX_UTC), "9999-12-31T23:59:59Z");
+        assert_eq!(wake_key(DateTime::<Utc>::MIN_UTC), "0000-01-01T00:00:00Z");
+        assert!(wake_key(far) > wake_key(at("2026-12-02T10:00:00Z")));
     }
 }

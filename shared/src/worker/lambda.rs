@@ -3,9 +3,12 @@
 //! failure: SQS delivers it again, and after the queue's `maxReceiveCount` moves it to the dead-letter
 //! queue. It never holds up the rest of the batch.
 
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures_util::FutureExt;
 use lambda_runtime::{service_fn, LambdaEvent};
 use tokio::task::JoinSet;
 
@@ -32,10 +35,15 @@ pub async fn serve() -> Result<(), LambdaError> {
     .await
 }
 
-/// Handles a batch; the response names the messages to deliver again.
+/// Handles a batch; the response names the messages to deliver again. A message is reported done only
+/// when its handling returned `Ok`: one whose handling failed or panicked (the panic is caught and
+/// logged with the run's id) is a batch item failure, so SQS delivers it again and never deletes it.
 pub async fn process(worker: Arc<Worker>, event: SqsEvent) -> SqsBatchResponse {
     let mut tasks = JoinSet::new();
     let mut failures = Vec::new();
+    // Every message handed to a task, until the task says it succeeded: what is left is a failure,
+    // whatever happened to its task.
+    let mut unfinished = HashSet::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let parsed = record.body.as_deref().map(serde_json::from_str::<Message>);
@@ -52,21 +60,33 @@ pub async fn process(worker: Arc<Worker>, event: SqsEvent) -> SqsBatchResponse {
             }
         };
         let worker = worker.clone();
+        unfinished.insert(id.clone());
         tasks.spawn(async move {
-            let result = worker.handle(&message).await;
-            if let Err(e) = &result {
-                tracing::warn!(message_id = %id, run_uuid = %message.run_uuid(), error = %e, "message failed");
-            }
-            (id, result.is_ok())
+            let ok = match AssertUnwindSafe(worker.handle(&message)).catch_unwind().await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(message_id = %id, run_uuid = %message.run_uuid(), error = %e, "message failed");
+                    false
+                }
+                Err(panic) => {
+                    let what = crate::error::panic_message(panic.as_ref());
+                    tracing::error!(message_id = %id, run_uuid = %message.run_uuid(), panic = %what, "message handling panicked; it will be delivered again");
+                    false
+                }
+            };
+            (id, ok)
         });
     }
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok((_, true)) => {}
-            Ok((id, false)) => failures.push(id),
-            Err(e) => tracing::error!(error = %e, "a message task panicked"),
+            Ok((id, true)) => {
+                unfinished.remove(&id);
+            }
+            Ok((_, false)) => {}
+            Err(e) => tracing::error!(error = %e, "a message task ended abnormally"),
         }
     }
+    failures.extend(unfinished);
     SqsBatchResponse {
         batch_item_failures: failures
             .into_iter()

@@ -31,15 +31,18 @@ pub mod notify;
 pub mod plan;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::domain::bounds::plus_secs;
 use crate::domain::run::Slot;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
 use crate::queue::{Message, RunQueue, MAX_DELAY};
@@ -49,7 +52,7 @@ use executor::{Invocation, Invoke, Outcome};
 use plan::Send;
 
 /// How long a claimed attempt may run beyond its executor's time-out before it counts as lost.
-const LEASE_MARGIN_S: i64 = 60;
+const LEASE_MARGIN_S: u64 = 60;
 /// How long an accepted (202) attempt waits for its callback when the block sets no `timeout_s`.
 pub const DEFAULT_CALLBACK_TIMEOUT_S: u64 = 3600;
 /// Conditional-write races one step retries before giving up (the message is then redelivered).
@@ -302,7 +305,7 @@ impl Worker {
             b.status = BlockRunStatus::Running;
             b.attempts = attempt;
             b.started_at = b.started_at.or(Some(now));
-            b.lease_until = Some(now + chrono::Duration::seconds(call_timeout as i64 + LEASE_MARGIN_S));
+            b.lease_until = Some(plus_secs(now, call_timeout.saturating_add(LEASE_MARGIN_S)));
             b.not_before = None;
             b.updated = now;
             if self.commit(&state, run.clone(), &blocks).await? {
@@ -364,7 +367,7 @@ impl Worker {
                     let b = &mut blocks[i];
                     b.lease_until = None;
                     b.callback_hash = Some(callback_token_hash(token));
-                    b.callback_deadline = Some(now + chrono::Duration::seconds(timeout as i64));
+                    b.callback_deadline = Some(plus_secs(now, timeout));
                     b.updated = now;
                     let check = Message::CheckBlock { run_uuid, block: b.block_uuid.clone(), attempt };
                     vec![Send { message: check, delay_s: timeout }]
@@ -508,9 +511,21 @@ pub async fn run_in_process(worker: Arc<Worker>, queue: Arc<dyn RunQueue>) {
             let worker = worker.clone();
             let queue = queue.clone();
             tokio::spawn(async move {
-                if let Err(e) = worker.handle(&received.message).await {
-                    tracing::warn!(error = %e, "message failed; it will be delivered again");
-                    let _ = queue.send_delayed(&received.message, Duration::from_secs(30)).await;
+                let handled = AssertUnwindSafe(worker.handle(&received.message)).catch_unwind().await;
+                let failed = match handled {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(panic) => Some(format!("panicked: {}", crate::error::panic_message(panic.as_ref()))),
+                };
+                if let Some(e) = failed {
+                    let run_uuid = received.message.run_uuid();
+                    tracing::warn!(run_uuid = %run_uuid, error = %e, "message failed; it will be delivered again");
+                    if let Err(e) = queue.send_delayed(&received.message, Duration::from_secs(30)).await {
+                        // Left undeleted: SQS delivers it again after its visibility timeout (the
+                        // in-memory queue does not; the sweep then finds the run by its wake time).
+                        tracing::error!(run_uuid = %run_uuid, error = %e, "re-send failed");
+                        return;
+                    }
                 }
                 let _ = queue.delete(&received.receipt).await;
             });

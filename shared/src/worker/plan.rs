@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::json;
 
+use crate::domain::bounds::plus_secs;
 use crate::domain::run::Slot;
 use crate::domain::{Block, BlockRun, BlockRunStatus, Executor, Run, RunStatus};
 use crate::queue::Message;
@@ -40,11 +41,11 @@ pub fn secs_until(t: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
 }
 
 /// How late a message may be before the sweep steps in: the grace period of SPEC §5.
-pub const GRACE_S: i64 = 60;
+pub const GRACE_S: u64 = 60;
 /// A wake time closer than this to now is moved on by the run's own progress rather than let fire.
-const REFRESH_S: i64 = 30;
+const REFRESH_S: u64 = 30;
 /// A wake time may stay this much later than the state needs before it is moved earlier…
-const LATE_S: i64 = 120;
+const LATE_S: u64 = 120;
 /// …and this much earlier before it is moved later.
 const EARLY_S: i64 = 600;
 
@@ -52,7 +53,7 @@ const EARLY_S: i64 = 600;
 pub fn needed_wake(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
     let message = message_due(run, blocks)?;
     Some(match run.next_deadline() {
-        Some(deadline) if deadline < message => deadline.trunc_subsecs(0) + Duration::seconds(1),
+        Some(deadline) if deadline < message => plus_secs(deadline.trunc_subsecs(0), 1),
         _ => message,
     })
 }
@@ -70,7 +71,7 @@ pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
         let hand_over = run.slot.filter(|s| *s != Slot::Released).map(|_| run.updated);
         let notify = run.notifications.iter().filter_map(|n| n.due()).min();
         let first = [hand_over, notify].into_iter().flatten().min()?;
-        return Some((first + Duration::seconds(GRACE_S)).trunc_subsecs(0));
+        return Some(plus_secs(first, GRACE_S).trunc_subsecs(0));
     }
     if run.slot == Some(Slot::Waiting) {
         // Waiting for a slot: nothing is due until a hand-over admits it.
@@ -87,7 +88,7 @@ pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
         .unwrap_or(run.updated);
     // An `sla_missed` notification owed while the run goes on.
     let first = run.notifications.iter().filter_map(|n| n.due()).fold(first, DateTime::min);
-    Some((first + Duration::seconds(GRACE_S)).trunc_subsecs(0))
+    Some(plus_secs(first, GRACE_S).trunc_subsecs(0))
 }
 
 /// The wake time to write with the run: `current` while it is close enough to [`needed_wake`] (not
@@ -103,9 +104,9 @@ pub fn wake_at(
     let needed = needed_wake(run, blocks)?;
     match current {
         Some(w)
-            if w >= now + Duration::seconds(REFRESH_S)
-                && w <= needed + Duration::seconds(LATE_S)
-                && w >= needed - Duration::seconds(EARLY_S) =>
+            if w >= plus_secs(now, REFRESH_S)
+                && w <= plus_secs(needed, LATE_S)
+                && w.timestamp() >= needed.timestamp() - EARLY_S =>
         {
             Some(w)
         }
@@ -287,7 +288,7 @@ pub fn fail_attempt(
     if retryable && b.failures <= dag[i].retries && !run.status.is_finished() {
         let delay = backoff(&dag[i], b.failures);
         b.status = BlockRunStatus::Queued;
-        b.not_before = Some(now + Duration::seconds(delay as i64));
+        b.not_before = Some(plus_secs(now, delay));
         return vec![run_block(run, b, delay)];
     }
     b.status = BlockRunStatus::Failed;
@@ -442,6 +443,9 @@ pub fn reset_for_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`GRACE_S`] as a signed count.
+    const G: i64 = GRACE_S as i64;
     use crate::domain::Executor;
     use serde_json::Map;
     use uuid::Uuid;
@@ -614,9 +618,9 @@ mod tests {
         let t0 = run.updated;
         let secs = |s: i64| (t0 + Duration::seconds(s)).trunc_subsecs(0);
         run.status = RunStatus::Initial;
-        assert_eq!(needed_wake(&run, &blocks), Some(secs(GRACE_S)), "initial: its StartRun, plus grace");
+        assert_eq!(needed_wake(&run, &blocks), Some(secs(G)), "initial: its StartRun, plus grace");
         let first = wake_at(None, &run, &blocks, t0);
-        assert_eq!(first, Some(secs(GRACE_S)));
+        assert_eq!(first, Some(secs(G)));
 
         // Started, a queued: kept (close enough); a claimed with a 90 s lease: still kept.
         run.status = RunStatus::Running;
@@ -625,18 +629,18 @@ mod tests {
         blocks[0].status = BlockRunStatus::Running;
         blocks[0].attempts = 1;
         blocks[0].lease_until = Some(t0 + Duration::seconds(90));
-        assert_eq!(needed_wake(&run, &blocks), Some(secs(90 + GRACE_S)));
+        assert_eq!(needed_wake(&run, &blocks), Some(secs(90 + G)));
         assert_eq!(wake_at(first, &run, &blocks, t0), first, "earlier than needed is fine: no index write");
         // About to fire: moved on to what the state needs.
         let later = t0 + Duration::seconds(45);
-        assert_eq!(wake_at(first, &run, &blocks, later), Some(secs(90 + GRACE_S)));
+        assert_eq!(wake_at(first, &run, &blocks, later), Some(secs(90 + G)));
         // Far later than needed (a claimed run woken by the sweep): moved earlier.
         let claimed = Some(t0 + Duration::seconds(3600));
-        assert_eq!(wake_at(claimed, &run, &blocks, t0), Some(secs(90 + GRACE_S)));
+        assert_eq!(wake_at(claimed, &run, &blocks, t0), Some(secs(90 + G)));
         // A lease long past: the needed time is past too — the run is stuck, due at once.
         blocks[0].lease_until = Some(t0 - Duration::seconds(300));
-        assert_eq!(needed_wake(&run, &blocks), Some(secs(-300 + GRACE_S)));
-        assert_eq!(wake_at(first, &run, &blocks, t0), Some(secs(-300 + GRACE_S)));
+        assert_eq!(needed_wake(&run, &blocks), Some(secs(-300 + G)));
+        assert_eq!(wake_at(first, &run, &blocks, t0), Some(secs(-300 + G)));
         // Finished: out of the index.
         run.status = RunStatus::Completed;
         assert_eq!(wake_at(first, &run, &blocks, t0), None);

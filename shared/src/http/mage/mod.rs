@@ -11,6 +11,7 @@ pub mod webhook;
 
 use serde_json::{json, Map, Value};
 
+use crate::domain::bounds;
 use crate::http::{json_type_name, ApiRequest};
 use crate::{Error, Result};
 
@@ -36,7 +37,7 @@ pub async fn require_pipeline(app: &crate::App, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `_limit` (1..=1000, default 40) and `_offset` (≥ 0, default 0).
+/// `_limit` (1..=1000, default 40) and `_offset` (0..=100,000, default 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Paging {
     pub limit: usize,
@@ -53,8 +54,11 @@ impl Paging {
         };
         let offset = match req.query_value("_offset") {
             None => 0,
-            Some(v) => v.parse::<usize>().map_err(|_| {
-                Error::Unprocessable(format!("_offset: must be a whole number from 0, got {v:?}"))
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n <= bounds::MAX_OFFSET).ok_or_else(|| {
+                Error::Unprocessable(format!(
+                    "_offset: must be a whole number from 0 to {}, got {v:?}",
+                    bounds::MAX_OFFSET
+                ))
             })?,
         };
         Ok(Paging { limit, offset })

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 use super::{path_id, path_id_named, view};
+use crate::domain::bounds;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
 use crate::http::{auth, json_type_name, wait, ApiRequest, ApiResponse};
@@ -36,7 +37,10 @@ fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
         };
         for (k, v) in pr {
             match (k.as_str(), v) {
-                ("variables", Value::Object(vars)) => out.variables = vars,
+                ("variables", Value::Object(vars)) => {
+                    bounds::variables("pipeline_run.variables", &vars)?;
+                    out.variables = vars
+                }
                 ("variables", Value::Null) => {}
                 ("variables", other) => {
                     return Err(Error::Unprocessable(format!(
