@@ -55,6 +55,11 @@ impl Error {
         }
     }
 
+    /// A dependency's failure (the store, the queue), which the same call may get past if tried again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Internal(_))
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Error::Internal(e.to_string())
     }

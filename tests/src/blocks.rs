@@ -19,11 +19,19 @@ pub struct Reply {
     pub status: u16,
     pub delay: Duration,
     pub body: Value,
+    /// A callback body to POST to the invocation's callback URL before answering.
+    pub callback_first: Option<Value>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, delay: Duration::ZERO, body: Value::Object(Default::default()) }
+        Reply { status, delay: Duration::ZERO, body: Value::Object(Default::default()), callback_first: None }
+    }
+
+    /// Calls back with `body` (as a fast job does) before answering.
+    pub fn calling_back_first(mut self, body: Value) -> Reply {
+        self.callback_first = Some(body);
+        self
     }
 
     pub fn after(mut self, delay_ms: u64) -> Reply {
@@ -55,6 +63,8 @@ struct Inner {
     arrived: Vec<Value>,
     /// block → replies by attempt (1-based); past the end, the last one; none: 200.
     script: HashMap<String, Vec<Reply>>,
+    /// The status of every callback made by [`Reply::calling_back_first`].
+    callbacks: Vec<u16>,
 }
 
 #[derive(Clone)]
@@ -101,6 +111,11 @@ impl BlockServer {
         self.inner.lock().expect("lock").arrived.clone()
     }
 
+    /// The statuses Kickoff answered the callbacks made before answering.
+    pub fn early_callbacks(&self) -> Vec<u16> {
+        self.inner.lock().expect("lock").callbacks.clone()
+    }
+
     /// `(block, attempt)` of every call, in arrival order.
     pub fn attempts(&self) -> Vec<(String, u32)> {
         self.calls().into_iter().map(|c| (c.block, c.attempt)).collect()
@@ -132,6 +147,12 @@ async fn answer(state: Arc<Mutex<Inner>>, req: hyper::Request<Incoming>) -> hype
         (reply, attempt)
     };
     let (reply, attempt) = reply;
+    if let Some(callback) = &reply.callback_first {
+        let url = body["callback_url"].as_str().unwrap_or_default();
+        let token = format!("Bearer {}", body["callback_token"].as_str().unwrap_or_default());
+        let answer = crate::request("POST", url, &[("authorization", &token)], callback.to_string()).await;
+        state.lock().expect("lock").callbacks.push(answer.status);
+    }
     tokio::time::sleep(reply.delay).await;
     state.lock().expect("lock").calls.push(Call {
         block,

@@ -226,7 +226,7 @@ async fn accepted_block(h: &Harness, server: &BlockServer, timeout_s: u64) -> uu
             }
         }
         let d = h.app.store.get_run(run).await.unwrap().unwrap().value;
-        if d.blocks[0].callback_hash.is_some() {
+        if d.blocks[0].callback_deadline.is_some() {
             return run;
         }
     }
@@ -391,4 +391,116 @@ async fn the_worker_lambda_reports_unreadable_and_failed_messages_as_batch_item_
     assert_eq!(failed, ["garbage", "unknown-kind"]);
     let d = h.app.store.get_run(run).await.unwrap().unwrap().value;
     assert_eq!(d.run.status, RunStatus::Running, "the good message was handled");
+}
+
+#[tokio::test]
+async fn a_block_answering_a_megabyte_completes_once_with_its_metrics_noted_not_kept() {
+    let server = BlockServer::start().await;
+    let h = Harness::new().await;
+    server.script("big", vec![Reply::status(200).body(json!({ "blob": "x".repeat(1024 * 1024) }))]);
+    let run = h.run(json!([http(&server, "big", &[]), http(&server, "after", &["big"])]), false).await;
+    let detail = h.drain(run, Delivery::default(), LIMIT).await;
+    assert_eq!(detail.run.status, RunStatus::Completed, "{detail:#?}");
+    let note = detail.blocks[0].metrics.as_ref().and_then(|m| m["kickoff_note"].as_str()).unwrap_or_default();
+    assert!(note.contains("longer than 262144 bytes"), "{note}");
+    assert_eq!(server.attempts(), [("big".to_string(), 1), ("after".to_string(), 1)]);
+}
+
+#[tokio::test]
+async fn a_block_that_calls_back_before_it_answers_202_is_heard() {
+    let server = BlockServer::start().await;
+    let h = Harness::new().await;
+    let done = json!({ "status": "completed", "metrics": { "early": true } });
+    server.script("fast", vec![Reply::status(202).calling_back_first(done)]);
+    let mut block = http(&server, "fast", &[]);
+    block["timeout_s"] = json!(3600);
+    let run = h.run(json!([block, http(&server, "after", &["fast"])]), false).await;
+    let detail = h.drain(run, Delivery::default(), LIMIT).await;
+    assert_eq!(server.early_callbacks(), [200], "the callback made before the 202 was accepted");
+    assert_eq!(detail.run.status, RunStatus::Completed, "{detail:#?}");
+    assert_eq!(detail.blocks[0].metrics, Some(json!({ "early": true })));
+    assert_eq!(server.attempts(), [("fast".to_string(), 1), ("after".to_string(), 1)]);
+}
+
+/// The real executors, except that the first call panics once the target has answered — the worst
+/// moment: the block has run and its outcome is not recorded.
+struct PanicAfterFirstCall {
+    inner: kickoff::worker::executor::Executors,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl kickoff::worker::executor::Invoke for PanicAfterFirstCall {
+    async fn invoke(
+        &self,
+        executor: &kickoff::domain::Executor,
+        invocation: &kickoff::worker::executor::Invocation,
+    ) -> kickoff::worker::executor::Outcome {
+        let outcome = self.inner.invoke(executor, invocation).await;
+        if !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected panic after the block answered");
+        }
+        outcome
+    }
+
+    async fn notify(&self, url: &str, id: &str, body: Vec<u8>) -> Result<u16, String> {
+        self.inner.notify(url, id, body).await
+    }
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_message_is_a_batch_item_failure_and_the_run_ends_with_each_attempt_called_once() {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use kickoff::queue::RunQueue;
+    let server = BlockServer::start().await;
+    let h = Harness::new().await;
+    let executors = PanicAfterFirstCall {
+        inner: kickoff::worker::executor::Executors::new(SECRET),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    };
+    let worker = std::sync::Arc::new(kickoff::worker::Worker::new(
+        h.app.clone(),
+        std::sync::Arc::new(executors),
+        &h.api,
+    ));
+    let run = h.run(json!([http(&server, "a", &[]), http(&server, "b", &["a"])]), false).await;
+    let started = std::time::Instant::now();
+    let mut reported = Vec::new();
+    loop {
+        let batch = h.queue.receive(10, Duration::from_millis(100)).await.expect("receive");
+        let mut event = SqsEvent::default();
+        for (i, r) in batch.iter().enumerate() {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(i.to_string());
+            m.body = Some(serde_json::to_string(&r.message).unwrap());
+            event.records.push(m);
+        }
+        let response = kickoff::worker::lambda::process(worker.clone(), event).await;
+        for r in &batch {
+            h.queue.delete(&r.receipt).await.expect("delete");
+        }
+        let failed: Vec<usize> =
+            response.batch_item_failures.iter().map(|f| f.item_identifier.parse().unwrap()).collect();
+        if !failed.is_empty() {
+            // As SQS: the failed message comes back after its visibility timeout, past the lease.
+            h.clock.advance(chrono::Duration::minutes(20));
+            for i in &failed {
+                reported.push(batch[*i].message.clone());
+                h.queue.send(&batch[*i].message).await.expect("redeliver");
+            }
+            continue;
+        }
+        let detail = h.app.store.get_run(run).await.unwrap().unwrap().value;
+        if detail.run.status.is_finished() && h.queue.visible_len().await == 0 {
+            assert_eq!(detail.run.status, RunStatus::Completed, "{detail:#?}");
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "the run did not finish: {detail:#?}");
+    }
+    assert!(
+        matches!(reported.as_slice(), [kickoff::queue::Message::RunBlock { block, attempt: 1, .. }] if block == "a"),
+        "the panicked message, and only it, was reported for redelivery: {reported:?}"
+    );
+    // Attempt 1's outcome was lost with the panic: its lease ran out and attempt 2 ran, each once.
+    assert_eq!(server.attempts(), [("a".to_string(), 1), ("a".to_string(), 2), ("b".to_string(), 1)]);
 }

@@ -302,7 +302,8 @@ pub struct BlockRun {
     /// While an attempt runs in a worker: when that worker is presumed gone.
     #[serde(default)]
     pub lease_until: Option<DateTime<Utc>>,
-    /// While an accepted (202) attempt waits for its callback: SHA-256 of the one-time callback token.
+    /// From an attempt's claim until it ends (the target may call back before it has answered 202):
+    /// SHA-256 of the attempt's one-time callback token.
     #[serde(default)]
     pub callback_hash: Option<String>,
     /// While an accepted attempt waits: when it times out.

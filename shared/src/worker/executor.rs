@@ -59,15 +59,59 @@ pub enum Outcome {
     },
 }
 
+/// The most of a block's answer that is read (an HTTP body, a Lambda payload's `body`); the rest is
+/// ignored, and the metrics say so.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+/// The most JSON a block run keeps as its metrics, far below DynamoDB's 400 KB item limit; a bigger
+/// object is replaced by a note of its size.
+pub const MAX_METRICS_BYTES: usize = 64 * 1024;
+
+/// A block's answer as read: at most [`MAX_ANSWER_BYTES`], and whether there was more.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Answer {
+    pub body: Bytes,
+    pub truncated: bool,
+}
+
+impl Answer {
+    pub fn whole(body: impl Into<Bytes>) -> Answer {
+        let body: Bytes = body.into();
+        let truncated = body.len() > MAX_ANSWER_BYTES;
+        Answer { body: if truncated { body.slice(..MAX_ANSWER_BYTES) } else { body }, truncated }
+    }
+}
+
+/// The metrics a completed attempt keeps: the answer's JSON object within [`MAX_METRICS_BYTES`], or a
+/// note of why it is not kept (cut at [`MAX_ANSWER_BYTES`], or over the budget).
+pub fn bounded_metrics(answer: &Answer) -> Option<Value> {
+    if answer.truncated {
+        return Some(serde_json::json!({ "kickoff_note": format!(
+            "the answer was longer than {MAX_ANSWER_BYTES} bytes; only that much was read and it is not kept"
+        ) }));
+    }
+    let value = serde_json::from_slice::<Value>(&answer.body).ok().filter(Value::is_object)?;
+    limit_metrics(value)
+}
+
+/// `metrics` if its JSON is within [`MAX_METRICS_BYTES`], else a note of its size.
+pub fn limit_metrics(metrics: Value) -> Option<Value> {
+    let size = serde_json::to_vec(&metrics).map_or(usize::MAX, |v| v.len());
+    if size <= MAX_METRICS_BYTES {
+        return Some(metrics);
+    }
+    Some(serde_json::json!({ "kickoff_note": format!(
+        "the metrics were {size} bytes of JSON, over the {MAX_METRICS_BYTES}-byte budget, and are not kept"
+    ) }))
+}
+
 impl Outcome {
     /// The rules for an HTTP-like status and body.
-    pub fn from_status(status: u16, body: &[u8]) -> Outcome {
+    pub fn from_status(status: u16, answer: &Answer) -> Outcome {
+        let body = &answer.body;
         let text = || String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
         match status {
             202 => Outcome::Accepted,
-            200..=299 => {
-                Outcome::Completed(serde_json::from_slice::<Value>(body).ok().filter(Value::is_object))
-            }
+            200..=299 => Outcome::Completed(bounded_metrics(answer)),
             400..=499 => Outcome::Failed { retryable: false, error: format!("HTTP {status}: {}", text()) },
             _ => Outcome::Failed { retryable: true, error: format!("HTTP {status}: {}", text()) },
         }
@@ -149,7 +193,7 @@ impl Executors {
         id: &str,
         timeout_s: u64,
         body: Vec<u8>,
-    ) -> Result<(u16, Bytes), Refused> {
+    ) -> Result<(u16, Answer), Refused> {
         let timestamp = Utc::now().timestamp();
         let signature = sign(&self.secret, id, timestamp, &body);
         let request = http::Request::post(url)
@@ -164,9 +208,7 @@ impl Executors {
         let call = async {
             let resp = client.request(request).await.map_err(|e| format!("HTTP request failed: {e}"))?;
             let status = resp.status().as_u16();
-            let body =
-                resp.into_body().collect().await.map_err(|e| format!("HTTP body failed: {e}"))?.to_bytes();
-            Ok::<_, String>((status, body))
+            Ok::<_, String>((status, read_at_most(resp.into_body(), MAX_ANSWER_BYTES).await?))
         };
         match tokio::time::timeout(Duration::from_secs(timeout_s), call).await {
             Ok(Ok(answer)) => Ok(answer),
@@ -197,6 +239,7 @@ impl Executors {
             }
             Ok(Ok(out)) => out,
         };
+        // Lambda bounds a synchronous answer at 6 MB, which the SDK has read already.
         let body = out.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default();
         if let Some(kind) = out.function_error() {
             let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
@@ -215,9 +258,33 @@ pub fn lambda_outcome(payload: &[u8]) -> Outcome {
             Value::String(s) => s.clone().into_bytes(),
             other => other.to_string().into_bytes(),
         });
-        return Outcome::from_status(code as u16, &body.unwrap_or_default());
+        return Outcome::from_status(code as u16, &Answer::whole(body.unwrap_or_default()));
     }
-    Outcome::Completed(value.filter(Value::is_object))
+    if payload.len() > MAX_ANSWER_BYTES {
+        return Outcome::Completed(bounded_metrics(&Answer::whole(payload.to_vec())));
+    }
+    Outcome::Completed(value.filter(Value::is_object).and_then(limit_metrics))
+}
+
+/// Reads at most `limit` bytes of `body`, frame by frame; the rest is not read.
+async fn read_at_most<B>(mut body: B, limit: usize) -> Result<Answer, String>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut read = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("HTTP body failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            let room = limit.saturating_sub(read.len());
+            if data.len() > room {
+                read.extend_from_slice(&data[..room]);
+                return Ok(Answer { body: Bytes::from(read), truncated: true });
+            }
+            read.extend_from_slice(&data);
+        }
+    }
+    Ok(Answer { body: Bytes::from(read), truncated: false })
 }
 
 /// Standard base64.
@@ -285,13 +352,19 @@ mod tests {
     #[test]
     fn statuses_map_to_outcomes() {
         assert_eq!(
-            Outcome::from_status(200, br#"{"rows": 3}"#),
+            Outcome::from_status(200, &Answer::whole(&br#"{"rows": 3}"#[..])),
             Outcome::Completed(Some(serde_json::json!({"rows": 3})))
         );
-        assert_eq!(Outcome::from_status(204, b""), Outcome::Completed(None));
-        assert_eq!(Outcome::from_status(202, b""), Outcome::Accepted);
-        assert!(matches!(Outcome::from_status(404, b"no"), Outcome::Failed { retryable: false, .. }));
-        assert!(matches!(Outcome::from_status(503, b"busy"), Outcome::Failed { retryable: true, .. }));
+        assert_eq!(Outcome::from_status(204, &Answer::default()), Outcome::Completed(None));
+        assert_eq!(Outcome::from_status(202, &Answer::default()), Outcome::Accepted);
+        assert!(matches!(
+            Outcome::from_status(404, &Answer::whole(&b"no"[..])),
+            Outcome::Failed { retryable: false, .. }
+        ));
+        assert!(matches!(
+            Outcome::from_status(503, &Answer::whole(&b"busy"[..])),
+            Outcome::Failed { retryable: true, .. }
+        ));
         assert!(matches!(lambda_outcome(br#"{"statusCode": 202}"#), Outcome::Accepted));
         assert!(matches!(
             lambda_outcome(br#"{"statusCode": 400, "body": "bad"}"#),
@@ -301,6 +374,34 @@ mod tests {
             lambda_outcome(br#"{"ok": true}"#),
             Outcome::Completed(Some(serde_json::json!({"ok": true})))
         );
+    }
+
+    #[test]
+    fn answers_and_metrics_are_bounded() {
+        let big = serde_json::json!({"rows": "x".repeat(MAX_METRICS_BYTES)}).to_string();
+        let Outcome::Completed(Some(m)) = Outcome::from_status(200, &Answer::whole(big.clone())) else {
+            panic!("completed")
+        };
+        assert!(m["kickoff_note"].as_str().unwrap().contains("over the 65536-byte budget"), "{m}");
+        let huge = serde_json::json!({"rows": "x".repeat(MAX_ANSWER_BYTES)}).to_string();
+        let answer = Answer::whole(huge.clone());
+        assert!(answer.truncated && answer.body.len() == MAX_ANSWER_BYTES);
+        let Outcome::Completed(Some(m)) = Outcome::from_status(200, &answer) else { panic!("completed") };
+        assert!(m["kickoff_note"].as_str().unwrap().contains("longer than 262144 bytes"), "{m}");
+        let Outcome::Completed(Some(m)) = lambda_outcome(huge.as_bytes()) else { panic!("completed") };
+        assert!(m["kickoff_note"].is_string());
+        let Outcome::Completed(Some(m)) = lambda_outcome(big.as_bytes()) else { panic!("completed") };
+        assert!(m["kickoff_note"].is_string());
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_the_limit_only() {
+        let body = http_body_util::Full::new(Bytes::from(vec![b'a'; 1000]));
+        let answer = read_at_most(body, 100).await.unwrap();
+        assert_eq!((answer.body.len(), answer.truncated), (100, true));
+        let body = http_body_util::Full::new(Bytes::from(vec![b'a'; 100]));
+        let answer = read_at_most(body, 100).await.unwrap();
+        assert_eq!((answer.body.len(), answer.truncated), (100, false));
     }
 
     #[test]

@@ -57,6 +57,9 @@ const LEASE_MARGIN_S: u64 = 60;
 pub const DEFAULT_CALLBACK_TIMEOUT_S: u64 = 3600;
 /// Conditional-write races one step retries before giving up (the message is then redelivered).
 const MAX_RACES: usize = 20;
+/// Times a failed write of an attempt's outcome is tried again (backoff from 0.1 s doubling to 8 s:
+/// about 21 s in all, inside the lease's [`LEASE_MARGIN_S`]).
+const RECORD_RETRIES: u32 = 8;
 
 /// Sends messages a written state asks for, each after its delay (longer waits re-send themselves).
 pub async fn send_all(queue: &dyn RunQueue, sends: Vec<Send>) -> Result<()> {
@@ -301,22 +304,26 @@ impl Worker {
                 crate::domain::Executor::Lambda { .. } => executor::LAMBDA_CALL_TIMEOUT_S,
                 crate::domain::Executor::Noop {} => 0,
             };
+            // The callback token is valid from the claim on, so that a target that calls back before
+            // it has answered 202 (fast jobs do) is heard; the claim's write stores its hash.
+            let token = callback_token(run.id);
             let b = &mut blocks[i];
             b.status = BlockRunStatus::Running;
             b.attempts = attempt;
             b.started_at = b.started_at.or(Some(now));
             b.lease_until = Some(plus_secs(now, call_timeout.saturating_add(LEASE_MARGIN_S)));
+            b.callback_hash = Some(callback_token_hash(&token));
+            b.callback_deadline = None;
             b.not_before = None;
             b.updated = now;
             if self.commit(&state, run.clone(), &blocks).await? {
-                claimed = Some((run, blocks[i].clone(), state.build.clone(), i));
+                claimed = Some((run, blocks[i].clone(), state.build.clone(), i, token));
                 break;
             }
         }
-        let Some((run, b, build, i)) = claimed else {
+        let Some((run, b, build, i, token)) = claimed else {
             return Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")));
         };
-        let token = callback_token(run.id);
         let invocation = Invocation {
             run_id: run.id,
             run_uuid,
@@ -332,29 +339,53 @@ impl Worker {
         };
         tracing::info!(run_uuid = %run_uuid, block, attempt, "calling the block's executor");
         let outcome = self.executors.invoke(&build.blocks[i].executor, &invocation).await;
-        self.record(run_uuid, i, attempt, outcome, &token).await
+        // A store that fails now must not make the block run again for this attempt: the outcome is
+        // written with retries (backoff within the lease's margin) before the message is given back.
+        let mut wait = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            match self.record(run_uuid, i, attempt, &outcome, tries > 0).await {
+                Err(e) if tries < RECORD_RETRIES && e.is_transient() => {
+                    tracing::warn!(run_uuid = %run_uuid, block, attempt, error = %e, "recording the outcome failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
-    /// Records the outcome of a claimed attempt (if the claim still holds).
+    /// Records the outcome of a claimed attempt (if the claim still holds: an attempt called back
+    /// already, given up or cancelled meanwhile drops it). `again`: an earlier try failed, perhaps
+    /// after its write took effect — then an attempt found ended re-sends its follow-ups, as a
+    /// redelivered message would.
     async fn record(
         &self,
         run_uuid: Uuid,
         i: usize,
         attempt: u32,
-        outcome: Outcome,
-        token: &str,
+        outcome: &Outcome,
+        again: bool,
     ) -> Result<()> {
         for _ in 0..MAX_RACES {
             let Some(state) = self.load(run_uuid).await? else { return Ok(()) };
             let (mut run, mut blocks) = state.values();
             let b = &blocks[i];
-            if !(b.status == BlockRunStatus::Running && b.attempts == attempt && b.callback_hash.is_none()) {
-                tracing::warn!(run_uuid = %run_uuid, attempt, "the attempt was given up meanwhile; its outcome is dropped");
+            if !(b.status == BlockRunStatus::Running
+                && b.attempts == attempt
+                && b.callback_deadline.is_none())
+            {
+                if again {
+                    let (dag, now) = (&state.build.blocks, self.now());
+                    return self.send_all(plan::followups(&run, &blocks, dag, i, attempt, now)).await;
+                }
+                tracing::warn!(run_uuid = %run_uuid, attempt, "the attempt ended meanwhile (called back, given up or cancelled); its outcome is dropped");
                 return Ok(());
             }
             let now = self.now();
             let dag = &state.build.blocks;
-            let sends = match &outcome {
+            let sends = match outcome {
                 Outcome::Completed(metrics) => {
                     plan::complete(&mut run, &mut blocks, dag, i, metrics.clone(), now)
                 }
@@ -363,10 +394,10 @@ impl Worker {
                     plan::fail_attempt(&mut run, &mut blocks, dag, i, *retryable, error, now)
                 }
                 Outcome::Accepted => {
+                    // The callback token's hash was stored with the claim.
                     let timeout = dag[i].timeout_s.unwrap_or(DEFAULT_CALLBACK_TIMEOUT_S);
                     let b = &mut blocks[i];
                     b.lease_until = None;
-                    b.callback_hash = Some(callback_token_hash(token));
                     b.callback_deadline = Some(plus_secs(now, timeout));
                     b.updated = now;
                     let check = Message::CheckBlock { run_uuid, block: b.block_uuid.clone(), attempt };
@@ -442,6 +473,7 @@ impl Worker {
             let (mut run, mut blocks) = state.values();
             let now = self.now();
             let dag = &state.build.blocks;
+            let metrics = metrics.clone().and_then(executor::limit_metrics);
             let sends = if completed {
                 plan::complete(&mut run, &mut blocks, dag, index, metrics.clone(), now)
             } else {

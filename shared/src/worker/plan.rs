@@ -125,6 +125,7 @@ pub fn callback_timeout_error(block: &Block) -> String {
 pub fn give_up(run: &Run, block: &mut BlockRun, now: DateTime<Utc>) -> Send {
     block.status = BlockRunStatus::Queued;
     block.lease_until = None;
+    block.callback_hash = None;
     block.updated = now;
     run_block(run, block, 0)
 }
