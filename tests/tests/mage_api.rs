@@ -106,7 +106,8 @@ async fn the_seed_trigger_and_list_examples_work_word_for_word() {
     assert_has_keys("the run object of the seed", item, SEED_RUN_FIELDS);
     assert_eq!(item["block_runs_count"], 3);
     assert_eq!(item["pipeline_schedule_type"], "api");
-    assert_eq!(item["pipeline_schedule_token"], token.as_str());
+    // The field is there as in the seed; a read key sees no token (it would let it trigger runs).
+    assert!(item["pipeline_schedule_token"].is_null(), "{item}");
     let block = &item["block_runs"][0];
     assert_has_keys("the block run object of the seed", block, SEED_BLOCK_RUN_FIELDS);
     assert_eq!(block["pipeline_run_id"], item["id"]);
@@ -644,4 +645,58 @@ async fn answers_carry_every_field_mage_sends() {
     )
     .await;
     assert_has_keys("a cancelled run", &single(&cancelled, "pipeline_run"), run_fields);
+}
+
+#[tokio::test]
+async fn a_read_key_sees_no_token_and_no_notification_secret_and_errors_echo_no_path() {
+    let s = spawn_app().await;
+    let hook = "https://hooks.slack.com/services/T000/B000/very-secret";
+    let body = json!({"pipeline_schedule": {"name": "hook", "schedule_type": "api", "status": "active",
+        "settings": {"notifications": [{"url": hook, "on": ["failed"], "format": "slack"}]}}});
+    let created = call(&s, "POST", "/api/pipelines/training/pipeline_schedules", &body.to_string()).await;
+    assert_eq!(created.status, 200, "{:?}", created.json);
+    let id = created.json["pipeline_schedule"]["id"].as_i64().unwrap();
+    let tok = created.json["pipeline_schedule"]["token"].as_str().unwrap().to_string();
+    let run =
+        request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs/{tok}")), &[], "").await;
+    assert_eq!(run.status, 200, "{:?}", run.json);
+    let on_token_route = String::from_utf8_lossy(&run.raw).to_string();
+    assert!(
+        !on_token_route.contains("very-secret"),
+        "the token route shows no hook secret: {on_token_route}"
+    );
+
+    let read = s.read_auth();
+    for path in [
+        format!("/api/pipeline_schedules/{id}"),
+        "/api/pipeline_schedules".to_string(),
+        format!("/api/pipeline_schedules/{id}/pipeline_runs"),
+        "/api/pipeline_runs".to_string(),
+    ] {
+        let a = request("GET", &s.url(&path), &[("authorization", &read)], "").await;
+        assert_eq!(a.status, 200, "{path}: {:?}", a.json);
+        let text = String::from_utf8_lossy(&a.raw);
+        assert!(!text.contains(&tok), "{path} shows a read key the schedule's token");
+        assert!(!text.contains("very-secret"), "{path} shows a read key the hook's secret");
+    }
+    let a = request("GET", &s.url(&format!("/api/pipeline_schedules/{id}")), &[("authorization", &read)], "")
+        .await;
+    assert!(a.json["pipeline_schedule"]["token"].is_null());
+    assert_eq!(
+        a.json["pipeline_schedule"]["settings"]["notifications"][0]["url"],
+        "https://hooks.slack.com/…"
+    );
+    let w = call(&s, "GET", &format!("/api/pipeline_schedules/{id}"), "").await;
+    assert_eq!(w.json["pipeline_schedule"]["token"], tok.as_str(), "a write key sees the token");
+    assert_eq!(w.json["pipeline_schedule"]["settings"]["notifications"][0]["url"], hook);
+
+    // A path can hold a token: neither a 404 nor a 405 repeats it.
+    for (method, path) in [
+        ("GET", format!("/api/nothing/{tok}")),
+        ("DELETE", format!("/api/pipeline_schedules/{id}/pipeline_runs/{tok}")),
+    ] {
+        let a = request(method, &s.url(&path), &[("authorization", &read)], "").await;
+        assert!(matches!(a.status, 404 | 405), "{method} {path}: {}", a.status);
+        assert!(!String::from_utf8_lossy(&a.raw).contains(&tok), "{method} {path} echoes the token");
+    }
 }

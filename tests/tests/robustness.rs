@@ -58,28 +58,203 @@ async fn no_route_answers_500_to_odd_input() {
 /// each under the 256 KiB body limit, together over it. The trigger is a 413 that says so, not a 500,
 /// and no run is stored (the store refuses the write before writing; on DynamoDB Local too, by the
 /// conformance suite).
+/// Variables are bounded where they are parsed (64 KiB of JSON each: a schedule's, a trigger's), so
+/// that a run made of the largest of each and the largest body stays far below DynamoDB's 400 KB item
+/// limit: a run at the bounds is stored, one past them is a 422 naming the field and stores nothing.
+/// (The store's own 413 for an item over 400 KB is the conformance check `write_limits`.)
 #[tokio::test]
-async fn a_run_too_large_to_store_is_a_413_and_stores_nothing() {
+async fn variables_past_their_bound_are_a_422_and_a_run_at_the_bounds_is_stored() {
     let s = spawn_app().await;
     let auth = s.auth();
     let h = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let big = "v".repeat(240 * 1024);
-    let schedule = serde_json::json!({"pipeline_schedule": {"name": "big", "schedule_type": "api",
-        "status": "active", "variables": {"a": big}}});
-    let a =
-        request("POST", &s.url("/api/pipelines/training/pipeline_schedules"), &h, schedule.to_string()).await;
+    let near = "v".repeat(60 * 1024);
+    let over = "v".repeat(65 * 1024);
+    let schedule = |v: &str| {
+        serde_json::json!({"pipeline_schedule": {"name": "big", "schedule_type": "api",
+            "status": "active", "variables": {"a": v}}})
+        .to_string()
+    };
+    let url = s.url("/api/pipelines/training/pipeline_schedules");
+    let a = request("POST", &url, &h, schedule(&over)).await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.raw));
+    let message = a.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("variables: at most 65536 bytes of JSON"), "{message}");
+    let a = request("POST", &url, &h, schedule(&near)).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
     let id = a.json["pipeline_schedule"]["id"].as_i64().expect("id");
-    let run = serde_json::json!({"pipeline_run": {"variables": {"b": big}}});
-    let a =
-        request("POST", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs")), &h, run.to_string())
-            .await;
-    assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.raw));
+    let trigger = s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs"));
+    let run = |v: &str| {
+        serde_json::json!({"pipeline_run": {"variables": {"b": v}}, "event": "e".repeat(120 * 1024)})
+            .to_string()
+    };
+    let a = request("POST", &trigger, &h, run(&over)).await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.raw));
     let message = a.json["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("item limit of 409600 bytes"), "{message}");
-    let a = request("GET", &s.url(&format!("/api/pipeline_schedules/{id}/pipeline_runs")), &h, "").await;
-    assert_eq!(a.status, 200);
+    assert!(message.starts_with("pipeline_run.variables: at most 65536"), "{message}");
+    let a = request("GET", &trigger, &h, "").await;
     assert_eq!(a.json["metadata"]["count"], 0, "no run was stored: {}", a.json);
+    let a = request("POST", &trigger, &h, run(&near)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let a = request("GET", &trigger, &h, "").await;
+    assert_eq!(a.json["metadata"]["count"], 1, "the run at the bounds was stored: {}", a.json);
+}
+
+/// Every bound of `docs/security.md` that a body or a query reaches: a 422 in the dialect's shape that
+/// names the field and the bound, and nothing stored.
+#[tokio::test]
+async fn every_bound_is_a_422_naming_the_field_and_changes_nothing() {
+    let s = spawn_app().await;
+    let auth = s.auth();
+    let h = [("authorization", auth.as_str())];
+    let build = s.app.store.list_builds().await.expect("builds")[0].id;
+    let block = |extra: serde_json::Value| {
+        let mut b = serde_json::json!({"name": "a", "executor": {"type": "noop"}});
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        serde_json::json!({"name": "bounded", "blocks": [b]}).to_string()
+    };
+    let lambda = |t: u64| {
+        serde_json::json!({"name": "bounded", "blocks": [{"name": "a", "timeout_s": t,
+            "executor": {"type": "lambda", "function": "f"}}]})
+        .to_string()
+    };
+    let http = |t: u64| {
+        serde_json::json!({"name": "bounded", "blocks": [{"name": "a",
+            "executor": {"type": "http", "url": "https://example.com/x", "timeout_s": t}}]})
+        .to_string()
+    };
+    let sched = |fields: serde_json::Value| {
+        let mut f = serde_json::json!({"name": "b", "schedule_type": "api"});
+        for (k, v) in fields.as_object().expect("object") {
+            f[k] = v.clone();
+        }
+        serde_json::json!({"pipeline_schedule": f}).to_string()
+    };
+    let backfill = |units: u64, end: &str| {
+        serde_json::json!({"backfill": {"name": "b", "start_datetime": "2024-01-01", "end_datetime": end,
+            "interval_type": "day", "interval_units": units}})
+        .to_string()
+    };
+    let subs: serde_json::Map<String, serde_json::Value> = (0..20)
+        .map(|i| (format!("k{i}"), serde_json::json!(format!("{{k{}}}{{k{}}}", i + 1, i + 1))))
+        .collect();
+    let pipelines = "/api/v1/pipelines".to_string();
+    let schedules = "/api/pipelines/training/pipeline_schedules".to_string();
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        (
+            "POST",
+            pipelines.clone(),
+            block(serde_json::json!({"retries": 101})),
+            "blocks[0].retries: at most 100",
+        ),
+        (
+            "POST",
+            pipelines.clone(),
+            block(serde_json::json!({"delay_s": 86401})),
+            "blocks[0].delay_s: at most 86400",
+        ),
+        (
+            "POST",
+            pipelines.clone(),
+            block(serde_json::json!({"max_delay_s": u64::MAX})),
+            "blocks[0].max_delay_s: at most 86400",
+        ),
+        (
+            "POST",
+            pipelines.clone(),
+            block(serde_json::json!({"timeout_s": 86401})),
+            "blocks[0].timeout_s: at most 86400",
+        ),
+        ("POST", pipelines.clone(), lambda(901), "blocks[0].timeout_s: at most 900"),
+        ("POST", pipelines.clone(), http(841), "blocks[0].executor.timeout_s: at most 840"),
+        (
+            "POST",
+            format!("/api/v1/pipeline_builds/{build}/runs"),
+            serde_json::json!({"run_name": "x".repeat(256)}).to_string(),
+            "run_name: at most 255 characters",
+        ),
+        (
+            "POST",
+            format!("/api/v1/pipeline_builds/{build}/runs"),
+            serde_json::json!({"run_name": "{k0}", "substitutions": subs}).to_string(),
+            "",
+        ),
+        ("POST", schedules.clone(), sched(serde_json::json!({"sla": 2_592_001})), "sla: at most 2592000"),
+        (
+            "POST",
+            schedules.clone(),
+            sched(serde_json::json!({"settings": {"timeout": 2_592_001}})),
+            "settings.timeout: at most 2592000",
+        ),
+        (
+            "POST",
+            schedules.clone(),
+            sched(serde_json::json!({"settings": {"pipeline_run_limit": 10_001}})),
+            "settings.pipeline_run_limit: at most 10000",
+        ),
+        (
+            "POST",
+            schedules.clone(),
+            sched(serde_json::json!({"start_time": "+10000-01-01T00:00:00"})),
+            "start_time: must lie in the years 1970 to 9999",
+        ),
+        (
+            "POST",
+            "/api/pipeline_schedules/71/pipeline_runs".into(),
+            serde_json::json!({"pipeline_run": {"execution_date": "+262142-12-31 00:00:00"}}).to_string(),
+            "pipeline_run.execution_date: must lie in the years",
+        ),
+        (
+            "POST",
+            "/api/pipelines/training/backfills".into(),
+            backfill(1_000_001, "2024-02-01"),
+            "interval_units: at most 1000000",
+        ),
+        (
+            "POST",
+            "/api/pipelines/training/backfills".into(),
+            backfill(1, "+262142-12-31 00:00:00"),
+            "end_datetime: must lie in the years",
+        ),
+        (
+            "GET",
+            "/api/pipeline_schedules/71/pipeline_runs?_offset=100001".into(),
+            String::new(),
+            "_offset: must be a whole number from 0 to 100000",
+        ),
+    ];
+    let count = |path: &'static str| {
+        let s = &s;
+        async move { request("GET", &s.url(path), &h, "").await.raw.len() }
+    };
+    let before = (
+        count("/api/v1/pipelines").await,
+        count("/api/pipeline_schedules").await,
+        count("/api/pipeline_runs").await,
+        count("/api/backfills").await,
+    );
+    for (method, path, body, message) in cases {
+        let a = request(method, &s.url(&path), &h, body).await;
+        let shown = String::from_utf8_lossy(&a.raw).to_string();
+        if message.is_empty() {
+            // Substitutions apply once: the 20 chained keys make a short name, not one of 2^20 copies.
+            assert_eq!(a.status, 200, "{method} {path}: {shown:.300}");
+            assert_eq!(a.json["name"], "{k1}{k1}", "{shown:.300}");
+            continue;
+        }
+        assert_eq!(a.status, 422, "{method} {path}: {shown:.300}");
+        let text =
+            a.json["error"]["message"].as_str().or_else(|| a.json["detail"][1].as_str()).unwrap_or_default();
+        assert!(text.starts_with(message), "{method} {path}: {text:?} does not start with {message:?}");
+    }
+    let after = (
+        count("/api/v1/pipelines").await,
+        count("/api/pipeline_schedules").await,
+        count("/api/pipeline_runs").await,
+        count("/api/backfills").await,
+    );
+    assert_eq!((before.0, before.1, before.3), (after.0, after.1, after.3), "a refused body stored nothing");
 }
 
 /// Lambda's 6 MB answer limit, reached by a page of many large runs: a 422 that asks for a smaller page
@@ -89,8 +264,9 @@ async fn an_answer_over_lambdas_limit_is_a_422_asking_for_a_smaller_page() {
     let s = spawn_app().await;
     let auth = s.auth();
     let h = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    // The body's own keys become the run's event_variables, bounded by the body's 256 KiB only.
     let big = "w".repeat(240 * 1024);
-    let run = serde_json::json!({"pipeline_run": {"variables": {"b": big}}});
+    let run = serde_json::json!({"b": big});
     for _ in 0..30 {
         let a =
             request("POST", &s.url("/api/pipeline_schedules/71/pipeline_runs"), &h, run.to_string()).await;

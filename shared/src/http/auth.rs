@@ -52,8 +52,8 @@ async fn role_of(app: &App, secret: &str) -> Result<Option<Role>> {
     Ok(Some(key.role))
 }
 
-/// Ok if the request carries a key whose role allows `access`.
-pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dialect) -> Result<()> {
+/// The role of the request's best key, if it allows `access`.
+pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dialect) -> Result<Role> {
     let presented = credentials(req, dialect);
     if presented.is_empty() {
         return Err(Error::Unauthenticated);
@@ -71,7 +71,7 @@ pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dia
         (Some(Role::Read), Access::Write) => {
             Err(Error::Forbidden("this API key has the read role and may not write".into()))
         }
-        (Some(_), Access::Read | Access::Write) => Ok(()),
+        (Some(role), Access::Read | Access::Write) => Ok(role),
         (Some(_), Access::Token) => Err(Error::Internal("token routes are not API-key routes".into())),
     }
 }

@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod local;
 pub mod mage;
 pub mod openapi;
+pub mod redact;
 pub mod routes;
 pub mod wait;
 pub mod zenml;

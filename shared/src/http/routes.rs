@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use http::Method;
 
-use super::{auth, errors, mage, zenml, ApiRequest, ApiResponse, MAX_BODY_BYTES};
+use super::{auth, errors, mage, redact, zenml, ApiRequest, ApiResponse, MAX_BODY_BYTES};
 use crate::{App, Error, Result};
 
 /// Which REST dialect a route speaks (decides the error body).
@@ -239,10 +239,12 @@ async fn handle(app: &App, route: &Route, mut req: ApiRequest) -> ApiResponse {
         }
         req.params =
             route.match_path(&req.path).ok_or_else(|| Error::NotFound("no route for this path".into()))?;
-        if route.access != Access::Token {
-            auth::authorize(app, &req, route.access, dialect).await?;
-        }
-        call(app, route.endpoint, &req).await
+        let role = match route.access {
+            Access::Token => None,
+            access => Some(auth::authorize(app, &req, access, dialect).await?),
+        };
+        let resp = call(app, route.endpoint, &req).await?;
+        Ok(redact::for_caller(resp, role))
     }
     .await;
     match result.and_then(within_answer_limit) {

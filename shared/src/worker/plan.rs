@@ -3,7 +3,7 @@
 //! back conditionally; messages to send come back as values. The run's wake time (when the sweep is to
 //! look at it if no message has, SPEC §5) is decided here too, by [`wake_at`].
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 
 use crate::domain::bounds::plus_secs;
@@ -444,6 +444,7 @@ pub fn reset_for_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     /// [`GRACE_S`] as a signed count.
     const G: i64 = GRACE_S as i64;
