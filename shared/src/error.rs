@@ -37,6 +37,10 @@ pub enum Error {
     /// 500: a dependency failed (store, queue). The message is logged, never shown to clients.
     #[error("{0}")]
     Internal(String),
+    /// 503 with `Retry-After`: a dependency is throttled or cannot be reached for now (DynamoDB's
+    /// throughput exceeded, SQS unreachable). The message is logged, never shown to clients.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -52,12 +56,13 @@ impl Error {
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// A dependency's failure (the store, the queue), which the same call may get past if tried again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Internal(_))
+        matches!(self, Error::Internal(_) | Error::Unavailable(_))
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
@@ -86,4 +91,45 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".to_string())
+}
+
+/// An AWS SDK error as Kickoff's: [`Error::Unavailable`] when trying again later may succeed — a
+/// throttled or failing service (`ProvisionedThroughputExceededException`, `ThrottlingException`,
+/// `RequestLimitExceeded`, `InternalServerError`, `ServiceUnavailable`, a 5xx) or one that could not be
+/// reached or did not answer in time — else [`Error::Internal`]. One place for every adapter.
+pub fn from_sdk<E, R>(e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Error
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let busy = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => is_busy_code(s.err().code()),
+        _ => false,
+    };
+    let text = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string();
+    if busy {
+        Error::Unavailable(text)
+    } else {
+        Error::Internal(text)
+    }
+}
+
+/// Whether an AWS error code (or a transaction's cancellation reason) says "busy, try again".
+pub fn is_busy_code(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "ThrottlingError"
+                | "Throttling"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "RequestThrottled"
+                | "KMSThrottlingException"
+        )
+    )
 }

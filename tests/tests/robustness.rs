@@ -280,3 +280,81 @@ async fn an_answer_over_lambdas_limit_is_a_422_asking_for_a_smaller_page() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json["pipeline_runs"].as_array().map(Vec::len), Some(5));
 }
+
+/// A DynamoDB endpoint that answers every request as a throttled table does.
+async fn throttling_dynamodb() -> String {
+    use http_body_util::Full;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
+                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded."}"#;
+                    hyper::Response::builder()
+                        .status(400)
+                        .header("content-type", "application/x-amz-json-1.0")
+                        .header("x-amzn-errortype", "ProvisionedThroughputExceededException")
+                        .body(Full::new(bytes::Bytes::from(body)))
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+            });
+        }
+    });
+    url
+}
+
+/// SPEC §7 and issue #19: DynamoDB throttled (through the real SDK, on an endpoint that answers as
+/// DynamoDB does) or unreachable is a 503 with `Retry-After` in the dialect's error shape — management
+/// routes and token routes alike — never a 500.
+#[tokio::test]
+async fn a_store_throttled_or_down_is_a_503_with_retry_after_in_both_dialects() {
+    use kickoff::http::routes::serve;
+    use kickoff::http::ApiRequest;
+    use std::sync::Arc;
+    let down = format!("http://127.0.0.1:{}", kickoff_tests::free_port());
+    for endpoint in [throttling_dynamodb().await, down] {
+        let conf = aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "t"))
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(1))
+            .endpoint_url(&endpoint)
+            .build();
+        let table = kickoff::store::dynamo::DynamoTable::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
+        let app = kickoff::App {
+            store: kickoff::store::Store::new(Arc::new(table)),
+            queue: Arc::new(kickoff::queue::memory::MemoryQueue::new()),
+            clock: Arc::new(kickoff::clock::SystemClock),
+        };
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Bearer kk_some_key".parse().unwrap());
+        let token = "0123456789abcdef0123456789abcdef";
+        for (method, path, headers) in [
+            (http::Method::GET, "/api/v1/pipelines".to_string(), h.clone()),
+            (http::Method::GET, "/api/pipeline_schedules".to_string(), h.clone()),
+            (
+                http::Method::POST,
+                format!("/api/pipeline_schedules/71/pipeline_runs/{token}"),
+                http::HeaderMap::new(),
+            ),
+        ] {
+            let req = ApiRequest::new(method.clone(), &path, headers, bytes::Bytes::from_static(b"{}"));
+            let resp = serve(&app, req).await;
+            let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!(resp.status, 503, "{endpoint} {method} {path}: {body}");
+            let retry = resp.headers.iter().find(|(k, _)| *k == "retry-after").map(|(_, v)| v.as_str());
+            assert_eq!(retry, Some("2"), "{method} {path}");
+            let text = body.to_string();
+            assert!(!text.contains("Provisioned") && !text.contains("127.0.0.1"), "no detail shown: {text}");
+            if path.starts_with("/api/v1/") {
+                assert_eq!(body["detail"][0], "ServiceUnavailable", "{body}");
+            } else {
+                assert_eq!(body["error"]["code"], 503, "{body}");
+                assert_eq!(body["error"]["type"], "service_unavailable", "{body}");
+            }
+        }
+    }
+}

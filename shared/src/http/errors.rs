@@ -3,7 +3,8 @@
 //! ZenML: `{"detail": ["<ErrorKind>", "<message>"]}`, except a missing credential:
 //! `{"detail": "Not authenticated"}` with `WWW-Authenticate: Bearer`.
 //! Mage: `{"error": {"code": <status>, "type": "<kind>", "message": "<text>"}}` with the real status.
-//! A 500's message is logged, never shown.
+//! A 500's message is logged, never shown; so is a 503's, which carries `Retry-After` (a store that is
+//! throttled or unreachable).
 
 use serde_json::json;
 
@@ -23,6 +24,7 @@ fn zenml_kind(e: &Error) -> &'static str {
         Error::TooManyRequests(_) => "TooManyRequests",
         Error::Unprocessable(_) => "ValidationError",
         Error::Internal(_) => "RuntimeError",
+        Error::Unavailable(_) => "ServiceUnavailable",
     }
 }
 
@@ -38,14 +40,22 @@ fn mage_kind(e: &Error) -> &'static str {
         Error::TooManyRequests(_) => "too_many_requests",
         Error::Unprocessable(_) => "invalid_input",
         Error::Internal(_) => "internal_error",
+        Error::Unavailable(_) => "service_unavailable",
     }
 }
+
+/// The `Retry-After` of a 503: DynamoDB's throttling clears within seconds.
+pub const RETRY_AFTER_S: u64 = 2;
 
 pub fn render(dialect: Dialect, e: &Error) -> ApiResponse {
     let message = match e {
         Error::Internal(detail) => {
             tracing::error!(error = %detail, "internal error");
             "Internal server error".to_string()
+        }
+        Error::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "a dependency is busy or unreachable");
+            format!("Service unavailable: try again in {RETRY_AFTER_S} seconds")
         }
         other => other.to_string(),
     };
@@ -62,6 +72,9 @@ pub fn render(dialect: Dialect, e: &Error) -> ApiResponse {
     };
     if matches!(e, Error::Unauthenticated | Error::Unauthorized(_)) {
         resp.headers.push(("www-authenticate", "Bearer".into()));
+    }
+    if matches!(e, Error::Unavailable(_)) {
+        resp.headers.push(("retry-after", RETRY_AFTER_S.to_string()));
     }
     resp
 }

@@ -69,7 +69,7 @@ impl RunQueue for SqsQueue {
             .delay_seconds(delay.min(super::MAX_DELAY).as_secs() as i32)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::error::from_sdk)?;
         Ok(())
     }
 
@@ -82,7 +82,7 @@ impl RunQueue for SqsQueue {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::error::from_sdk)?;
         let mut received = Vec::new();
         for m in out.messages() {
             let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else {
@@ -102,7 +102,7 @@ impl RunQueue for SqsQueue {
             .receipt_handle(receipt)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::error::from_sdk)?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::table::*;
-use crate::error::causes;
+use crate::error::{causes, from_sdk, is_busy_code};
 use crate::{Error, Result};
 
 /// Where a client sends its requests, for messages: its endpoint URL, or AWS's in its region.
@@ -97,7 +97,7 @@ impl DynamoTable {
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(from_sdk)?;
         for _ in 0..120 {
             let described = self.client.describe_table().table_name(&self.table).send().await;
             let status = described.ok().and_then(|d| d.table).and_then(|t| t.table_status);
@@ -117,7 +117,7 @@ impl DynamoTable {
             .time_to_live_specification(ttl)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(from_sdk)?;
         Ok(())
     }
 
@@ -263,7 +263,11 @@ impl DynamoTable {
             let conflict = reasons.iter().any(|r| r == "TransactionConflict")
                 || err.as_service_error().is_some_and(|s| s.is_transaction_in_progress_exception());
             if !conflict {
-                return Err(Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(err)).into());
+                if reasons.iter().any(|r| is_busy_code(Some(r))) {
+                    let text = aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string();
+                    return Err(Error::Unavailable(text).into());
+                }
+                return Err(from_sdk(err).into());
             }
             tokio::time::sleep(std::time::Duration::from_millis(20 * (attempt + 1))).await;
         }
@@ -292,10 +296,7 @@ impl DynamoTable {
                     .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_string()))
                     .consistent_read(true);
             }
-            let page = q
-                .send()
-                .await
-                .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            let page = q.send().await.map_err(from_sdk)?;
             for m in page.items() {
                 out.push(Self::from_attributes(m)?);
             }
@@ -352,7 +353,7 @@ impl Table for DynamoTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(from_sdk)?;
         out.item().map(Self::from_attributes).transpose()
     }
 
@@ -391,7 +392,7 @@ impl Table for DynamoTable {
                 .request_items(&self.table, request)
                 .send()
                 .await
-                .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+                .map_err(from_sdk)?;
             for m in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
                 let counters = m
                     .iter()
@@ -440,7 +441,7 @@ impl Table for DynamoTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(from_sdk)?;
         let items = out.items().iter().map(Self::from_attributes).collect::<Result<Vec<_>>>()?;
         let last = match out.last_evaluated_key() {
             Some(k) if !k.is_empty() => Some(string_attr(k, SORT_KEY)?),
@@ -484,7 +485,7 @@ impl Table for DynamoTable {
             .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .send()
             .await
-            .map_err(|e| Error::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(from_sdk)?;
         page.items()
             .iter()
             .map(|m| {
