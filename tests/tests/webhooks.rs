@@ -258,6 +258,18 @@ async fn every_provider_verifies_deduplicates_filters_and_refuses_as_specified()
             "{provider}: the same delivery answers the same run"
         );
         assert_eq!(run_count(base, id).await, 1, "{provider}");
+        // A captured delivery sent again under a new delivery id: where no timestamp is signed, the
+        // body's hash keys it (24 h), so it is the same run (issue #19's replays).
+        if ["github", "gitlab", "hmac"].contains(&provider) {
+            let replay = sign(provider, &secret, &body, now, &format!("{provider}-replayed"), event);
+            let a = deliver(base, id, &replay).await;
+            assert_eq!(a.status, 200, "{provider}: {}", String::from_utf8_lossy(&a.raw));
+            assert_eq!(
+                a.json["pipeline_run"]["id"], run["id"],
+                "{provider}: a replay under a new id starts nothing"
+            );
+            assert_eq!(run_count(base, id).await, 1, "{provider}");
+        }
 
         // An event the schedule does not take: 200, no run.
         if provider != "hmac" {

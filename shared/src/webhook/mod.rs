@@ -47,6 +47,12 @@ impl Provider {
             Provider::Hmac => "hmac",
         }
     }
+
+    /// Whether the provider signs a timestamp with each delivery (then a captured delivery is refused
+    /// once its window has passed, and its delivery id is signed too).
+    pub fn signs_timestamp(self) -> bool {
+        matches!(self, Provider::Stripe | Provider::Slack | Provider::Standard)
+    }
 }
 
 /// How an `hmac` signature is written.

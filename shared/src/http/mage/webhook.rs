@@ -10,6 +10,7 @@
 //! or the body is logged.
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::triggers::{load, start_mapped, Follow};
 use crate::domain::ScheduleStatus;
@@ -18,6 +19,20 @@ use crate::trigger::Idempotency;
 use crate::webhook::verify::{identify, verify};
 use crate::webhook::Provider;
 use crate::{App, Error, Result};
+
+/// What makes a delivery "the same" for 24 hours. Providers that sign a timestamp (Stripe, Slack,
+/// Standard Webhooks) sign their delivery id too, and a captured delivery expires with its window: the
+/// delivery id. GitHub, GitLab and `hmac` sign no timestamp (GitLab signs nothing) and their delivery id
+/// is not signed, so a captured delivery could be sent again under a new id: the key is the SHA-256 of
+/// the exact body instead. A provider's retry (same id, same body) is caught as before; a replay under
+/// a new id is caught too; a sender that means to start two runs with identical bodies within 24 hours
+/// must make the bodies differ (a timestamp or a nonce), as `docs/webhooks.md` says.
+fn replay_key(provider: Provider, delivery_id: Option<&str>, body: &[u8]) -> Option<String> {
+    if provider.signs_timestamp() {
+        return delivery_id.map(str::to_string);
+    }
+    Some(format!("body:{}", hex::encode(Sha256::digest(body))))
+}
 
 /// 200 without a run, saying why.
 fn no_run(why: String) -> ApiResponse {
@@ -64,10 +79,8 @@ pub async fn handle(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         let r = body.get("ref").and_then(Value::as_str).unwrap_or_default();
         return Ok(no_run(format!("ref {r:?} is not on one of this schedule's branches")));
     }
-    let idempotency = delivery
-        .delivery_id
-        .as_deref()
-        .map(|id| Idempotency::for_delivery(format!("webhook:{}", schedule.id), id));
+    let idempotency = replay_key(webhook.provider, delivery.delivery_id.as_deref(), &req.body)
+        .map(|key| Idempotency::for_delivery(format!("webhook:{}", schedule.id), &key));
     let mut extra = Map::new();
     extra.insert(
         "webhook".into(),
