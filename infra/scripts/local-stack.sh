@@ -17,7 +17,8 @@
 # KICKOFF_WEBHOOK_SECRET (made up), KICKOFF_TICK_INTERVAL_S (60), KICKOFF_IAM_ENFORCE (1: every call is
 # held to the calling function's policy in infra/template.yaml, as on AWS; 0: off),
 # KICKOFF_BLOCK_FUNCTION_ARNS (the template's BlockFunctionArns: the functions `lambda` blocks may invoke),
-# KICKOFF_IAM_RECORD_DIR (where the enforcer records the calls; target/local-stack). Logs: target/local-stack/.
+# KICKOFF_IAM_RECORD_DIR (where the enforcer records the calls; target/local-stack), KICKOFF_EGRESS (loopback:
+# blocks on this machine over http; docs/security.md). Logs: target/local-stack/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -119,7 +120,7 @@ env_args=()
 for kv in "KICKOFF_TABLE=$KICKOFF_TABLE" "KICKOFF_QUEUE_URL=$KICKOFF_QUEUE_URL" \
   "AWS_ENDPOINT_URL_DYNAMODB=$ddb_url" "AWS_ENDPOINT_URL_SQS=$sqs_url" \
   "AWS_ENDPOINT_URL_LAMBDA=$lambda_url" "KICKOFF_PUBLIC_URL=$base" "KICKOFF_WEBHOOK_SECRET=$secret" \
-  "KICKOFF_IAM_IDENTITY=$identity" \
+  "KICKOFF_IAM_IDENTITY=$identity" "KICKOFF_EGRESS=${KICKOFF_EGRESS:-loopback}" \
   "AWS_ACCESS_KEY_ID=$function_key" "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" "AWS_REGION=$AWS_REGION"; do
   env_args+=(--env-var "$kv")
 done

@@ -21,6 +21,7 @@ pub mod cancel;
 pub mod clock;
 pub mod demo;
 pub mod domain;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod queue;

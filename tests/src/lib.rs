@@ -80,8 +80,15 @@ impl Server {
     }
 }
 
+/// The tests' blocks and notification targets listen on loopback over http: this process opts in to
+/// the `loopback` egress policy, as the embedded server does (`docs/security.md`).
+pub fn allow_loopback() {
+    kickoff::egress::set(kickoff::egress::Policy::Loopback);
+}
+
 /// Starts the embedded server's HTTP surface on an in-memory app, with the demo pipeline seeded.
 pub async fn spawn_app() -> Server {
+    allow_loopback();
     let (app, queue) = App::memory();
     let now = app.clock.now();
     let (write_key, w) = ApiKey::generate(Role::Write, "test-write", now);
@@ -476,6 +483,8 @@ pub async fn deploy_with_template(
         ("AWS_ENDPOINT_URL_LAMBDA", enforcer.lambda.as_str()),
         ("KICKOFF_PUBLIC_URL", base.as_str()),
         ("KICKOFF_WEBHOOK_SECRET", crate::worker::SECRET),
+        // The tests' blocks listen on loopback (`docs/security.md`'s opt-in).
+        ("KICKOFF_EGRESS", "loopback"),
         // Each function signs as itself (its AWS_LAMBDA_FUNCTION_NAME), for the enforcer.
         ("KICKOFF_IAM_IDENTITY", "function"),
         ("AWS_ACCESS_KEY_ID", "unsigned"),

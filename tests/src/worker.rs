@@ -43,6 +43,7 @@ pub struct Delivery {
 impl Harness {
     /// A fresh app with its API served on a free port; the worker's callback URLs point there.
     pub async fn new() -> Harness {
+        crate::allow_loopback();
         let table = Arc::new(FaultyTable::new(Arc::new(MemoryTable::new())));
         let queue = Arc::new(MemoryQueue::new());
         let clock = Arc::new(ManualClock::default());

@@ -321,6 +321,7 @@ async fn every_provider_verifies_deduplicates_filters_and_refuses_as_specified()
 
 /// The embedded app on `store` with a manual clock, served on a free port.
 async fn app_on(store: kickoff::store::Store, clock: Arc<ManualClock>) -> (String, App) {
+    kickoff_tests::allow_loopback();
     let (app, _queue) = App::memory();
     let app = App { store, clock: clock.clone(), ..app };
     app.store

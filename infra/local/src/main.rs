@@ -92,6 +92,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             s
         }
     };
+    // Blocks on this machine are the point of the embedded server: loopback and http:// are allowed
+    // unless KICKOFF_EGRESS says otherwise (`docs/security.md`).
+    if std::env::var_os("KICKOFF_EGRESS").is_none() {
+        kickoff::egress::set(kickoff::egress::Policy::Loopback);
+    }
+    say!("  egress policy: {:?} (KICKOFF_EGRESS)", kickoff::egress::Policy::current());
     let worker = Worker::new(app.clone(), Arc::new(Executors::new(&secret)), &format!("http://{addr}"));
     tokio::spawn(run_in_process(Arc::new(worker), app.queue.clone()));
     say!("  worker: in-process");

@@ -67,6 +67,7 @@ pub fn validate(field: &str, targets: &[NotifyTarget]) -> Result<()> {
         if !ok_url {
             return Err(Error::Unprocessable(format!("{field}[{i}].url: an http(s) URL, got {:?}", t.url)));
         }
+        crate::egress::check_url(&format!("{field}[{i}].url"), &t.url, crate::egress::Policy::current())?;
         if t.on.is_empty() {
             return Err(Error::Unprocessable(format!(
                 "{field}[{i}].on: name at least one of completed, failed, cancelled, sla_missed"

@@ -193,6 +193,8 @@ fn validate_executor(block: &str, executor: &Executor) -> Result<()> {
                     "block {block:?}: executor.url must be an http(s) URL"
                 )));
             }
+            let field = format!("block {block:?}: executor.url");
+            crate::egress::check_url(&field, url, crate::egress::Policy::current())?;
         }
         Executor::Lambda { function } => {
             if function.is_empty() || function.len() > 170 {

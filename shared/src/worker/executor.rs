@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::domain::Executor;
+use crate::egress::{self, CheckedResolver, Policy};
 
 /// Default time an HTTP call may take (an `http` executor's `timeout_s` overrides it).
 pub const DEFAULT_CALL_TIMEOUT_S: u64 = 30;
@@ -139,8 +140,10 @@ enum Refused {
 /// How long a notification's POST may take.
 pub const NOTIFY_TIMEOUT_S: u64 = 10;
 
-type HttpsClient =
-    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<CheckedResolver>>,
+    Full<Bytes>,
+>;
 
 /// The real executors. Neither client is built before the first block that needs it: a worker whose
 /// first message runs no HTTP block never reads the system's root certificates (SPEC §11 cold start).
@@ -148,6 +151,7 @@ pub struct Executors {
     http: std::sync::OnceLock<Result<HttpsClient, String>>,
     lambda: OnceCell<aws_sdk_lambda::Client>,
     secret: Vec<u8>,
+    egress: Policy,
 }
 
 impl Executors {
@@ -159,18 +163,29 @@ impl Executors {
             }
             None => secret.as_bytes().to_vec(),
         };
-        Executors { http: std::sync::OnceLock::new(), lambda: OnceCell::new(), secret }
+        Executors {
+            http: std::sync::OnceLock::new(),
+            lambda: OnceCell::new(),
+            secret,
+            egress: Policy::current(),
+        }
     }
 
     /// The HTTPS client, with the system's root certificates, built by the first call that needs it.
+    /// It connects only to addresses the egress policy allows ([`CheckedResolver`]) and follows no
+    /// redirect.
     fn http_client(&self) -> Result<&HttpsClient, String> {
         let built = self.http.get_or_init(|| {
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+                CheckedResolver(self.egress),
+            );
+            http.enforce_http(false);
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
                 .map_err(|e| format!("no TLS root certificates: {e}"))?
                 .https_or_http()
                 .enable_http1()
-                .build();
+                .wrap_connector(http);
             Ok(Client::builder(TokioExecutor::new()).build(connector))
         });
         built.as_ref().map_err(Clone::clone)
@@ -194,6 +209,8 @@ impl Executors {
         timeout_s: u64,
         body: Vec<u8>,
     ) -> Result<(u16, Answer), Refused> {
+        // The literal again (an address literal is never resolved, so the resolver would not see it).
+        egress::check_url("url", url, self.egress).map_err(|e| Refused::Bad(e.to_string()))?;
         let timestamp = Utc::now().timestamp();
         let signature = sign(&self.secret, id, timestamp, &body);
         let request = http::Request::post(url)

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 #[tokio::main]
 async fn main() {
+    kickoff_tests::allow_loopback();
     let counts: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() { vec![10, 1_000, 10_000] } else { counts };
     println!(
