@@ -358,3 +358,40 @@ async fn a_store_throttled_or_down_is_a_503_with_retry_after_in_both_dialects() 
         }
     }
 }
+
+/// Under the default (`public`) egress policy, block and notification URLs to loopback, link-local
+/// (the metadata service), private or unique-local addresses, or over plain http, are a 422 naming
+/// the field when saved; nothing is stored.
+#[tokio::test]
+async fn urls_the_egress_policy_refuses_are_a_422_when_saved() {
+    let s = spawn_app().await;
+    kickoff::egress::set(kickoff::egress::Policy::Public);
+    let auth = s.auth();
+    let h = [("authorization", auth.as_str())];
+    let pipeline = |url: &str| {
+        serde_json::json!({"name": "egress", "blocks": [{"name": "a", "executor": {"type": "http", "url": url}}]})
+            .to_string()
+    };
+    for url in [
+        "https://127.0.0.1:9001/2018-06-01/runtime/invocation/next",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.7/hook",
+        "https://[fd00::7]/hook",
+        "https://localhost/hook",
+        "http://example.com/hook",
+    ] {
+        let a = request("POST", &s.url("/api/v1/pipelines"), &h, pipeline(url)).await;
+        assert_eq!(a.status, 422, "{url}: {}", String::from_utf8_lossy(&a.raw));
+        let text = a.json["detail"][1].as_str().unwrap_or_default();
+        assert!(text.contains("executor.url") && text.contains("egress policy `public`"), "{url}: {text}");
+    }
+    let a = request("POST", &s.url("/api/v1/pipelines"), &h, pipeline("https://blocks.example.com/a")).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.raw));
+    let schedule = serde_json::json!({"pipeline_schedule": {"name": "n", "schedule_type": "api",
+        "settings": {"notifications": [{"url": "https://192.168.0.1/slack", "on": ["failed"]}]}}});
+    let a =
+        request("POST", &s.url("/api/pipelines/training/pipeline_schedules"), &h, schedule.to_string()).await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.raw));
+    let text = a.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.starts_with("settings.notifications[0].url: "), "{text}");
+}

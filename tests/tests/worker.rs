@@ -504,3 +504,37 @@ async fn a_panic_inside_a_message_is_a_batch_item_failure_and_the_run_ends_with_
     // Attempt 1's outcome was lost with the panic: its lease ran out and attempt 2 ran, each once.
     assert_eq!(server.attempts(), [("a".to_string(), 1), ("a".to_string(), 2), ("b".to_string(), 1)]);
 }
+
+/// The egress policy holds at call time too: a block saved under an opt-in (loopback) and run by a
+/// worker whose policy is `public` is refused before any connection — the target is never called, and
+/// the attempt fails for good with the policy's reason.
+#[tokio::test]
+async fn a_worker_under_the_public_policy_never_calls_a_loopback_block() {
+    let server = BlockServer::start().await;
+    let h = Harness::new().await;
+    let run = h.run(json!([http(&server, "a", &[])]), false).await;
+    kickoff::egress::set(kickoff::egress::Policy::Public);
+    let executors = kickoff::worker::executor::Executors::new(SECRET);
+    let worker = kickoff::worker::Worker::new(h.app.clone(), std::sync::Arc::new(executors), &h.api);
+    let started = std::time::Instant::now();
+    loop {
+        for r in kickoff::queue::RunQueue::receive(&*h.queue, 10, Duration::from_millis(50)).await.unwrap() {
+            worker.handle(&r.message).await.expect("handle");
+            kickoff::queue::RunQueue::delete(&*h.queue, &r.receipt).await.unwrap();
+        }
+        let d = h.app.store.get_run(run).await.unwrap().unwrap().value;
+        if d.run.status.is_finished() {
+            assert_eq!(d.run.status, RunStatus::Failed);
+            let error = d.blocks[0]
+                .metrics
+                .as_ref()
+                .and_then(|m| m["error"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            assert!(error.contains("egress policy `public`"), "{error}");
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "{d:#?}");
+    }
+    assert!(server.calls().is_empty() && server.arrived().is_empty(), "the block was called");
+}
