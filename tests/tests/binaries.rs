@@ -97,6 +97,34 @@ async fn the_admin_command_creates_a_hashed_key_in_the_table() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
     let missing = run(&["api-key", "create"]);
     assert!(!missing.status.success());
+
+    // The lifecycle: a key that expires, the list (ids, never secrets), a revocation.
+    let out = run(&["api-key", "create", "--role", "write", "--name", "deploy", "--expires-in", "90d"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deploy = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+    let record = store.find_api_key(&deploy).await.expect("find").expect("stored");
+    let days = (record.expires_at.expect("expires") - record.created).num_days();
+    assert_eq!(days, 90);
+    for bad in ["0d", "3651d", "12", "1w", "-5m"] {
+        let out = run(&["api-key", "create", "--role", "read", "--expires-in", bad]);
+        assert!(!out.status.success(), "--expires-in {bad} is refused");
+    }
+    let out = run(&["api-key", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(listed.contains(&format!("{}\twrite\tdeploy\t", record.id())), "{listed}");
+    assert!(listed.contains("\tread\tci\t"), "{listed}");
+    assert!(!listed.contains(&deploy[3..]) && !listed.contains(&secret[3..]), "no secret in the list");
+    let out = run(&["api-key", "revoke", record.id()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let revoked = store.find_api_key(&deploy).await.expect("find").expect("kept");
+    assert!(revoked.revoked_at.is_some() && !revoked.usable(chrono::Utc::now()));
+    let out = run(&["api-key", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\tdeploy\t")
+            && String::from_utf8_lossy(&out.stdout).contains("revoked")
+    );
+    assert!(!run(&["api-key", "revoke", "ffffffffffff"]).status.success(), "an unknown id fails");
 }
 
 #[tokio::test]

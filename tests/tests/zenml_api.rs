@@ -266,3 +266,43 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         assert_eq!(snapshot(&s).await, before, "{method} {path} changed stored data");
     }
 }
+
+/// Key lifecycle (issue #19): a revoked key is refused within the 5 s a warm process trusts a key it
+/// found, an expired key at once, and neither is remembered.
+#[tokio::test]
+async fn a_revoked_key_is_refused_within_five_seconds_and_an_expired_one_at_once() {
+    use kickoff::clock::{Clock, ManualClock};
+    use kickoff::domain::{ApiKey, Role};
+    use kickoff::http::{routes::serve, ApiRequest};
+    use std::sync::Arc;
+    let clock = Arc::new(ManualClock::default());
+    let (app, _) = kickoff::App::memory();
+    let app = kickoff::App { clock: clock.clone(), ..app };
+    let now = clock.now();
+    let (secret, mut key) = ApiKey::generate(Role::Read, "laptop", now);
+    app.store.put_api_key(&key).await.unwrap();
+    let (soon, mut expiring) = ApiKey::generate(Role::Read, "temp", now);
+    expiring.expires_at = Some(now + chrono::Duration::seconds(2));
+    app.store.put_api_key(&expiring).await.unwrap();
+    let status = |secret: String| {
+        let app = app.clone();
+        async move {
+            let mut h = http::HeaderMap::new();
+            h.insert("authorization", format!("Bearer {secret}").parse().unwrap());
+            serve(&app, ApiRequest::new(http::Method::GET, "/api/v1/pipelines", h, bytes::Bytes::new()))
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    assert_eq!(status(secret.clone()).await, 200);
+    assert_eq!(status(soon.clone()).await, 200);
+    key.revoked_at = Some(clock.now());
+    app.store.put_api_key(&key).await.unwrap();
+    clock.advance(chrono::Duration::seconds(3));
+    assert_eq!(status(soon.clone()).await, 401, "expired: refused at once, though it was remembered");
+    assert_eq!(status(secret.clone()).await, 200, "a warm process trusts what it found for up to 5 s");
+    clock.advance(chrono::Duration::seconds(3));
+    assert_eq!(status(secret.clone()).await, 401, "revoked: refused within 5 s");
+    assert_eq!(status(secret).await, 401, "and not remembered");
+}

@@ -34,6 +34,12 @@ pub struct ApiKey {
     pub role: Role,
     pub name: String,
     pub created: DateTime<Utc>,
+    /// Refused from then on (`kickoff api-key create --expires-in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Refused from then on (`kickoff api-key revoke`); the record stays, for the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl ApiKey {
@@ -46,7 +52,24 @@ impl ApiKey {
 
     /// The record for a known secret (the embedded server's `KICKOFF_DEV_API_KEY`).
     pub fn from_secret(secret: &str, role: Role, name: &str, now: DateTime<Utc>) -> ApiKey {
-        ApiKey { hash: hash_secret(secret), role, name: name.to_string(), created: now }
+        ApiKey {
+            hash: hash_secret(secret),
+            role,
+            name: name.to_string(),
+            created: now,
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+
+    /// Whether the key lets its holder in at `now`: not revoked, not expired.
+    pub fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none_or(|t| t > now) && self.expires_at.is_none_or(|t| t > now)
+    }
+
+    /// The first 12 hex digits of the key's hash: how `kickoff api-key list` shows it and `revoke` names it.
+    pub fn id(&self) -> &str {
+        self.hash.get(..12).unwrap_or(&self.hash)
     }
 
     /// Whether `secret` is this key, compared in constant time.

@@ -7,9 +7,10 @@
 //!
 //! A process remembers the keys it found for [`KEY_CACHE_S`] seconds (by their SHA-256, never the secret),
 //! so that a warm function checks a known key without a read: the ZenML trigger then takes its three
-//! round trips (build, write, send; SPEC §11). A key deleted from the table still works in a warm
-//! function for at most that long, as an API Gateway authorizer's cached answer would. Keys not found
-//! are never remembered.
+//! round trips (build, write, send; SPEC §11) while it calls more than once per 5 s. A key revoked,
+//! expired or deleted is refused by every warm function within those 5 s. Keys not found, revoked or
+//! expired are never remembered. Each request a key lets in is logged with the key's name (never the
+//! key) and the function it called: the audit of who did what.
 
 use chrono::{DateTime, Utc};
 
@@ -36,42 +37,61 @@ fn credentials(req: &ApiRequest, dialect: Dialect) -> Vec<&str> {
 }
 
 /// How long a process trusts a key it found without reading it again.
-pub const KEY_CACHE_S: i64 = 60;
-/// The keys found, by the SHA-256 of their secret: their role and until when they are trusted.
-static FOUND_KEYS: Remembered<String, (Role, DateTime<Utc>)> = Remembered::new(1_000);
+pub const KEY_CACHE_S: i64 = 5;
+/// The keys found, by the SHA-256 of their secret: their role, name, and until when they are trusted
+/// (the cache's end, or the key's expiry if sooner).
+static FOUND_KEYS: Remembered<String, (Role, String, DateTime<Utc>)> = Remembered::new(1_000);
 
-/// The role of the key `secret`, if the table has it (or had it less than [`KEY_CACHE_S`] ago).
-async fn role_of(app: &App, secret: &str) -> Result<Option<Role>> {
+/// The role and name of the key `secret`, if the table has it usable (or had it less than
+/// [`KEY_CACHE_S`] ago).
+async fn role_of(app: &App, secret: &str) -> Result<Option<(Role, String)>> {
     let hash = crate::domain::api_key::hash_secret(secret);
     let now = app.clock.now();
-    if let Some((role, _)) = FOUND_KEYS.get(&hash).filter(|(_, until)| *until > now) {
-        return Ok(Some(role));
+    if let Some((role, name, _)) = FOUND_KEYS.get(&hash).filter(|(_, _, until)| *until > now) {
+        return Ok(Some((role, name)));
     }
-    let Some(key) = app.store.find_api_key(secret).await? else { return Ok(None) };
-    FOUND_KEYS.insert(hash, (key.role, now + chrono::Duration::seconds(KEY_CACHE_S)));
-    Ok(Some(key.role))
+    let Some(key) = app.store.find_api_key(secret).await?.filter(|k| k.usable(now)) else { return Ok(None) };
+    let until = (now + chrono::Duration::seconds(KEY_CACHE_S))
+        .min(key.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
+    FOUND_KEYS.insert(hash, (key.role, key.name.clone(), until));
+    Ok(Some((key.role, key.name)))
 }
 
-/// The role of the request's best key, if it allows `access`.
-pub async fn authorize(app: &App, req: &ApiRequest, access: Access, dialect: Dialect) -> Result<Role> {
+/// The role of the request's best key, if it allows `access`; the request is logged with the key's
+/// name.
+pub async fn authorize(
+    app: &App,
+    req: &ApiRequest,
+    access: Access,
+    dialect: Dialect,
+    function: &str,
+) -> Result<Role> {
     let presented = credentials(req, dialect);
     if presented.is_empty() {
         return Err(Error::Unauthenticated);
     }
-    let mut best: Option<Role> = None;
+    let mut best: Option<(Role, String)> = None;
     for secret in presented {
-        if let Some(role) = role_of(app, secret).await? {
-            if best != Some(Role::Write) {
-                best = Some(role);
+        if let Some(found) = role_of(app, secret).await? {
+            if best.as_ref().is_none_or(|(role, _)| *role != Role::Write) {
+                best = Some(found);
             }
         }
     }
     match (best, access) {
         (None, _) => Err(Error::Unauthorized("Invalid API key".into())),
-        (Some(Role::Read), Access::Write) => {
+        (Some((Role::Read, name)), Access::Write) => {
+            tracing::warn!(key = %name, function, "a read key asked to write");
             Err(Error::Forbidden("this API key has the read role and may not write".into()))
         }
-        (Some(role), Access::Read | Access::Write) => Ok(role),
+        (Some((role, name)), Access::Read | Access::Write) => {
+            if access == Access::Write {
+                tracing::info!(key = %name, function, method = %req.method, "write request");
+            } else {
+                tracing::debug!(key = %name, function, "read request");
+            }
+            Ok(role)
+        }
         (Some(_), Access::Token) => Err(Error::Internal("token routes are not API-key routes".into())),
     }
 }

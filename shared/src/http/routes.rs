@@ -241,7 +241,7 @@ async fn handle(app: &App, route: &Route, mut req: ApiRequest) -> ApiResponse {
             route.match_path(&req.path).ok_or_else(|| Error::NotFound("no route for this path".into()))?;
         let role = match route.access {
             Access::Token => None,
-            access => Some(auth::authorize(app, &req, access, dialect).await?),
+            access => Some(auth::authorize(app, &req, access, dialect, route.function).await?),
         };
         let resp = call(app, route.endpoint, &req).await?;
         Ok(redact::for_caller(resp, role))

@@ -8,7 +8,7 @@
 //!
 //! | entity | PK | SK | GSI1PK / GSI1SK |
 //! |---|---|---|---|
-//! | API key | `APIKEY#<sha256 of secret>` | `APIKEY` | — |
+//! | API key | `APIKEY#<sha256 of secret>` | `APIKEY` | `APIKEYS` / `<created>#<sha256>` |
 //! | pipeline | `PIPELINE#<uuid>` | `PIPELINE` | `PIPELINES` / `<created>#<uuid>` |
 //! | pipeline by name | `PIPELINE_NAME#<name>` | `VERSION#<version>` | — |
 //! | newest build of a pipeline name (its newest version's newest build) | `PIPELINE_HEAD#<name>` | `HEAD` | — |
@@ -39,7 +39,9 @@
 //! # Access patterns and their cost
 //!
 //! - API key by secret: one `GetItem` on the hash (the secret is never stored); a process then trusts a
-//!   key it found for 60 s without reading it again (`http::auth`).
+//!   key it found for 5 s without reading it again (`http::auth`), so a revoked key is refused within 5 s.
+//! - Every API key (`kickoff api-key list`, an admin command): one `Query` of `APIKEYS` on `GSI1`; keys
+//!   are created by hand, so the list stays small and is never on a request's path.
 //! - Create a pipeline version: one transaction of 4 puts (pipeline, name/version claim with
 //!   `attribute_not_exists` — the 409 —, and its first build's 2 items).
 //! - Pipeline / build / schedule by id: one `GetItem`; a run with its block runs: one `Query` on `RUN#<uuid>`.
@@ -203,12 +205,22 @@ impl Store {
 
     // --- API keys -------------------------------------------------------------------------------
 
-    pub async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
-        let it = item(format!("APIKEY#{}", key.hash), "APIKEY", None, encode(key)?);
-        self.table.write(vec![Put { item: it, condition: Condition::Always }]).await.map_err(internal)
+    fn api_key_item(key: &ApiKey) -> Result<table::Item> {
+        let listed = Some(("APIKEYS".to_string(), index_sort_key(key.created, &key.hash)));
+        Ok(item(format!("APIKEY#{}", key.hash), "APIKEY", listed, encode(key)?))
     }
 
-    /// The key whose secret this is, if any.
+    pub async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+        let put = Put { item: Self::api_key_item(key)?, condition: Condition::Always };
+        self.table.write(vec![put]).await.map_err(internal)
+    }
+
+    /// Every key, oldest first (the admin command's list; keys are few).
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        decode_all(&self.table.query_index("APIKEYS").await?)
+    }
+
+    /// The key whose secret this is, if any (revoked and expired ones too: the caller decides).
     pub async fn find_api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let hash = crate::domain::api_key::hash_secret(secret);
         let found: Option<Versioned<ApiKey>> = self.get_doc(format!("APIKEY#{hash}"), "APIKEY").await?;
