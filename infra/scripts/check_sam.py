@@ -50,7 +50,7 @@ def main(out):
     for r in sam["Resources"].values():
         if r["Type"] == "AWS::Serverless::Function":
             r["Properties"]["CodeUri"] = "s3://kickoff-artifacts/" + r["Properties"]["CodeUri"].lstrip("./")
-    cfn = transform(sam, {"WebhookSecret": "x" * 24, "BlockFunctionArns": ""}, NoManagedPolicies())
+    cfn = transform(sam, {"BlockFunctionArns": ""}, NoManagedPolicies())
     with open(out, "w") as f:
         json.dump(cfn, f, indent=1)
     res = cfn["Resources"]
@@ -133,6 +133,25 @@ def main(out):
         p = rule["Properties"]
         check(p.get("ScheduleExpression") == "rate(1 minute)", f"the tick is rate(1 minute): {p.get('ScheduleExpression')}")
         check([t["Arn"] for t in p.get("Targets", [])] == [{"Fn::GetAtt": ["Scheduler", "Arn"]}], "the rule invokes the scheduler")
+
+    # Issue #19: the template protects the functions. Default route throttling on the HTTP API's stage,
+    # concurrency reserved for the worker and the scheduler, and no secret as a template parameter.
+    stages = [r for r in res.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    for stage in stages:
+        route = stage["Properties"].get("DefaultRouteSettings", {})
+        check(route.get("ThrottlingRateLimit") == {"Ref": "ApiRateLimit"}
+              and route.get("ThrottlingBurstLimit") == {"Ref": "ApiBurstLimit"},
+              f"the HTTP API's stage throttles every route: {route}")
+    check(len(stages) == 1, f"one HTTP API stage, not {len(stages)}")
+    for lid, parameter in [("Worker", "WorkerReservedConcurrency"), ("Scheduler", "SchedulerReservedConcurrency")]:
+        reserved = res.get(lid, {}).get("Properties", {}).get("ReservedConcurrentExecutions")
+        check(isinstance(reserved, dict) and {"Ref": parameter} in reserved.get("Fn::If", []),
+              f"{lid} has reserved concurrency ({parameter}): {reserved}")
+    secret_env = res.get("Worker", {}).get("Properties", {}).get("Environment", {}).get("Variables", {}).get("KICKOFF_WEBHOOK_SECRET")
+    check("resolve:secretsmanager" in json.dumps(secret_env), f"the signing secret comes from Secrets Manager: {secret_env}")
+    check(res.get("WebhookSigningSecret", {}).get("Type") == "AWS::SecretsManager::Secret", "the template makes the signing secret")
+    plain = [n for n, p in sam.get("Parameters", {}).items() if p.get("NoEcho") or "secret" in n.lower()]
+    check(not plain, f"no secret is a template parameter: {plain}")
 
     for f in failures:
         print(f"  FAIL {f}")

@@ -171,7 +171,10 @@ def write_template(rs):
         Variables:
           KICKOFF_FUNCTION: worker
           KICKOFF_PUBLIC_URL: !Sub "https://${{HttpApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}"
-          KICKOFF_WEBHOOK_SECRET: !Ref WebhookSecret
+          # Resolved from Secrets Manager when the stack deploys; never a template parameter.
+          KICKOFF_WEBHOOK_SECRET: !Sub "{{{{resolve:secretsmanager:${{WebhookSigningSecret}}:SecretString}}}}"
+      # Its own share of the account's concurrency, so that a flood of triggers cannot starve it.
+      ReservedConcurrentExecutions: !If [HasWorkerReservation, !Ref WorkerReservedConcurrency, !Ref AWS::NoValue]
       Events:
         Queue:
           Type: SQS
@@ -191,6 +194,7 @@ def write_template(rs):
       Environment:
         Variables:
           KICKOFF_FUNCTION: scheduler
+      ReservedConcurrentExecutions: !If [HasSchedulerReservation, !Ref SchedulerReservedConcurrency, !Ref AWS::NoValue]
       Events:
         Tick:
           Type: Schedule

@@ -223,6 +223,12 @@ async fn every_bound_is_a_422_naming_the_field_and_changes_nothing() {
             String::new(),
             "_offset: must be a whole number from 0 to 100000",
         ),
+        (
+            "GET",
+            "/api/v1/runs?page=1002&size=100".into(),
+            String::new(),
+            "page: (page - 1) x size skips at most 100000",
+        ),
     ];
     let count = |path: &'static str| {
         let s = &s;

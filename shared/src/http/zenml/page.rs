@@ -188,6 +188,14 @@ impl ListQuery {
                 _ => {}
             }
         }
+        // The items skipped before the page, as Mage's `_offset` is bounded.
+        let skipped = (q.page - 1).saturating_mul(q.size);
+        if skipped > crate::domain::bounds::MAX_OFFSET {
+            return Err(Error::Unprocessable(format!(
+                "page: (page - 1) x size skips at most {} items, got {skipped}",
+                crate::domain::bounds::MAX_OFFSET
+            )));
+        }
         Ok(q)
     }
 
