@@ -55,7 +55,9 @@ fn required<'a>(header: &impl Fn(&str) -> Option<&'a str>, name: &str) -> Result
 fn timestamp_in_window(value: &str, name: &str, now: DateTime<Utc>) -> Result<i64> {
     let t: i64 =
         value.trim().parse().map_err(|_| unauthorized(&format!("{name} is not a Unix timestamp")))?;
-    if (now.timestamp() - t).abs() > REPLAY_WINDOW_S {
+    // Checked: a crafted timestamp near i64's ends must be refused, not overflow.
+    let off = now.timestamp().checked_sub(t).and_then(i64::checked_abs);
+    if off.is_none_or(|off| off > REPLAY_WINDOW_S) {
         return Err(unauthorized(&format!("{name} is more than {REPLAY_WINDOW_S} s from now")));
     }
     Ok(t)

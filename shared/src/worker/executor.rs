@@ -275,7 +275,9 @@ pub fn lambda_outcome(payload: &[u8]) -> Outcome {
             Value::String(s) => s.clone().into_bytes(),
             other => other.to_string().into_bytes(),
         });
-        return Outcome::from_status(code as u16, &Answer::whole(body.unwrap_or_default()));
+        // A status past u16 is no HTTP status: a failure worth retrying, never a wrapped-around 2xx.
+        let status = u16::try_from(code).unwrap_or(599);
+        return Outcome::from_status(status, &Answer::whole(body.unwrap_or_default()));
     }
     if payload.len() > MAX_ANSWER_BYTES {
         return Outcome::Completed(bounded_metrics(&Answer::whole(payload.to_vec())));
