@@ -591,6 +591,55 @@ async fn a_daily_backfill_over_ten_days_makes_ten_runs_and_completes() {
     assert_eq!(call(&h, &key, "GET", &format!("/api/backfills/{id}"), json!(null)).await.status, 404);
 }
 
+/// A long backfill is written in pages through the queue (the start writes the first 100 dates; each
+/// `StartBackfill` message one more page), and overlapping starts — concurrent PUTs, pages delivered
+/// twice — make each date's run once (its claim: an idempotency record per backfill and date).
+#[tokio::test]
+async fn a_long_backfill_is_written_in_pages_and_overlapping_starts_make_each_date_once() {
+    let (h, key) = setup().await;
+    let a = backfill(
+        &h,
+        &key,
+        json!({"name": "250 days", "start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-09-07T00:00:00Z",
+               "interval_type": "day", "interval_units": 1}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["backfill"]["total_run_count"], 250);
+    let id = a.json["backfill"]["id"].as_i64().expect("id");
+    let path = format!("/api/backfills/{id}");
+    let start = || call(&h, &key, "PUT", &path, json!({"backfill": {"status": "initial"}}));
+    let (first, second) = tokio::join!(start(), start());
+    assert!(first.status == 200 || second.status == 200, "{} {}", first.json, second.json);
+    let entries = h.app.store.run_entries(&kickoff::store::RunView::Backfill(id)).await.expect("entries");
+    assert_eq!(entries.len(), 100, "the start wrote the first page only");
+    // Every page message delivered twice, concurrently.
+    let mut pages = 0;
+    loop {
+        let batch = h.queue.receive(10, Duration::from_millis(50)).await.expect("receive");
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            h.queue.delete(&r.receipt).await.expect("delete");
+            if matches!(r.message, kickoff::queue::Message::StartBackfill { .. }) {
+                pages += 1;
+                let (a, b) = tokio::join!(h.worker.handle(&r.message), h.worker.handle(&r.message));
+                a.expect("page");
+                b.expect("page again");
+            } else {
+                h.worker.handle(&r.message).await.expect("handle");
+            }
+        }
+    }
+    assert!(pages >= 2, "pages 100..200 and 200..250 went through the queue: {pages}");
+    let entries = h.app.store.run_entries(&kickoff::store::RunView::Backfill(id)).await.expect("entries");
+    let mut dates: Vec<_> = entries.iter().map(|e| e.execution_date).collect();
+    dates.sort();
+    dates.dedup();
+    assert_eq!((entries.len(), dates.len()), (250, 250), "each date once");
+}
+
 #[tokio::test]
 async fn cancelling_a_backfill_midway_cancels_its_unfinished_runs_under_its_schedules_limit() {
     let (h, key) = setup().await;
@@ -616,7 +665,7 @@ async fn cancelling_a_backfill_midway_cancels_its_unfinished_runs_under_its_sche
         assert!(!batch.is_empty(), "the first run is stuck");
         for r in batch {
             h.queue.delete(&r.receipt).await.expect("delete");
-            if r.message.run_uuid() == first {
+            if r.message.run_uuid() == Some(first) {
                 h.worker.handle(&r.message).await.expect("handle");
             } else {
                 held.push(r.message);

@@ -25,15 +25,20 @@ pub enum Message {
     CheckBlock { run_uuid: Uuid, block: String, attempt: u32 },
     /// Attempt `attempt` of the run's notification `delivery` (its index in the run's notifications).
     Notify { run_uuid: Uuid, delivery: usize, attempt: u32 },
+    /// Write a started backfill's runs for its dates `from..from + backfills::PAGE` (then queue the next
+    /// page): a long backfill is written in pages through the queue, not in one function call.
+    StartBackfill { backfill_id: i64, from: usize },
 }
 
 impl Message {
-    pub fn run_uuid(&self) -> Uuid {
+    /// The run the message is about (none for a backfill's page).
+    pub fn run_uuid(&self) -> Option<Uuid> {
         match self {
             Message::StartRun { run_uuid }
             | Message::RunBlock { run_uuid, .. }
             | Message::CheckBlock { run_uuid, .. }
-            | Message::Notify { run_uuid, .. } => *run_uuid,
+            | Message::Notify { run_uuid, .. } => Some(*run_uuid),
+            Message::StartBackfill { .. } => None,
         }
     }
 }

@@ -65,12 +65,12 @@ pub async fn process(worker: Arc<Worker>, event: SqsEvent) -> SqsBatchResponse {
             let ok = match AssertUnwindSafe(worker.handle(&message)).catch_unwind().await {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
-                    tracing::warn!(message_id = %id, run_uuid = %message.run_uuid(), error = %e, "message failed");
+                    tracing::warn!(message_id = %id, run_uuid = ?message.run_uuid(), error = %e, "message failed");
                     false
                 }
                 Err(panic) => {
                     let what = crate::error::panic_message(panic.as_ref());
-                    tracing::error!(message_id = %id, run_uuid = %message.run_uuid(), panic = %what, "message handling panicked; it will be delivered again");
+                    tracing::error!(message_id = %id, run_uuid = ?message.run_uuid(), panic = %what, "message handling panicked; it will be delivered again");
                     false
                 }
             };

@@ -214,6 +214,9 @@ impl Worker {
             Message::Notify { run_uuid, delivery, attempt } => {
                 self.notify(*run_uuid, *delivery, *attempt).await
             }
+            Message::StartBackfill { backfill_id, from } => {
+                crate::backfills::page(&self.app, *backfill_id, *from).await
+            }
         }
     }
 
@@ -551,11 +554,11 @@ pub async fn run_in_process(worker: Arc<Worker>, queue: Arc<dyn RunQueue>) {
                 };
                 if let Some(e) = failed {
                     let run_uuid = received.message.run_uuid();
-                    tracing::warn!(run_uuid = %run_uuid, error = %e, "message failed; it will be delivered again");
+                    tracing::warn!(run_uuid = ?run_uuid, error = %e, "message failed; it will be delivered again");
                     if let Err(e) = queue.send_delayed(&received.message, Duration::from_secs(30)).await {
                         // Left undeleted: SQS delivers it again after its visibility timeout (the
                         // in-memory queue does not; the sweep then finds the run by its wake time).
-                        tracing::error!(run_uuid = %run_uuid, error = %e, "re-send failed");
+                        tracing::error!(run_uuid = ?run_uuid, error = %e, "re-send failed");
                         return;
                     }
                 }
