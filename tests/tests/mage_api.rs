@@ -168,6 +168,38 @@ async fn twenty_two_triggers_page_with_exact_count_and_next() {
     let mut sorted = seen.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "execution_date desc, then id desc");
+
+    // Deep pages by cursor: `next_cursor` of each page is the next one's `_cursor`; every run once, in order.
+    for limit in [1usize, 5, 21] {
+        let mut walked = Vec::new();
+        let mut path = format!("/api/pipeline_schedules/71/pipeline_runs?_limit={limit}");
+        loop {
+            let a = call(&s, "GET", &path, "").await;
+            assert_eq!(a.status, 200, "{path}: {}", a.json);
+            assert_eq!(a.json["metadata"]["count"], 22);
+            for r in a.json["pipeline_runs"].as_array().unwrap() {
+                walked.push((r["execution_date"].as_str().unwrap().to_string(), r["id"].as_i64().unwrap()));
+            }
+            match a.json["metadata"]["next_cursor"].as_str() {
+                Some(c) => {
+                    path = format!("/api/pipeline_schedules/71/pipeline_runs?_limit={limit}&_cursor={c}")
+                }
+                None => break,
+            }
+        }
+        assert_eq!(walked, seen, "cursor pages of {limit}");
+    }
+    let last = call(&s, "GET", "/api/pipeline_schedules/71/pipeline_runs?_limit=40", "").await;
+    assert!(last.json["metadata"].get("next_cursor").is_none(), "the last page has no next cursor");
+    for bad in [
+        "_cursor=xyz",
+        "_cursor=MjAyNA&_limit=2",
+        "_cursor=MjAyNDAxMDFUMDAwMDAwMDAwMDAwIzAwMDAwMDAwMDAwMDAwMDE&_offset=3",
+    ] {
+        let a = call(&s, "GET", &format!("/api/pipeline_schedules/71/pipeline_runs?{bad}"), "").await;
+        assert_eq!(a.status, 422, "{bad}: {}", a.json);
+        assert!(a.json["error"]["message"].as_str().unwrap().starts_with("_cursor: "), "{}", a.json);
+    }
 }
 
 #[tokio::test]

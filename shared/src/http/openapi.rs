@@ -113,12 +113,15 @@ fn operation(e: Endpoint) -> Operation {
         RunScheduleNow => {
             op("Run a schedule now", &["api_key", "wait"], Some("MageTriggerBody"), "MageRunAnswer")
         }
-        ListScheduleRuns => {
-            op("List a schedule's runs", &["_limit", "_offset", "status", "api_key"], None, "MageRunPage")
-        }
+        ListScheduleRuns => op(
+            "List a schedule's runs",
+            &["_limit", "_offset", "_cursor", "status", "api_key"],
+            None,
+            "MageRunPage",
+        ),
         ListPipelineRuns => op(
             "List pipeline runs",
-            &["_limit", "_offset", "status", "pipeline_uuid", "api_key"],
+            &["_limit", "_offset", "_cursor", "status", "pipeline_uuid", "api_key"],
             None,
             "MageRunPage",
         ),

@@ -439,6 +439,20 @@ async fn run_pages(store: &Store) {
     }
     assert_eq!(store.run_count(&view, None).await.expect("count"), 31);
     assert_eq!(store.run_count(&RunView::Schedule(4243), None).await.expect("count"), 0);
+    // Cursors: page after page, each from the last one's cursor, reads every entry once, in order.
+    for limit in [1, 4, 10, 31] {
+        let mut got = Vec::new();
+        let mut page = store.run_page(&view, None, 0, limit).await.expect("first page");
+        loop {
+            got.extend(ids(&page));
+            let Some(cursor) = page.cursor.clone() else { break };
+            assert!(super::valid_cursor(&cursor), "{cursor}");
+            page = store.run_page_after(&view, None, &cursor, limit).await.expect("page after");
+            assert_eq!(page.count, 31);
+        }
+        assert_eq!(got, want(0, 31), "cursor pages of {limit}");
+    }
+    assert!(!super::valid_cursor("x#1") && !super::valid_cursor("20240101T000000000000#12"));
 
     // Cancel 7 of them, run 5 and fail one; then retry the failed one (finished, then running again).
     let mut by_status = std::collections::HashMap::new();

@@ -91,7 +91,9 @@
 //!   the limit does anyway.
 //! - Backfills: by id one `GetItem`; the list one `Query` of `GSI1` `BACKFILLS` (few). A backfill's
 //!   status is derived from its runs: one `Query` of `RUNVIEW#BACKFILL#<id>` (at most 1,000 entries).
-//!   Starting one writes each date's run as a trigger does (with the run limits of its schedule, if any).
+//!   Starting one writes each date's run as a trigger does (with the run limits of its schedule, if any),
+//!   plus its claim (an idempotency record per backfill and date, in the run's transaction), in pages of
+//!   100 dates per call; each page also reads the view once (at most 1,000 entries) to skip dates made.
 //! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`):
 //!   one `BatchGetItem` of the view's 8 counter items (the exact `metadata.count`, per status), then,
 //!   in parallel, one `Query` per shard that holds matching runs for its newest `offset + limit`
@@ -99,7 +101,9 @@
 //!   the page and one `GetItem` per distinct schedule. Without a status filter the cost is
 //!   `8 × (offset + limit)` small entries whatever the view's size (the benchmark prints the page time at
 //!   10, 10,000 and 1,000,000 runs). Trades, documented: deep `_offset`s cost O(offset) (DynamoDB
-//!   cannot skip); a `status` filter reads each shard's entries newest first until it has its share of
+//!   cannot skip), so `_offset` stops at 100,000 and deeper pages go by `_cursor` (the page's last
+//!   entry's sort key): each shard's query starts after it, so any page costs what the first does; a
+//!   `status` filter reads each shard's entries newest first until it has its share of
 //!   the page or all of that status the counters say it holds — cheap for statuses common among recent
 //!   runs, up to the shard's history for a rare status found only far back. A backfill's view (at most
 //!   1,000 runs) is read whole and filtered.
@@ -136,7 +140,9 @@ use crate::domain::ApiKey;
 use crate::{Error, Result};
 use table::{Condition, Item, Put, Table, WriteError};
 
-pub use runs::{CreateOutcome, CreateWith, IdempotencyRecord, RunEntry, RunPage, RunView, VIEW_SHARDS};
+pub use runs::{
+    valid_cursor, CreateOutcome, CreateWith, IdempotencyRecord, RunEntry, RunPage, RunView, VIEW_SHARDS,
+};
 pub use schedules::fire_shard;
 pub use wake::{wake_shard, DueRun, WAKE_SHARDS};
 

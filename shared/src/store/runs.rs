@@ -82,6 +82,30 @@ pub struct RunPage {
     pub entries: Vec<RunEntry>,
     /// Runs in the view with the status asked for (all if none): exact, from the view's counters.
     pub count: i64,
+    /// Where the next (older) page starts, when this one is full: its last entry's position, for
+    /// [`Store::run_page_after`].
+    pub cursor: Option<String>,
+}
+
+impl RunPage {
+    fn of(entries: Vec<RunEntry>, count: i64, limit: usize) -> RunPage {
+        let cursor = entries.last().filter(|_| entries.len() == limit).map(entry_position);
+        RunPage { entries, count, cursor }
+    }
+}
+
+/// An entry's sort key in its view: `<execution date>#<id, 16 digits>`.
+fn entry_position(e: &RunEntry) -> String {
+    entry_key(e.execution_date, e.id)
+}
+
+/// Whether `cursor` is a position [`RunPage::cursor`] can give (it becomes a query's start key).
+pub fn valid_cursor(cursor: &str) -> bool {
+    cursor.split_once('#').is_some_and(|(date, id)| {
+        chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%S%6f").is_ok()
+            && id.len() == 16
+            && id.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// A remembered `Idempotency-Key`: which request it came with and which run it made.
@@ -141,7 +165,11 @@ fn entry_order(e: &RunEntry) -> (DateTime<Utc>, i64) {
 }
 
 fn entry_sort_key(run: &Run) -> String {
-    format!("{}#{:016}", run.execution_date.format("%Y%m%dT%H%M%S%6f"), run.id)
+    entry_key(run.execution_date, run.id)
+}
+
+fn entry_key(execution_date: DateTime<Utc>, id: i64) -> String {
+    format!("{}#{:016}", execution_date.format("%Y%m%dT%H%M%S%6f"), id)
 }
 
 impl Store {
@@ -409,24 +437,46 @@ impl Store {
         let wanted = offset.saturating_add(limit);
         let reads = per_shard.iter().enumerate().map(|(shard, &n)| {
             let take = usize::try_from(n).unwrap_or(0).min(wanted);
-            self.newest_entries(view.pk(shard as i64), status, take)
+            self.newest_entries(view.pk(shard as i64), status, take, None)
         });
         let mut entries: Vec<RunEntry> =
             futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
         entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
-        let entries = entries.into_iter().skip(offset).take(limit).collect();
-        Ok(RunPage { entries, count: per_shard.iter().sum() })
+        let entries: Vec<RunEntry> = entries.into_iter().skip(offset).take(limit).collect();
+        Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
     }
 
-    /// The newest `take` entries of one shard with `status` (any if `None`).
+    /// [`Store::run_page`] for the page that starts after `cursor` (a [`RunPage::cursor`]): from each
+    /// shard that holds matching runs, its newest `limit` entries older than the cursor — so a deep page
+    /// costs what the first does, whatever its depth.
+    pub async fn run_page_after(
+        &self,
+        view: &RunView,
+        status: Option<RunStatus>,
+        cursor: &str,
+        limit: usize,
+    ) -> Result<RunPage> {
+        let per_shard = self.shard_counts(view, status).await?;
+        let reads = per_shard.iter().enumerate().filter(|(_, &n)| n > 0).map(|(shard, _)| {
+            self.newest_entries(view.pk(shard as i64), status, limit, Some(cursor.to_string()))
+        });
+        let mut entries: Vec<RunEntry> =
+            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
+        entries.truncate(limit);
+        Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
+    }
+
+    /// The newest `take` entries of one shard with `status` (any if `None`), older than `start` if given.
     async fn newest_entries(
         &self,
         pk: String,
         status: Option<RunStatus>,
         take: usize,
+        start: Option<String>,
     ) -> Result<Vec<RunEntry>> {
         let mut found = Vec::with_capacity(take);
-        let mut after: Option<String> = None;
+        let mut after: Option<String> = start;
         while found.len() < take {
             let ask = if status.is_some() { 200 } else { take - found.len() };
             let page = self.table.query_page(&pk, true, ask, after.as_deref()).await?;

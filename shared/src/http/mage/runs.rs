@@ -57,23 +57,55 @@ async fn render(app: &App, details: &[RunDetail]) -> Result<Vec<Value>> {
 }
 
 /// Renders a page of entries: reads each run of the page (one `Query` each) and its schedules.
-async fn respond(app: &App, page: &[RunEntry], count: usize, paging: &Paging) -> Result<ApiResponse> {
+/// `next_cursor`: where the next page starts (`_cursor`), if this one is full.
+async fn respond(
+    app: &App,
+    page: &[RunEntry],
+    count: usize,
+    paging: &Paging,
+    next_cursor: Option<String>,
+) -> Result<ApiResponse> {
     let mut details = Vec::with_capacity(page.len());
     for e in page {
         if let Some(d) = app.store.get_run(e.uuid).await? {
             details.push(d.value);
         }
     }
-    let metadata = json!({ "count": count, "next": paging.offset.saturating_add(paging.limit) < count });
+    let next = next_cursor.is_some() && paging.offset.saturating_add(paging.limit) < count;
+    // Mage's own `{"count", "next"}`, and `next_cursor` when there is a next page.
+    let mut metadata = json!({ "count": count, "next": next });
+    if let Some(c) = next_cursor.filter(|_| next) {
+        metadata["next_cursor"] = json!(base64_simd::URL_SAFE_NO_PAD.encode_to_string(c));
+    }
     Ok(ApiResponse::ok(&json!({ "pipeline_runs": render(app, &details).await?, "metadata": metadata })))
 }
 
-/// One page of a view, its count exact from the view's counters (`Store::run_page`).
+/// `_cursor`: the `next_cursor` of an earlier page, for pages past `_offset`'s reach (with `_offset`
+/// too, or not one this list gave: 422).
+fn cursor(req: &ApiRequest) -> Result<Option<String>> {
+    let Some(given) = req.query_value("_cursor") else { return Ok(None) };
+    if req.query_value("_offset").is_some() {
+        return Err(Error::Unprocessable("_cursor: give _cursor or _offset, not both".into()));
+    }
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(given)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|c| crate::store::valid_cursor(c))
+        .map(Some)
+        .ok_or_else(|| Error::Unprocessable("_cursor: not a next_cursor this list gave".into()))
+}
+
+/// One page of a view, its count exact from the view's counters (`Store::run_page`), or the page after
+/// a cursor (`Store::run_page_after`: any depth at the first page's cost).
 async fn list_view(app: &App, req: &ApiRequest, view: RunView) -> Result<ApiResponse> {
     let paging = Paging::parse(req)?;
     let status = status_filter(req)?;
-    let page = app.store.run_page(&view, status, paging.offset, paging.limit).await?;
-    respond(app, &page.entries, usize::try_from(page.count).unwrap_or(0), &paging).await
+    let page = match cursor(req)? {
+        Some(c) => app.store.run_page_after(&view, status, &c, paging.limit).await?,
+        None => app.store.run_page(&view, status, paging.offset, paging.limit).await?,
+    };
+    respond(app, &page.entries, usize::try_from(page.count).unwrap_or(0), &paging, page.cursor).await
 }
 
 pub async fn list_for_schedule(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
@@ -105,8 +137,13 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
                     && pipeline.as_ref().is_none_or(|p| &e.pipeline_name == p)
             })
             .collect();
+        if req.query_value("_cursor").is_some() {
+            return Err(Error::Unprocessable(
+                "_cursor: not taken with backfill_id; use _offset (a backfill has at most 1000 runs)".into(),
+            ));
+        }
         let (page, _) = paging.page(&entries);
-        return respond(app, page, entries.len(), &paging).await;
+        return respond(app, page, entries.len(), &paging, None).await;
     }
     match (schedule, pipeline) {
         (Some(id), Some(name)) => {
@@ -116,7 +153,8 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
             if !of_pipeline {
                 let paging = Paging::parse(req)?;
                 status_filter(req)?;
-                return respond(app, &[], 0, &paging).await;
+                cursor(req)?;
+                return respond(app, &[], 0, &paging, None).await;
             }
             list_view(app, req, RunView::Schedule(id)).await
         }
