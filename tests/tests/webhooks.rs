@@ -314,6 +314,29 @@ async fn every_provider_verifies_deduplicates_filters_and_refuses_as_specified()
 
     let log = std::fs::read_to_string(&local.log).expect("log");
     assert!(log.contains("webhook refused"), "the refusals are logged: {log}");
+    // The audit: each request a key let in, with the key's name and the function (docs/security.md).
+    // (The terminal format may colour field names: compare the text without escape sequences.)
+    let plain: String = {
+        let mut out = String::new();
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let audited = plain.lines().any(|l| {
+        l.contains("write request") && l.contains("key=dev") && l.contains("function=\"create-schedule\"")
+    });
+    assert!(audited, "write requests are logged with the key's name: {plain}");
+    assert!(plain.lines().any(|l| l.contains("read request") && l.contains("key=dev")), "and reads");
     for s in &secrets_and_signatures {
         assert!(!log.contains(s.as_str()), "the log holds a secret or signature {s:?}");
     }

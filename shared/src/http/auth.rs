@@ -85,11 +85,9 @@ pub async fn authorize(
             Err(Error::Forbidden("this API key has the read role and may not write".into()))
         }
         (Some((role, name)), Access::Read | Access::Write) => {
-            if access == Access::Write {
-                tracing::info!(key = %name, function, method = %req.method, "write request");
-            } else {
-                tracing::debug!(key = %name, function, "read request");
-            }
+            // The record of each key's use (its last use: the newest line with its name).
+            let kind = if access == Access::Write { "write request" } else { "read request" };
+            tracing::info!(key = %name, function, method = %req.method, "{kind}");
             Ok(role)
         }
         (Some(_), Access::Token) => Err(Error::Internal("token routes are not API-key routes".into())),
