@@ -59,15 +59,19 @@ fn app() -> (App, Arc<kickoff::clock::ManualClock>) {
 async fn tick_time(n: usize) -> (f64, usize) {
     let (app, clock) = app();
     kickoff::demo::seed(&app).await.expect("seed");
+    // Every schedule made at the same instant, one second into a minute: the clock goes on at the
+    // system's pace, and on a slow machine making 10,000 schedules takes over a minute, which would
+    // give the early ones an earlier first fire time (and the tick would rightly catch it up as well).
+    use chrono::DurationRound;
+    let made_at = app.clock.now().duration_trunc(chrono::Duration::minutes(1)).expect("a minute")
+        + chrono::Duration::seconds(1);
     for _ in 0..n {
+        clock.set(made_at);
         kickoff_tests::new_time_schedule(&app, "* * * * *").await;
     }
-    // One second into the minute after every schedule's first fire time: the clock goes on at the
-    // system's pace, and a tick that crossed into the next minute would rightly fire each schedule again.
-    use chrono::DurationRound;
-    let minute = (app.clock.now() + chrono::Duration::seconds(61))
-        .duration_trunc(chrono::Duration::minutes(1))
-        .expect("a minute");
+    // One second into the minute of every schedule's first fire time, so that a tick that takes long
+    // cannot cross into the next minute and fire each schedule again.
+    let minute = made_at - chrono::Duration::seconds(1) + chrono::Duration::minutes(1);
     clock.set(minute + chrono::Duration::seconds(1));
     let started = Instant::now();
     let report = kickoff::scheduler::tick(&app, app.clock.now()).await.expect("tick");
