@@ -153,6 +153,13 @@ async fn app() -> (App, String, Vec<String>) {
     (app, secret, vec!["71".into(), build, token, "training".into(), "0".into(), "x%00".into()])
 }
 
+/// `Authorization: Bearer <secret>`.
+fn bearer(secret: &str) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    headers
+}
+
 /// `cases` cases from a fixed seed: the same inputs on every run, so that CI is repeatable and a failure
 /// is reproduced by running the test again (proptest prints the smallest failing input).
 fn runner(cases: u32) -> TestRunner {
@@ -177,10 +184,7 @@ fn no_body_on_any_route_makes_a_500() {
                 .map(|seg| if seg.starts_with('{') { param.as_str() } else { seg })
                 .collect::<Vec<_>>()
                 .join("/");
-            let mut headers = http::HeaderMap::new();
-            if authed {
-                headers.insert("authorization", format!("Bearer {secret}").parse().unwrap());
-            }
+            let headers = if authed { bearer(&secret) } else { http::HeaderMap::new() };
             let method = route.method.parse().unwrap();
             let req = ApiRequest::new(method, &path, headers, Bytes::from(body.to_string()));
             let resp = rt.block_on(serve(&app, req));
@@ -245,8 +249,7 @@ fn no_query_string_on_a_list_route_makes_a_500() {
     runner(2000)
         .run(&strategy, |(path, pairs)| {
             let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let mut headers = http::HeaderMap::new();
-            headers.insert("authorization", format!("Bearer {secret}").parse().unwrap());
+            let headers = bearer(&secret);
             let target = format!("{path}?{}", query.join("&"));
             let resp =
                 rt.block_on(serve(&app, ApiRequest::new(http::Method::GET, &target, headers, Bytes::new())));
@@ -276,8 +279,7 @@ fn a_block_number_past_its_bound_is_a_422_naming_it() {
             let mut block = json!({"name": "a", "executor": executor});
             block[name] = json!(value);
             let body = json!({"name": "bounded", "blocks": [block]}).to_string();
-            let mut headers = http::HeaderMap::new();
-            headers.insert("authorization", format!("Bearer {secret}").parse().unwrap());
+            let headers = bearer(&secret);
             let req = ApiRequest::new(http::Method::POST, "/api/v1/pipelines", headers, Bytes::from(body));
             let resp = rt.block_on(serve(&app, req));
             let shown: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);

@@ -15,11 +15,15 @@ pub const HIDDEN_PATH: &str = "/…";
 
 /// `resp` as the caller of `role` may see it (`None`: a token route's caller).
 pub fn for_caller(resp: ApiResponse, role: Option<Role>) -> ApiResponse {
-    if role == Some(Role::Write) || resp.body.is_empty() {
+    let tokens = role == Some(Role::Read);
+    // Most answers (a token trigger's run without notifications, say) hold nothing to redact: only
+    // keys named `url` or ending in `token` are ever changed, so without either the answer is passed on
+    // as it is, unparsed.
+    let holds = |needle: &[u8]| resp.body.windows(needle.len()).any(|w| w == needle);
+    if role == Some(Role::Write) || !(holds(b"\"url\"") || tokens && holds(b"token\"")) {
         return resp;
     }
     let Ok(mut value) = serde_json::from_slice::<Value>(&resp.body) else { return resp };
-    let tokens = role == Some(Role::Read);
     walk(&mut value, None, tokens);
     ApiResponse { body: Bytes::from(value.to_string()), ..resp }
 }

@@ -102,7 +102,7 @@ fn entry_position(e: &RunEntry) -> String {
 /// Whether `cursor` is a position [`RunPage::cursor`] can give (it becomes a query's start key).
 pub fn valid_cursor(cursor: &str) -> bool {
     cursor.split_once('#').is_some_and(|(date, id)| {
-        chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%S%6f").is_ok()
+        chrono::NaiveDateTime::parse_from_str(date, ENTRY_DATE_FORMAT).is_ok()
             && id.len() == 16
             && id.bytes().all(|b| b.is_ascii_digit())
     })
@@ -168,8 +168,11 @@ fn entry_sort_key(run: &Run) -> String {
     entry_key(run.execution_date, run.id)
 }
 
+/// How a list entry's sort key writes its execution date (and a cursor must).
+const ENTRY_DATE_FORMAT: &str = "%Y%m%dT%H%M%S%6f";
+
 fn entry_key(execution_date: DateTime<Utc>, id: i64) -> String {
-    format!("{}#{:016}", execution_date.format("%Y%m%dT%H%M%S%6f"), id)
+    format!("{}#{:016}", execution_date.format(ENTRY_DATE_FORMAT), id)
 }
 
 impl Store {
@@ -435,13 +438,7 @@ impl Store {
     ) -> Result<RunPage> {
         let per_shard = self.shard_counts(view, status).await?;
         let wanted = offset.saturating_add(limit);
-        let reads = per_shard.iter().enumerate().map(|(shard, &n)| {
-            let take = usize::try_from(n).unwrap_or(0).min(wanted);
-            self.newest_entries(view.pk(shard as i64), status, take, None)
-        });
-        let mut entries: Vec<RunEntry> =
-            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
-        entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
+        let entries = self.newest_merged(view, status, &per_shard, wanted, None).await?;
         let entries: Vec<RunEntry> = entries.into_iter().skip(offset).take(limit).collect();
         Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
     }
@@ -457,14 +454,29 @@ impl Store {
         limit: usize,
     ) -> Result<RunPage> {
         let per_shard = self.shard_counts(view, status).await?;
-        let reads = per_shard.iter().enumerate().filter(|(_, &n)| n > 0).map(|(shard, _)| {
-            self.newest_entries(view.pk(shard as i64), status, limit, Some(cursor.to_string()))
+        let mut entries = self.newest_merged(view, status, &per_shard, limit, Some(cursor)).await?;
+        entries.truncate(limit);
+        Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
+    }
+
+    /// From each shard of `view` (its matching runs counted in `per_shard`), its newest `take` entries
+    /// (older than `start` if given), read in parallel, merged newest first.
+    async fn newest_merged(
+        &self,
+        view: &RunView,
+        status: Option<RunStatus>,
+        per_shard: &[i64],
+        take: usize,
+        start: Option<&str>,
+    ) -> Result<Vec<RunEntry>> {
+        let reads = per_shard.iter().enumerate().map(|(shard, &n)| {
+            let take = usize::try_from(n).unwrap_or(0).min(take);
+            self.newest_entries(view.pk(shard as i64), status, take, start.map(str::to_string))
         });
         let mut entries: Vec<RunEntry> =
             futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
         entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
-        entries.truncate(limit);
-        Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
+        Ok(entries)
     }
 
     /// The newest `take` entries of one shard with `status` (any if `None`), older than `start` if given.
