@@ -34,6 +34,9 @@ def policy_yaml(fn):
     groups = collections.OrderedDict()
     for resource, actions in IAM[fn]["grants"].items():
         groups.setdefault(tuple(actions), []).append(resource)
+    if not groups:
+        # A function that calls no AWS service (server-info): only the logging policy SAM adds.
+        return "      Policies: []"
     out = ["      Policies:", '        - Version: "2012-10-17"', "          Statement:"]
     for actions, resources in groups.items():
         acts = "\n".join(f"                - {a}" for a in actions)

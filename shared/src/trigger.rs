@@ -95,6 +95,11 @@ pub struct RunOptions {
     /// A time schedule's fire (SPEC §6): the schedule moved past this run's execution date and the
     /// version it was read at, written in the run's transaction with the claim of that fire time.
     pub fire: Option<(Schedule, u64)>,
+    /// A replay: the run it replays.
+    pub replay_of: Option<Uuid>,
+    /// A replay's blocks that are not run again: each named block starts `completed` with this block
+    /// run's metrics and times (attempts 0: nothing is called).
+    pub reuse: Vec<BlockRun>,
 }
 
 impl RunOptions {
@@ -120,10 +125,12 @@ impl RunOptions {
 
 /// Sets a new run's state from its admission under the schedule's run limits: waiting (no wake time:
 /// nothing polls it), skipped (created `cancelled`, its blocks too), or free to start.
+/// A replay's reused blocks start `completed` (`RunOptions::reuse`).
 fn apply_admission(
     run: &mut Run,
     blocks: &mut [BlockRun],
     admission: Option<&Admission>,
+    reuse: &[BlockRun],
     now: DateTime<Utc>,
 ) {
     run.status = RunStatus::Initial;
@@ -131,6 +138,12 @@ fn apply_admission(
     run.slot = admission.and_then(Admission::slot);
     for b in blocks.iter_mut() {
         b.status = BlockRunStatus::Initial;
+        if let Some(done) = reuse.iter().find(|r| r.block_uuid == b.block_uuid) {
+            b.status = BlockRunStatus::Completed;
+            b.metrics = done.metrics.clone();
+            b.started_at = done.started_at;
+            b.completed_at = done.completed_at;
+        }
     }
     if admission == Some(&Admission::Skipped) {
         run.finish(RunStatus::Cancelled, now);
@@ -165,6 +178,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         allow_blocks_to_fail: opts.allow_blocks_to_fail,
         deadlines: opts.deadlines,
         notify: build.notifications.iter().chain(&opts.notify).cloned().collect(),
+        replay_of: opts.replay_of,
         ..Run::new(build, uuid, 0, name, opts.execution_date.unwrap_or(now), now)
     };
     let mut blocks: Vec<BlockRun> = build
@@ -196,7 +210,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
             }
             None => None,
         };
-        apply_admission(&mut run, &mut blocks, admission.as_ref(), now);
+        apply_admission(&mut run, &mut blocks, admission.as_ref(), &opts.reuse, now);
         let slots = match (&opts.limits, admission.as_ref().and_then(Admission::write)) {
             (Some(l), Some((slots, version))) => Some((l.schedule_id, slots, version)),
             _ => None,

@@ -145,6 +145,9 @@ pub struct Run {
     /// The notifications owed for its events, with their attempts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<Notification>,
+    /// A replay (ZenML's `POST /api/v1/runs/{id}/replay`): the run it replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<Uuid>,
 }
 
 /// A run's place under its schedule's run limits (`admission`).
@@ -214,6 +217,7 @@ impl Run {
             wake_at: None,
             notify: Vec::new(),
             notifications: Vec::new(),
+            replay_of: None,
         }
     }
 

@@ -1,5 +1,7 @@
-//! ZenML's PipelineRunConfiguration, as a run trigger accepts it: known keys only, `build` and
-//! `schedule` refused, `steps.<block>.parameters` limited to the parameters the block declares.
+//! ZenML's PipelineRunConfiguration, as a run trigger accepts it: known keys only (ZenML 0.98's, which
+//! its client sends all of, most as `null`), `build` and `schedule` refused unless `null`,
+//! `steps.<block>.parameters` limited to the parameters the block declares. A `null` value is a key not
+//! set: it is dropped before the configuration is stored.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,17 @@ const RUN_KEYS: &[(&str, Kind)] = &[
     ("tags", Kind::Array),
     ("environment", Kind::Object),
     ("cache_policy", Kind::Any),
+    // Sent by ZenML 0.98's client (as null unless set); stored with the run, not acted on.
+    ("enable_heartbeat", Kind::Bool),
+    ("secrets", Kind::Array),
+    ("init_hook_source", Kind::Any),
+    ("init_hook_kwargs", Kind::Object),
+    ("cleanup_hook_source", Kind::Any),
+    ("start_hook_source", Kind::Any),
+    ("end_hook_source", Kind::Any),
+    ("pause_hook_source", Kind::Any),
+    ("resume_hook_source", Kind::Any),
+    ("execution_mode", Kind::Any),
 ];
 
 /// Keys of one step's configuration.
@@ -51,7 +64,30 @@ const STEP_KEYS: &[(&str, Kind)] = &[
     ("substitutions", Kind::Object),
     ("environment", Kind::Object),
     ("cache_policy", Kind::Any),
+    // Sent by ZenML 0.98's client (as null or its default unless set); stored, not acted on.
+    ("secrets", Kind::Array),
+    ("start_hook_source", Kind::Any),
+    ("end_hook_source", Kind::Any),
+    ("runtime", Kind::Any),
+    ("heartbeat_healthy_threshold", Kind::Any),
+    ("group", Kind::Any),
 ];
+
+/// A run's name when the configuration sets no `run_name`.
+pub const DEFAULT_RUN_NAME: &str = "{pipeline}-{date}-{time}";
+
+/// Drops the `null` values of `object` and of each object in `steps` (ZenML's client sends every key
+/// of its model, unset ones as `null`).
+pub fn drop_nulls(object: &mut Map<String, Value>) {
+    object.retain(|_, v| !v.is_null());
+    if let Some(Value::Object(steps)) = object.get_mut("steps") {
+        for step in steps.values_mut() {
+            if let Value::Object(conf) = step {
+                conf.retain(|_, v| !v.is_null());
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -124,7 +160,8 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Checks `raw` against the build's blocks.
-    pub fn parse(raw: Map<String, Value>, build: &Build) -> Result<RunConfig> {
+    pub fn parse(mut raw: Map<String, Value>, build: &Build) -> Result<RunConfig> {
+        drop_nulls(&mut raw);
         for refused in ["build", "schedule"] {
             if raw.contains_key(refused) {
                 return Err(Error::Unprocessable(format!(
@@ -162,7 +199,7 @@ impl RunConfig {
     /// substituted value is not substituted again, so no key can grow the name by another); 422 past
     /// [`bounds::MAX_RUN_NAME_CHARS`] characters.
     pub fn run_name(&self, pipeline: &str, now: DateTime<Utc>) -> Result<String> {
-        let template = self.raw.get("run_name").and_then(Value::as_str).unwrap_or("{pipeline}-{date}-{time}");
+        let template = self.raw.get("run_name").and_then(Value::as_str).unwrap_or(DEFAULT_RUN_NAME);
         let subs = match self.raw.get("substitutions") {
             Some(Value::Object(subs)) => Some(subs),
             _ => None,

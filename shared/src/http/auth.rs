@@ -90,6 +90,8 @@ pub async fn authorize(
             tracing::info!(key = %name, function, method = %req.method, "{kind}");
             Ok(role)
         }
-        (Some(_), Access::Token) => Err(Error::Internal("token routes are not API-key routes".into())),
+        (Some(_), Access::Token | Access::Open) => {
+            Err(Error::Internal("token and open routes are not API-key routes".into()))
+        }
     }
 }

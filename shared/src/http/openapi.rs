@@ -69,6 +69,45 @@ fn operation(e: Endpoint) -> Operation {
         ),
         GetRun => op("Get a pipeline run", &["hydrate", "wait"], None, "ZenmlRun"),
         StopRun => op("Stop a pipeline run", &[], None, "ZenmlRun"),
+        ReplayRun => op(
+            "Replay a run: a new run of its build with its inputs (ReplayRunConfiguration)",
+            &["wait"],
+            Some("ZenmlReplayConfiguration"),
+            "ZenmlRun",
+        ),
+        ListSnapshots => op(
+            "List pipeline snapshots (Kickoff's builds; filter by pipeline id or name)",
+            &zenml_list(&[
+                "name", "pipeline", "pipeline_id", "project", "stack", "build_id", "runnable", "deployable",
+                "named_only", "id", "created", "updated",
+            ]),
+            None,
+            "ZenmlSnapshotPage",
+        ),
+        GetSnapshot => op("Get a pipeline snapshot", &["hydrate"], None, "ZenmlSnapshot"),
+        TriggerSnapshotRun => op(
+            "Run a snapshot with a run configuration (PipelineSnapshotRunRequest)",
+            &["wait"],
+            Some("ZenmlSnapshotRunRequest"),
+            "ZenmlRun",
+        ),
+        Login => op("Log in with a Kickoff API key (OAuth2 form); the key is the access token", &[], None, "ZenmlToken"),
+        ServerInfo => op("The server's fixed ServerModel", &[], None, "ZenmlServerInfo"),
+        CurrentUser => op("The one user every API key acts as", &["hydrate"], None, "ZenmlUser"),
+        ListProjects => op(
+            "List projects (Kickoff has one, default)",
+            &zenml_list(&["name", "id", "created", "updated"]),
+            None,
+            "ZenmlProjectPage",
+        ),
+        GetProject => op("Get the project by name or id", &["hydrate"], None, "ZenmlProject"),
+        ListStacks => op(
+            "List stacks (Kickoff has one, default)",
+            &zenml_list(&["name", "id", "created", "updated"]),
+            None,
+            "ZenmlStackPage",
+        ),
+        GetStack => op("Get the stack by name or id", &["hydrate"], None, "ZenmlStack"),
         CreateSchedule => {
             op("Create a pipeline schedule", &[], Some("MageScheduleBody"), "MageScheduleAnswer")
         }
@@ -200,7 +239,11 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
     }
     if matches!(
         route.endpoint,
-        Endpoint::TriggerScheduleRun | Endpoint::ApiTriggerScheduleRun | Endpoint::TriggerBuildRun
+        Endpoint::TriggerScheduleRun
+            | Endpoint::ApiTriggerScheduleRun
+            | Endpoint::TriggerBuildRun
+            | Endpoint::TriggerSnapshotRun
+            | Endpoint::ReplayRun
     ) {
         parameters.push(json!({ "$ref": "#/components/parameters/Idempotency-Key" }));
     }
@@ -233,6 +276,7 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
         }
         (Access::Token, Endpoint::TriggerScheduleRun) => json!([{}]),
         (Access::Token, Endpoint::WebhookScheduleRun) => json!([{ "webhook_signature": [] }]),
+        (Access::Token, Endpoint::Login) | (Access::Open, _) => json!([{}]),
         (Access::Token, _) => json!([{ "bearer": [] }]),
     };
     let mut out = json!({
@@ -243,6 +287,12 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
         "responses": responses,
         "security": security,
     });
+    if route.endpoint == Endpoint::Login {
+        out["requestBody"] = json!({
+            "required": true,
+            "content": { "application/x-www-form-urlencoded": { "schema": schema_ref("ZenmlLoginForm") } },
+        });
+    }
     if let Some(body) = op.body {
         // A body is required when its schema has required fields (an empty body reads as `{}`).
         let required = components["schemas"][body]["required"].as_array().is_some_and(|r| !r.is_empty());

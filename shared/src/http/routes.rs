@@ -34,8 +34,12 @@ pub enum Access {
     Read,
     /// A `write` API key.
     Write,
-    /// No API key: the handler checks a token (a schedule's, or a block attempt's callback token).
+    /// No API key: the handler checks a token (a schedule's, a block attempt's callback token, or the API
+    /// key a ZenML client logs in with).
     Token,
+    /// No credential at all: the answer is the same fixed document for everyone (`GET /api/v1/info`,
+    /// which ZenML's client reads before it logs in).
+    Open,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,17 @@ pub enum Endpoint {
     ListRuns,
     GetRun,
     StopRun,
+    ReplayRun,
+    Login,
+    ServerInfo,
+    CurrentUser,
+    ListProjects,
+    GetProject,
+    ListStacks,
+    GetStack,
+    ListSnapshots,
+    GetSnapshot,
+    TriggerSnapshotRun,
     CreateSchedule,
     ListPipelineSchedules,
     ListSchedules,
@@ -95,7 +110,7 @@ const fn route(
     Route { endpoint, function, method, path, access }
 }
 
-use Access::{Read, Token, Write};
+use Access::{Open, Read, Token, Write};
 use Endpoint::*;
 
 pub const ROUTES: &[Route] = &[
@@ -110,6 +125,18 @@ pub const ROUTES: &[Route] = &[
     route(ListRuns, "list-runs", "GET", "/api/v1/runs", Read),
     route(GetRun, "get-run", "GET", "/api/v1/runs/{id}", Read),
     route(StopRun, "stop-run", "POST", "/api/v1/runs/{id}/stop", Write),
+    route(ReplayRun, "replay-run", "POST", "/api/v1/runs/{id}/replay", Write),
+    route(ListSnapshots, "list-snapshots", "GET", "/api/v1/pipeline_snapshots", Read),
+    route(GetSnapshot, "get-snapshot", "GET", "/api/v1/pipeline_snapshots/{id}", Read),
+    route(TriggerSnapshotRun, "trigger-snapshot-run", "POST", "/api/v1/pipeline_snapshots/{id}/runs", Write),
+    // ZenML's connect routes (what the stock client reads before it does anything)
+    route(Login, "login", "POST", "/api/v1/login", Token),
+    route(ServerInfo, "server-info", "GET", "/api/v1/info", Open),
+    route(CurrentUser, "current-user", "GET", "/api/v1/current-user", Read),
+    route(ListProjects, "list-projects", "GET", "/api/v1/projects", Read),
+    route(GetProject, "get-project", "GET", "/api/v1/projects/{id}", Read),
+    route(ListStacks, "list-stacks", "GET", "/api/v1/stacks", Read),
+    route(GetStack, "get-stack", "GET", "/api/v1/stacks/{id}", Read),
     // Mage dialect
     route(
         CreateSchedule,
@@ -240,7 +267,7 @@ async fn handle(app: &App, route: &Route, mut req: ApiRequest) -> ApiResponse {
         req.params =
             route.match_path(&req.path).ok_or_else(|| Error::NotFound("no route for this path".into()))?;
         let role = match route.access {
-            Access::Token => None,
+            Access::Token | Access::Open => None,
             access => Some(auth::authorize(app, &req, access, dialect, route.function).await?),
         };
         let resp = call(app, route.endpoint, &req).await?;
@@ -307,6 +334,17 @@ async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResp
         ListRuns => zenml::runs::list(app, req).await,
         GetRun => zenml::runs::get(app, req).await,
         StopRun => zenml::runs::stop(app, req).await,
+        ReplayRun => zenml::replay::replay(app, req).await,
+        ListSnapshots => zenml::snapshots::list(app, req).await,
+        GetSnapshot => zenml::snapshots::get(app, req).await,
+        TriggerSnapshotRun => zenml::snapshots::trigger(app, req).await,
+        Login => zenml::connect::login(app, req).await,
+        ServerInfo => zenml::connect::info(app, req).await,
+        CurrentUser => zenml::connect::current_user(app, req).await,
+        ListProjects => zenml::connect::list_projects(app, req).await,
+        GetProject => zenml::connect::get_project(app, req).await,
+        ListStacks => zenml::connect::list_stacks(app, req).await,
+        GetStack => zenml::connect::get_stack(app, req).await,
         CreateSchedule => mage::schedules::create(app, req).await,
         ListPipelineSchedules => mage::schedules::list_for_pipeline(app, req).await,
         ListSchedules => mage::schedules::list(app, req).await,

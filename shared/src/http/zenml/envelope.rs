@@ -84,6 +84,12 @@ fn run_configuration(r: &crate::domain::Run) -> Value {
 }
 
 pub fn run(d: &RunDetail, hydrate: bool) -> Value {
+    run_of(d, hydrate, None)
+}
+
+/// A run; a replay's `original` (the run it replays, which the caller read) goes in
+/// `resources.original_run` when hydrated.
+pub fn run_of(d: &RunDetail, hydrate: bool, original: Option<&crate::domain::Run>) -> Value {
     let r = &d.run;
     json!({
         "id": r.uuid,
@@ -100,6 +106,7 @@ pub fn run(d: &RunDetail, hydrate: bool) -> Value {
             "in_progress": !r.status.is_finished(),
             // ZenML numbers a pipeline's runs; Kickoff's integer run ids grow with time (SPEC §11).
             "index": r.id,
+            "original_run_id": r.replay_of,
         },
         "metadata": if hydrate {
             json!({
@@ -121,9 +128,152 @@ pub fn run(d: &RunDetail, hydrate: bool) -> Value {
                 "pipeline": { "id": r.pipeline_id, "name": r.pipeline_name, "version": r.pipeline_version },
                 "build": { "id": r.build_id },
                 "tags": [],
+                "original_run": original.map(|o| run(&RunDetail { run: o.clone(), blocks: Vec::new() }, false)),
             })
         } else {
             Value::Null
+        },
+    })
+}
+
+/// The server's id in `GET /api/v1/info`.
+pub const SERVER_ID: uuid::Uuid = uuid::Uuid::from_u128(0x6b69636b_6f66_4000_8000_000000000000);
+/// The one user every API key acts as (a service account).
+pub const USER_ID: uuid::Uuid = uuid::Uuid::from_u128(0x6b69636b_6f66_4000_8000_000000000002);
+/// The one stack every snapshot runs on.
+pub const STACK_ID: uuid::Uuid = uuid::Uuid::from_u128(0x6b69636b_6f66_4000_8000_000000000003);
+pub const PROJECT_NAME: &str = "default";
+pub const STACK_NAME: &str = "default";
+pub const USER_NAME: &str = "kickoff";
+/// `created` and `updated` of the fixed entities (project, user, stack).
+pub const FIXED_TIME: DateTime<Utc> = match DateTime::from_timestamp(1_704_067_200, 0) {
+    Some(t) => t,
+    None => panic!("a valid time"),
+};
+
+fn fixed_time() -> String {
+    time(FIXED_TIME)
+}
+
+/// The one project (ZenML's `default`).
+pub fn project(hydrate: bool) -> Value {
+    json!({
+        "id": PROJECT_ID,
+        "name": PROJECT_NAME,
+        "body": { "created": fixed_time(), "updated": fixed_time(), "display_name": "Default" },
+        "metadata": if hydrate { json!({ "description": "Kickoff's one project" }) } else { Value::Null },
+        "resources": if hydrate { json!({}) } else { Value::Null },
+    })
+}
+
+/// The one user: a service account, not an admin.
+pub fn user(hydrate: bool) -> Value {
+    json!({
+        "id": USER_ID,
+        "name": USER_NAME,
+        "body": {
+            "created": fixed_time(),
+            "updated": fixed_time(),
+            "active": true,
+            "activation_token": Value::Null,
+            "full_name": "Kickoff API key",
+            "email_opted_in": false,
+            "is_service_account": true,
+            "is_admin": false,
+            "default_project_id": PROJECT_ID,
+            "avatar_url": Value::Null,
+        },
+        "metadata": if hydrate { json!({ "email": Value::Null, "external_user_id": Value::Null, "user_metadata": {} }) } else { Value::Null },
+        "resources": if hydrate { json!({}) } else { Value::Null },
+    })
+}
+
+/// The one stack, `default`: Kickoff's worker is its orchestrator, so it lists no components.
+pub fn stack(hydrate: bool) -> Value {
+    json!({
+        "id": STACK_ID,
+        "name": STACK_NAME,
+        "body": { "created": fixed_time(), "updated": fixed_time(), "user_id": Value::Null, "project_id": Value::Null },
+        "metadata": if hydrate {
+            json!({ "components": {}, "description": "Kickoff's worker runs every block", "labels": Value::Null })
+        } else {
+            Value::Null
+        },
+        "resources": if hydrate { json!({ "tags": [] }) } else { Value::Null },
+    })
+}
+
+/// A snapshot's name: ZenML snapshots are named, Kickoff builds are not, so each is named after its
+/// pipeline version and the first 8 hex digits of its id (fixed for the build, never reused).
+pub fn snapshot_name(b: &Build) -> String {
+    format!("{}-{}-{}", b.pipeline_name, b.pipeline_version, &b.id.simple().to_string()[..8])
+}
+
+/// The run configuration a snapshot takes, as ZenML's `config_template`: each step's parameters with
+/// their defaults.
+fn config_template(b: &Build) -> Value {
+    let steps: serde_json::Map<String, Value> = b
+        .blocks
+        .iter()
+        .filter(|blk| !blk.parameters.is_empty())
+        .map(|blk| (blk.name.clone(), json!({ "parameters": blk.parameters })))
+        .collect();
+    json!({ "steps": steps })
+}
+
+/// A build as a ZenML pipeline snapshot (its `id` is the build's). Hydrated, `resources` carries the
+/// pipeline (`pipeline`, which the caller read) and the build and stack, not hydrated.
+pub fn snapshot(b: &Build, hydrate: Option<&Pipeline>) -> Value {
+    json!({
+        "id": b.id,
+        "name": snapshot_name(b),
+        "body": {
+            "created": time(b.created),
+            "updated": time(b.updated),
+            "user_id": Value::Null,
+            "project_id": PROJECT_ID,
+            "runnable": true,
+            "deployable": false,
+            "is_dynamic": false,
+            "pipeline_id": b.pipeline_id,
+        },
+        "metadata": if hydrate.is_some() {
+            json!({
+                "description": Value::Null,
+                "source_code": Value::Null,
+                "run_name_template": crate::domain::run_config::DEFAULT_RUN_NAME,
+                "pipeline_configuration": { "name": b.pipeline_name },
+                "step_configurations": {},
+                "client_environment": {},
+                "client_version": Value::Null,
+                "server_version": super::connect::ZENML_VERSION,
+                "pipeline_version_hash": b.checksum,
+                "pipeline_spec": Value::Null,
+                "code_path": Value::Null,
+                "template_id": Value::Null,
+                "source_snapshot_id": Value::Null,
+                "config_template": config_template(b),
+                "config_schema": Value::Null,
+            })
+        } else {
+            Value::Null
+        },
+        "resources": match hydrate {
+            Some(p) => json!({
+                "user": Value::Null,
+                "pipeline": pipeline(p, false),
+                "stack": stack(false),
+                "build": build(b, false),
+                "schedule": Value::Null,
+                "code_reference": Value::Null,
+                "deployment": Value::Null,
+                "tags": [],
+                "latest_run_id": Value::Null,
+                "latest_run_status": Value::Null,
+                "latest_run_user": Value::Null,
+                "visualizations": [],
+            }),
+            None => Value::Null,
         },
     })
 }

@@ -1,11 +1,14 @@
 //! The ZenML dialect (`/api/v1`): envelopes, pages and filters ([`envelope`], [`page`]) and one module
-//! per resource.
+//! per resource; [`connect`] answers what the stock ZenML client reads to connect.
 
 pub mod builds;
+pub mod connect;
 pub mod envelope;
 pub mod page;
 pub mod pipelines;
+pub mod replay;
 pub mod runs;
+pub mod snapshots;
 
 use uuid::Uuid;
 

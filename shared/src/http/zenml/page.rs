@@ -199,6 +199,11 @@ impl ListQuery {
         Ok(q)
     }
 
+    /// Forgets the filters on `fields` (a handler that read only the matching items already).
+    pub fn drop_filters(&mut self, fields: &[&str]) {
+        self.filters.retain(|f| !fields.contains(&f.field.as_str()));
+    }
+
     fn keeps(&self, get: &impl Fn(&str) -> Option<FieldValue>) -> bool {
         if self.filters.is_empty() {
             return true;

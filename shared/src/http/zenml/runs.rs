@@ -25,16 +25,28 @@ fn field(r: &Run, name: &str) -> Option<FieldValue> {
 }
 
 pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let wait = wait::param(req)?;
     let build_id = path_uuid(req.param("id"))?;
     let body = req.json_object()?;
+    run_build(app, req, build_id, body, "No build").await
+}
+
+/// Starts a run of build `build_id` with the run configuration `config` and answers it (after
+/// `?wait=`): the build-run and snapshot-run routes. `missing` begins the 404's message.
+pub async fn run_build(
+    app: &App,
+    req: &ApiRequest,
+    build_id: uuid::Uuid,
+    config: serde_json::Map<String, serde_json::Value>,
+    missing: &str,
+) -> Result<ApiResponse> {
+    let wait = wait::param(req)?;
     let build = app
         .store
         .get_build(build_id)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("No build with id {build_id}")))?;
-    let idempotency = Idempotency::new(req.header("idempotency-key"), format!("build:{build_id}"), &body)?;
-    let config = RunConfig::parse(body, &build)?;
+        .ok_or_else(|| Error::NotFound(format!("{missing} with id {build_id}")))?;
+    let idempotency = Idempotency::new(req.header("idempotency-key"), format!("build:{build_id}"), &config)?;
+    let config = RunConfig::parse(config, &build)?;
     let detail = start_run(app, &build, config, RunOptions { idempotency, ..RunOptions::default() }).await?;
     answer(app, wait, detail, true).await
 }
@@ -70,20 +82,21 @@ pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 }
 
 /// A run's answer, after waiting for it if `wait` (202 with `Location: /api/v1/runs/{id}` if unfinished).
-async fn answer(
+pub(super) async fn answer(
     app: &App,
     wait: Option<std::time::Duration>,
     detail: RunDetail,
     hydrate: bool,
 ) -> Result<ApiResponse> {
     let location = format!("/api/v1/runs/{}", detail.run.uuid);
-    wait::respond(
-        app,
-        wait,
-        detail,
-        location,
-        |d| async move { Ok(ApiResponse::ok(&envelope::run(&d, hydrate))) },
-    )
+    wait::respond(app, wait, detail, location, |d| async move {
+        // A replay's hydrated answer shows the run it replays.
+        let original = match d.run.replay_of {
+            Some(o) if hydrate => app.store.get_run(o).await?.map(|v| v.value.run),
+            _ => None,
+        };
+        Ok(ApiResponse::ok(&envelope::run_of(&d, hydrate, original.as_ref())))
+    })
     .await
 }
 
