@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::Method;
-use kickoff::http::routes::{find, Access, ROUTES};
+use kickoff::http::routes::{find, Access, Endpoint, ROUTES};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -78,6 +78,34 @@ impl Calls {
         self.call_expecting(method, path, headers, body, &[expect]).await
     }
 
+    /// As [`Calls::call`] with a body that is not JSON (`raw`, a form); the exchange records no request.
+    pub async fn call_raw(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        raw: String,
+        expect: u16,
+    ) -> Answer {
+        let a = request(method, &format!("{}{path}", self.base), headers, raw).await;
+        assert_eq!(a.status, expect, "{method} {path}: {}", String::from_utf8_lossy(&a.raw));
+        self.record(method, path, None, &a);
+        a
+    }
+
+    fn record(&mut self, method: &str, path: &str, body: Option<Value>, a: &Answer) {
+        let bare = path.split('?').next().unwrap_or(path);
+        let m: Method = method.parse().expect("method");
+        let (route, _) = find(&m, bare).unwrap_or_else(|e| panic!("{method} {bare}: {e}"));
+        self.exchanges.push(Exchange {
+            method: method.to_string(),
+            route: route.path.to_string(),
+            status: a.status,
+            request: body,
+            answer: a.json.clone(),
+        });
+    }
+
     /// As [`Calls::call`], the status being one of `expect`.
     pub async fn call_expecting(
         &mut self,
@@ -95,19 +123,13 @@ impl Calls {
             a.status,
             String::from_utf8_lossy(&a.raw)
         );
-        let bare = path.split('?').next().unwrap_or(path);
-        let m: Method = method.parse().expect("method");
-        let (route, _) = find(&m, bare).unwrap_or_else(|e| panic!("{method} {bare}: {e}"));
-        self.exchanges.push(Exchange {
-            method: method.to_string(),
-            route: route.path.to_string(),
-            status: a.status,
-            request: body,
-            answer: a.json.clone(),
-        });
+        self.record(method, path, body, &a);
         a
     }
 }
+
+/// The content type of ZenML's login form.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Calls every route of the route table through `target`, successes first (a pipeline with a noop and
 /// an http block on `blocks`, whose callback ends it; runs of both dialects; schedules, webhooks,
@@ -220,6 +242,86 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         .await;
     let second_id = second.json["id"].as_str().expect("run id").to_string();
     c.call("POST", &format!("/api/v1/runs/{second_id}/stop"), &w, None, 200).await;
+
+    // What ZenML's own client calls: connect, snapshots, a snapshot's run, a replay.
+    c.call("GET", "/api/v1/info", &[], None, 200).await;
+    let form = format!("grant_type=zenml-api-key&password={}", target.write_key);
+    let login = c.call_raw("POST", "/api/v1/login", &[("content-type", FORM)], form, 200).await;
+    assert_eq!(login.json["access_token"], target.write_key.as_str(), "{}", login.json);
+    let form = format!("username=ci&password={}", target.read_key);
+    c.call_raw("POST", "/api/v1/login", &[("content-type", FORM)], form, 200).await;
+    c.call_raw("POST", "/api/v1/login", &[("content-type", FORM)], "password=wrong".into(), 401).await;
+    for hydrate in ["false", "true"] {
+        c.call("GET", &format!("/api/v1/current-user?hydrate={hydrate}"), &r, None, 200).await;
+        c.call("GET", &format!("/api/v1/projects?hydrate={hydrate}"), &r, None, 200).await;
+        c.call("GET", &format!("/api/v1/projects/default?hydrate={hydrate}"), &r, None, 200).await;
+        c.call("GET", &format!("/api/v1/stacks?name=default&hydrate={hydrate}"), &r, None, 200).await;
+        c.call("GET", &format!("/api/v1/stacks/default?hydrate={hydrate}"), &r, None, 200).await;
+        let page = c
+            .call(
+                "GET",
+                &format!("/api/v1/pipeline_snapshots?pipeline={pipeline_id}&runnable=True&named_only=True&sort_by=desc:created&hydrate={hydrate}"),
+                &r,
+                None,
+                200,
+            )
+            .await;
+        assert_eq!(page.json["total"], 2, "{}", page.json);
+        c.call("GET", &format!("/api/v1/pipeline_snapshots/{build_id}?hydrate={hydrate}"), &r, None, 200).await;
+    }
+    let by_name = c.call("GET", "/api/v1/pipeline_snapshots?pipeline=etl&size=1", &r, None, 200).await;
+    assert_eq!(by_name.json["total"], 2, "{}", by_name.json);
+    let project_id = c.call("GET", "/api/v1/projects/default", &r, None, 200).await.json["id"].clone();
+    let project_id = project_id.as_str().expect("project id").to_string();
+    c.call("GET", &format!("/api/v1/projects/{project_id}"), &r, None, 200).await;
+    c.call("GET", "/api/v1/projects/other", &r, None, 404).await;
+    // As ZenML's client sends it: every key of its models, unset ones null.
+    let config = json!({"run_name": null, "enable_cache": null, "build": null, "schedule": null,
+        "steps": {"extract": {"parameters": {"source": "s3://snapshot"}, "enable_cache": null, "outputs": {},
+                              "heartbeat_healthy_threshold": 30}},
+        "execution_mode": null, "secrets": null});
+    let snap_run = c
+        .call(
+            "POST",
+            &format!("/api/v1/pipeline_snapshots/{build_id}/runs"),
+            &w,
+            Some(json!({"run_configuration": config, "step_run": null})),
+            200,
+        )
+        .await;
+    assert_eq!(snap_run.json["metadata"]["steps"]["extract"]["parameters"]["source"], "s3://snapshot");
+    c.call(
+        "POST",
+        &format!("/api/v1/pipeline_snapshots/{build_id}/runs"),
+        &w,
+        Some(json!({"run_configuration": {"steps": {"nope": {}}}})),
+        422,
+    )
+    .await;
+    // The callback-ended run, replayed: its completed blocks reused, nothing called again.
+    let replayed = c
+        .call(
+            "POST",
+            &format!("/api/v1/runs/{run_id}/replay?wait=20"),
+            &w,
+            Some(json!({"skip_successful_steps": true, "steps_to_skip": null, "run_name": "replayed"})),
+            200,
+        )
+        .await;
+    assert_eq!(replayed.json["body"]["status"], "completed", "{}", replayed.json);
+    assert_eq!(replayed.json["body"]["original_run_id"], run_id.as_str());
+    assert_eq!(replayed.json["resources"]["original_run"]["id"], run_id.as_str());
+    assert_eq!(replayed.json["metadata"]["steps"]["wait"]["attempts"], 0, "{}", replayed.json);
+    let replay_id = replayed.json["id"].as_str().expect("replay id").to_string();
+    c.call("GET", &format!("/api/v1/runs/{replay_id}"), &r, None, 200).await;
+    c.call(
+        "POST",
+        &format!("/api/v1/runs/{second_id}/replay"),
+        &w,
+        Some(json!({"steps_to_skip": ["wait"]})),
+        422,
+    )
+    .await;
 
     // Mage dialect.
     let schedule = json!({"pipeline_schedule": {
@@ -388,8 +490,14 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             path
         };
         let body = (route.method == "POST" || route.method == "PUT").then(|| json!({}));
-        // A token route looks its schedule or block run up first: unknown ones are 404.
-        let expect: &[u16] = if route.access == Access::Token { &[401, 404] } else { &[401] };
+        // A token route looks its schedule or block run up first: unknown ones are 404. Login without
+        // a form is a 422; the open route needs nothing.
+        let expect: &[u16] = match (route.access, route.endpoint) {
+            (Access::Open, _) => &[200],
+            (_, Endpoint::Login) => &[422],
+            (Access::Token, _) => &[401, 404],
+            _ => &[401],
+        };
         c.call_expecting(route.method, &path, &[], body, expect).await;
     }
     c.call("POST", "/api/v1/pipelines", &r, Some(json!({"name": "x", "blocks": []})), 403).await;

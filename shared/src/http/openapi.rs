@@ -198,9 +198,14 @@ fn json_content(name: &str) -> Value {
     json!({ "application/json": { "schema": schema_ref(name) } })
 }
 
-/// A path parameter: ZenML ids are UUIDs, Mage ids integers.
-fn path_parameter(name: &str, dialect: Dialect) -> Value {
+/// A path parameter: ZenML ids are UUIDs (the one project and stack go by name too), Mage ids integers.
+fn path_parameter(name: &str, route: &Route) -> Value {
+    let dialect = route.dialect();
+    let by_name = matches!(route.endpoint, Endpoint::GetProject | Endpoint::GetStack);
     let schema = match (name, dialect) {
+        ("id", Dialect::Zenml) if by_name => {
+            json!({ "type": "string", "minLength": 1, "description": "the name (default) or the id" })
+        }
         ("id", Dialect::Zenml) => json!({ "type": "string", "format": "uuid" }),
         (id, Dialect::Mage) if id.ends_with("id") => json!({ "type": "integer", "minimum": 1 }),
         _ => json!({ "type": "string", "minLength": 1 }),
@@ -232,7 +237,7 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
         .path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| path_parameter(name, dialect))
+        .map(|name| path_parameter(name, route))
         .collect();
     for q in &op.query {
         parameters.push(json!({ "$ref": format!("#/components/parameters/{q}") }));
