@@ -10,9 +10,29 @@ import sys
 
 import zenml
 from pydantic import ValidationError
-from zenml.models import Page, PipelineBuildResponse, PipelineResponse, PipelineRunResponse
+from zenml.models import (
+    OAuthTokenResponse,
+    Page,
+    PipelineBuildResponse,
+    PipelineResponse,
+    PipelineRunResponse,
+    PipelineSnapshotResponse,
+    ProjectResponse,
+    StackResponse,
+    UserResponse,
+)
+from zenml.models.v2.misc.server_models import ServerModel
 
 MODELS = {
+    "OAuthTokenResponse": OAuthTokenResponse,
+    "ServerModel": ServerModel,
+    "UserResponse": UserResponse,
+    "ProjectResponse": ProjectResponse,
+    "Page[ProjectResponse]": Page[ProjectResponse],
+    "StackResponse": StackResponse,
+    "Page[StackResponse]": Page[StackResponse],
+    "PipelineSnapshotResponse": PipelineSnapshotResponse,
+    "Page[PipelineSnapshotResponse]": Page[PipelineSnapshotResponse],
     "PipelineResponse": PipelineResponse,
     "Page[PipelineResponse]": Page[PipelineResponse],
     "PipelineBuildResponse": PipelineBuildResponse,
@@ -27,7 +47,12 @@ def main(path):
     failed = 0
     for a in answers:
         try:
-            MODELS[a["model"]].model_validate(a["body"])
+            model = MODELS[a["model"]].model_validate(a["body"])
+            # Nested models are validated as they are read (ZenML hydrates lazily): read them all.
+            if a["model"] == "PipelineRunResponse" and model.resources is not None:
+                original = model.resources.original_run
+                if original is not None:
+                    PipelineRunResponse.model_validate(original.model_dump(mode="json"))
         except ValidationError as e:
             failed += 1
             print(f"FAIL {a['what']} as {a['model']}:")

@@ -227,12 +227,21 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// The first ```sh block after the README heading `## <heading>`.
 pub fn readme_block(heading: &str) -> String {
+    readme_code(heading, "sh")
+}
+
+/// The first ```` ```<language> ```` block of the README section `heading`.
+pub fn readme_code(heading: &str, language: &str) -> String {
     let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
     let section = readme
         .split(&format!("\n## {heading}\n"))
         .nth(1)
+        .and_then(|s| s.split("\n## ").next())
         .unwrap_or_else(|| panic!("no README section {heading:?}"));
-    let block = section.split("```sh\n").nth(1).expect("a sh block");
+    let block = section
+        .split(&format!("```{language}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {language} block in README section {heading:?}"));
     block.split("\n```").next().expect("the block's end").to_string()
 }
 

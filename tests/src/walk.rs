@@ -267,7 +267,8 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             )
             .await;
         assert_eq!(page.json["total"], 2, "{}", page.json);
-        c.call("GET", &format!("/api/v1/pipeline_snapshots/{build_id}?hydrate={hydrate}"), &r, None, 200).await;
+        c.call("GET", &format!("/api/v1/pipeline_snapshots/{build_id}?hydrate={hydrate}"), &r, None, 200)
+            .await;
     }
     let by_name = c.call("GET", "/api/v1/pipeline_snapshots?pipeline=etl&size=1", &r, None, 200).await;
     assert_eq!(by_name.json["total"], 2, "{}", by_name.json);

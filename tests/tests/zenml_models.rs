@@ -1,6 +1,8 @@
 //! Real-client fidelity: every ZenML-dialect answer of the seed flow validates against ZenML 0.98.0's
 //! own response models (`zenml.models`, run by `tests/zenml_models.py` in `.tools/zenml-venv`) — pages
-//! and single objects, hydrated and not, a triggered run, a finished run and a stopped one.
+//! and single objects, hydrated and not, a triggered run, a finished run and a stopped one; the connect
+//! routes the stock client reads (token, server, user, project, stack), snapshots, a snapshot's run
+//! and a replay.
 
 use kickoff::queue::RunQueue;
 use kickoff_tests::{request, spawn_app, tool_venv, workspace_root, Server};
@@ -69,6 +71,57 @@ async fn every_zenml_answer_validates_against_zenml_models() {
         let page = get(&s, &format!("/api/v1/runs?hydrate={hydrate}")).await;
         add(&format!("runs page, hydrate={hydrate}"), "Page[PipelineRunResponse]", page);
     }
+    // What the stock client reads to connect, and the snapshot flow.
+    let form = "grant_type=zenml-api-key&password=".to_string() + s.write_key.as_str();
+    let a = request(
+        "POST",
+        &s.url("/api/v1/login"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    add("login", "OAuthTokenResponse", a.json);
+    let a = request("GET", &s.url("/api/v1/info"), &[], "").await;
+    add("info", "ServerModel", a.json);
+    for hydrate in [false, true] {
+        add(
+            "current user",
+            "UserResponse",
+            get(&s, &format!("/api/v1/current-user?hydrate={hydrate}")).await,
+        );
+        add(
+            "projects",
+            "Page[ProjectResponse]",
+            get(&s, &format!("/api/v1/projects?hydrate={hydrate}")).await,
+        );
+        add(
+            "project",
+            "ProjectResponse",
+            get(&s, &format!("/api/v1/projects/default?hydrate={hydrate}")).await,
+        );
+        add(
+            "stacks",
+            "Page[StackResponse]",
+            get(&s, &format!("/api/v1/stacks?name=default&hydrate={hydrate}")).await,
+        );
+        add("stack", "StackResponse", get(&s, &format!("/api/v1/stacks/default?hydrate={hydrate}")).await);
+        let page = get(&s, &format!("/api/v1/pipeline_snapshots?pipeline=training&hydrate={hydrate}")).await;
+        add(&format!("snapshots, hydrate={hydrate}"), "Page[PipelineSnapshotResponse]", page);
+        let one = get(&s, &format!("/api/v1/pipeline_snapshots/{build_id}?hydrate={hydrate}")).await;
+        add(&format!("snapshot, hydrate={hydrate}"), "PipelineSnapshotResponse", one);
+    }
+    let body = json!({"run_configuration": config.clone(), "step_run": null});
+    let snap_run = post(&s, &format!("/api/v1/pipeline_snapshots/{build_id}/runs"), body).await;
+    add("a snapshot's run", "PipelineRunResponse", snap_run);
+    let replayed =
+        post(&s, &format!("/api/v1/runs/{run_id}/replay"), json!({"skip_successful_steps": true})).await;
+    let replay_id = replayed["id"].as_str().expect("replay id").to_string();
+    add("a replay", "PipelineRunResponse", replayed);
+    let one = get(&s, &format!("/api/v1/runs/{replay_id}")).await;
+    assert_eq!(one["resources"]["original_run"]["id"], run_id.as_str(), "{one}");
+    add("a replay, read", "PipelineRunResponse", one);
+
     let other = post(&s, &format!("/api/v1/pipeline_builds/{build_id}/runs"), config).await;
     let stopped =
         post(&s, &format!("/api/v1/runs/{}/stop", other["id"].as_str().expect("id")), json!({})).await;

@@ -94,7 +94,12 @@ pub async fn current_user(_app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 }
 
 /// A list of one fixed entity: `name`, `id`, `created`, `updated` filter it, ZenML's paging applies.
-fn list_of_one(req: &ApiRequest, id: uuid::Uuid, name: &str, render: impl Fn(bool) -> Value) -> Result<ApiResponse> {
+fn list_of_one(
+    req: &ApiRequest,
+    id: uuid::Uuid,
+    name: &str,
+    render: impl Fn(bool) -> Value,
+) -> Result<ApiResponse> {
     const FIELDS: &[&str] = &["id", "name", "created", "updated"];
     let q = ListQuery::parse(req, FIELDS, &["created", "updated"], FIELDS)?;
     let field = |_: &(), f: &str| {
@@ -110,7 +115,13 @@ fn list_of_one(req: &ApiRequest, id: uuid::Uuid, name: &str, render: impl Fn(boo
 }
 
 /// The fixed entity named by `{id}`, its UUID or its name: 404 for any other.
-fn one_of_one(req: &ApiRequest, id: uuid::Uuid, name: &str, what: &str, render: impl Fn(bool) -> Value) -> Result<ApiResponse> {
+fn one_of_one(
+    req: &ApiRequest,
+    id: uuid::Uuid,
+    name: &str,
+    what: &str,
+    render: impl Fn(bool) -> Value,
+) -> Result<ApiResponse> {
     let asked = req.param("id");
     let hydrate = super::page::hydrate(req, true)?;
     if asked == name || uuid::Uuid::parse_str(asked).is_ok_and(|u| u == id) {

@@ -68,13 +68,18 @@ fn take_replay_keys(config: &mut Map<String, Value>) -> Result<Replay> {
             Some(Value::Object(steps)) => {
                 for (step, inputs) in steps {
                     let Value::Object(inputs) = inputs else {
-                        return Err(Error::Unprocessable(format!("{key}.{step}: must be an object of inputs")));
+                        return Err(Error::Unprocessable(format!(
+                            "{key}.{step}: must be an object of inputs"
+                        )));
                     };
                     overrides.push((step, inputs));
                 }
             }
             Some(v) => {
-                return Err(Error::Unprocessable(format!("{key}: must be an object, got {}", json_type_name(&v))))
+                return Err(Error::Unprocessable(format!(
+                    "{key}: must be an object, got {}",
+                    json_type_name(&v)
+                )))
             }
         }
     }

@@ -67,7 +67,8 @@ async fn named_pipelines(app: &App, req: &ApiRequest) -> Result<Option<Vec<Uuid>
 }
 
 pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let mut q = ListQuery::parse(req, FILTERS, &["created", "updated"], &["id", "name", "created", "updated"])?;
+    let mut q =
+        ListQuery::parse(req, FILTERS, &["created", "updated"], &["id", "name", "created", "updated"])?;
     // `pipeline=<name>` is that name's pipelines: filter by their ids instead.
     let builds = match named_pipelines(app, req).await? {
         Some(ids) => {
@@ -93,16 +94,16 @@ pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
 }
 
 async fn pipeline_of(app: &App, b: &Build) -> Result<Pipeline> {
-    app.store
-        .get_pipeline(b.pipeline_id)
-        .await?
-        .ok_or_else(|| Error::Internal(format!("build {} names pipeline {}, which is gone", b.id, b.pipeline_id)))
+    app.store.get_pipeline(b.pipeline_id).await?.ok_or_else(|| {
+        Error::Internal(format!("build {} names pipeline {}, which is gone", b.id, b.pipeline_id))
+    })
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let id = path_uuid(req.param("id"))?;
     let hydrate = page::hydrate(req, true)?;
-    let b = app.store.get_build(id).await?.ok_or_else(|| Error::NotFound(format!("No snapshot with id {id}")))?;
+    let b =
+        app.store.get_build(id).await?.ok_or_else(|| Error::NotFound(format!("No snapshot with id {id}")))?;
     let pipeline = if hydrate { Some(pipeline_of(app, &b).await?) } else { None };
     Ok(ApiResponse::ok(&envelope::snapshot(&b, pipeline.as_ref())))
 }
