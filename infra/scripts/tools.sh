@@ -24,7 +24,8 @@ if ! "$tools/venv/bin/python" -c 'import samtranslator' 2>/dev/null; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check 'aws-sam-translator==1.*'
 fi
 
-# ZenML's own response models, which tests/tests/zenml_models.rs validates the ZenML dialect against; a
+# ZenML's own client and response models: tests/tests/zenml_client.rs runs the client against Kickoff, and
+# tests/tests/zenml_models.rs validates the ZenML dialect against the models; a
 # venv of its own, so that its pins never meet moto's or checkov's.
 if [ ! -x "$tools/zenml-venv/bin/python" ] || ! "$tools/zenml-venv/bin/python" -c 'import zenml' 2>/dev/null; then
   echo "installing zenml 0.98.0 into .tools/zenml-venv"

@@ -270,6 +270,7 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         c.call("GET", &format!("/api/v1/pipeline_snapshots/{build_id}?hydrate={hydrate}"), &r, None, 200)
             .await;
     }
+    c.call("GET", "/api/v1/pipeline_snapshots?size=5&sort_by=desc:created", &r, None, 200).await;
     let by_name = c.call("GET", "/api/v1/pipeline_snapshots?pipeline=etl&size=1", &r, None, 200).await;
     assert_eq!(by_name.json["total"], 2, "{}", by_name.json);
     let project_id = c.call("GET", "/api/v1/projects/default", &r, None, 200).await.json["id"].clone();
@@ -281,16 +282,19 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         "steps": {"extract": {"parameters": {"source": "s3://snapshot"}, "enable_cache": null, "outputs": {},
                               "heartbeat_healthy_threshold": 30}},
         "execution_mode": null, "secrets": null});
+    // Its http block answers 202 and waits: the wait runs out (the run is stopped below).
     let snap_run = c
-        .call(
+        .call_expecting(
             "POST",
-            &format!("/api/v1/pipeline_snapshots/{build_id}/runs"),
+            &format!("/api/v1/pipeline_snapshots/{build_id}/runs?wait=1"),
             &w,
             Some(json!({"run_configuration": config, "step_run": null})),
-            200,
+            &[200, 202],
         )
         .await;
     assert_eq!(snap_run.json["metadata"]["steps"]["extract"]["parameters"]["source"], "s3://snapshot");
+    let snap_run_id = snap_run.json["id"].as_str().expect("run id").to_string();
+    c.call_expecting("POST", &format!("/api/v1/runs/{snap_run_id}/stop"), &w, None, &[200, 409]).await;
     c.call(
         "POST",
         &format!("/api/v1/pipeline_snapshots/{build_id}/runs"),

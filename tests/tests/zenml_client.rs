@@ -3,10 +3,11 @@
 //! in the process) and against the function binaries on the local stack (the worker fed as AWS's event
 //! source mapping feeds it): it logs in with an API key, reads the server, user, project and stack,
 //! finds the demo pipeline's snapshot, triggers it with the seed's run configuration and waits for it,
-//! reads and lists the runs, and replays the run. What the client printed is then checked against the
+//! triggers the pipeline's newest snapshot by the pipeline's name, reads and lists the runs, and replays
+//! the run. What the client printed is then checked against the
 //! server's own answers: the run completed with `model_type` `rf`, and the replay reused every block.
 
-use kickoff_tests::{deploy, readme_code, request, stack, start_kickoff_local, tool_venv};
+use kickoff_tests::{deploy, readme_code, request, stack, start_kickoff_local, tool_venv, workspace_root};
 use serde_json::Value;
 
 /// Runs the README's script with the client pointed at `base` with `key`; checks what it did there.
@@ -46,6 +47,7 @@ async fn the_readme_script_runs_against(base: &str, key: &str, venv: &std::path:
         ("completed", "of", run[0].as_str())
     );
     let listed: u64 = line("runs of training: ")[0].parse().expect("a count");
+    let by_name = line("by name ");
 
     // The server's own view of what the client did.
     let auth = format!("Bearer {key}");
@@ -71,8 +73,10 @@ async fn the_readme_script_runs_against(base: &str, key: &str, venv: &std::path:
         steps["model_trainer"]["parameters"]["model_type"], "rf",
         "the replay keeps the original's inputs"
     );
-    // The list the client read held the run (and the others of the pipeline at that moment).
     let pipeline = a.json["body"]["pipeline_id"].as_str().expect("pipeline id").to_string();
+    let a = request("GET", &format!("{base}/api/v1/runs/{}", by_name[0]), &h, "").await;
+    assert_eq!(a.json["body"]["pipeline_id"], pipeline.as_str(), "the pipeline named: {}", a.json);
+    // The list the client read held the run (and the others of the pipeline at that moment).
     let a = request("GET", &format!("{base}/api/v1/runs?pipeline_id={pipeline}&size=100"), &h, "").await;
     let items: Vec<&Value> = a.json["items"].as_array().expect("items").iter().collect();
     assert!(items.iter().any(|r| r["id"] == run[0].as_str()), "{}", a.json);
@@ -98,4 +102,10 @@ async fn the_stock_zenml_client_triggers_follows_and_replays_on_the_local_stack(
     let d = deploy(&stack, "zenml-client").await;
     let _feed = d.feed.in_background();
     the_readme_script_runs_against(&d.base, &d.write_key, &venv).await;
+    // The functions' logs (cargo lambda watch prints them) name the key that logged in, never the key.
+    let port = d.base.rsplit(':').next().expect("a port");
+    let log = workspace_root().join("target").join(format!("cargo-lambda-watch-zenml-client-{port}.log"));
+    let logged = std::fs::read_to_string(&log).expect("the functions' log");
+    assert!(logged.contains(r#""message":"login""#), "the login is logged: {}", log.display());
+    assert!(!logged.contains(&d.write_key), "the API key is in the functions' log: {}", log.display());
 }

@@ -47,6 +47,14 @@
 //! - Pipeline / build / schedule by id: one `GetItem`; a run with its block runs: one `Query` on `RUN#<uuid>`.
 //! - Versions of a pipeline name: one `Query` on `PIPELINE_NAME#<name>`.
 //! - Builds of a pipeline: one `Query` on `PIPELINE#<uuid>`, prefix `BUILD#`.
+//! - ZenML snapshots (builds under ZenML 0.98's name): by id one `GetItem` (hydrated, plus the pipeline's
+//!   `GetItem`); a list by `pipeline` is that pipeline's builds `Query` (by a pipeline's name: the name's
+//!   versions `Query`, then one builds `Query` per version), without it the builds list of `GSI1` as the
+//!   builds route reads it; hydrated, one pipeline `GetItem` per distinct pipeline on the page. A snapshot
+//!   run is the ZenML trigger above; a replay adds the original run's `Query` and its build's `GetItem`
+//!   before the same transaction and send, and a replay's hydrated answer one `Query` for its original.
+//! - The ZenML connect routes (`info`, `current-user`, `projects`, `stacks`) read nothing but the API key;
+//!   login reads the key (`GetItem`).
 //! - Run by integer id: `GetItem` on the claim, then the run's `Query`.
 //! - Trigger (SPEC §11 budget: ≤ 2 reads, 1 write request, 1 send): the schedule (`GetItem`) and the
 //!   pipeline name's head item (`GetItem`: the newest build, kept there by every newer build's write) —

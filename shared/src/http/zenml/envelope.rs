@@ -53,6 +53,8 @@ pub fn build(b: &Build, hydrate: bool) -> Value {
                 "checksum": b.checksum,
                 "is_local": false,
                 "contains_code": false,
+                // What the client checks before it runs a pipeline by name: a stack with nothing local.
+                "stack": stack(false),
             })
         } else {
             Value::Null
