@@ -271,6 +271,7 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             .await;
     }
     c.call("GET", "/api/v1/pipeline_snapshots?size=5&sort_by=desc:created", &r, None, 200).await;
+    c.call("GET", "/api/v1/pipeline_snapshots?named_only=maybe", &r, None, 422).await;
     let by_name = c.call("GET", "/api/v1/pipeline_snapshots?pipeline=etl&size=1", &r, None, 200).await;
     assert_eq!(by_name.json["total"], 2, "{}", by_name.json);
     let project_id = c.call("GET", "/api/v1/projects/default", &r, None, 200).await.json["id"].clone();

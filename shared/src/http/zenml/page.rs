@@ -71,7 +71,7 @@ pub struct ListQuery {
     filters: Vec<Filter>,
 }
 
-fn parse_bool(name: &str, v: &str) -> Result<bool> {
+pub fn parse_bool(name: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),

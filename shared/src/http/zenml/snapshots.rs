@@ -69,6 +69,10 @@ async fn named_pipelines(app: &App, req: &ApiRequest) -> Result<Option<Vec<Uuid>
 pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let mut q =
         ListQuery::parse(req, FILTERS, &["created", "updated"], &["id", "name", "created", "updated"])?;
+    // Every snapshot is named: `named_only` changes nothing, but it is a boolean.
+    for (_, v) in req.query.iter().filter(|(k, _)| k == "named_only") {
+        page::parse_bool("named_only", v)?;
+    }
     // `pipeline=<name>` is that name's pipelines: filter by their ids instead.
     let builds = match named_pipelines(app, req).await? {
         Some(ids) => {
