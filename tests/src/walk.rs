@@ -296,6 +296,20 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
     assert_eq!(snap_run.json["metadata"]["steps"]["extract"]["parameters"]["source"], "s3://snapshot");
     let snap_run_id = snap_run.json["id"].as_str().expect("run id").to_string();
     c.call_expecting("POST", &format!("/api/v1/runs/{snap_run_id}/stop"), &w, None, &[200, 409]).await;
+    // ZenML's deprecated run templates: the build is its own template; the body is a run configuration.
+    let template_run = c
+        .call_expecting(
+            "POST",
+            &format!("/api/v1/run_templates/{build_id}/runs?wait=1"),
+            &w,
+            Some(
+                json!({"run_name": null, "steps": {"extract": {"parameters": {"source": "s3://template"}}}}),
+            ),
+            &[200, 202],
+        )
+        .await;
+    let template_run_id = template_run.json["id"].as_str().expect("run id").to_string();
+    c.call_expecting("POST", &format!("/api/v1/runs/{template_run_id}/stop"), &w, None, &[200, 409]).await;
     c.call(
         "POST",
         &format!("/api/v1/pipeline_snapshots/{build_id}/runs"),

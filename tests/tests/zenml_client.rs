@@ -3,8 +3,8 @@
 //! in the process) and against the function binaries on the local stack (the worker fed as AWS's event
 //! source mapping feeds it): it logs in with an API key, reads the server, user, project and stack,
 //! finds the demo pipeline's snapshot, triggers it with the seed's run configuration and waits for it,
-//! triggers the pipeline's newest snapshot by the pipeline's name, reads and lists the runs, and replays
-//! the run. What the client printed is then checked against the
+//! triggers the pipeline's newest snapshot by the pipeline's name and as a (deprecated) run template,
+//! reads and lists the runs, and replays the run. What the client printed is then checked against the
 //! server's own answers: the run completed with `model_type` `rf`, and the replay reused every block.
 
 use kickoff_tests::{deploy, readme_code, request, stack, start_kickoff_local, tool_venv, workspace_root};
@@ -48,6 +48,7 @@ async fn the_readme_script_runs_against(base: &str, key: &str, venv: &std::path:
     );
     let listed: u64 = line("runs of training: ")[0].parse().expect("a count");
     let by_name = line("by name ");
+    let by_template = line("by template ");
 
     // The server's own view of what the client did.
     let auth = format!("Bearer {key}");
@@ -76,6 +77,8 @@ async fn the_readme_script_runs_against(base: &str, key: &str, venv: &std::path:
     let pipeline = a.json["body"]["pipeline_id"].as_str().expect("pipeline id").to_string();
     let a = request("GET", &format!("{base}/api/v1/runs/{}", by_name[0]), &h, "").await;
     assert_eq!(a.json["body"]["pipeline_id"], pipeline.as_str(), "the pipeline named: {}", a.json);
+    let a = request("GET", &format!("{base}/api/v1/runs/{}", by_template[0]), &h, "").await;
+    assert_eq!(a.json["body"]["pipeline_id"], pipeline.as_str(), "the template's pipeline: {}", a.json);
     // The list the client read held the run (and the others of the pipeline at that moment).
     let a = request("GET", &format!("{base}/api/v1/runs?pipeline_id={pipeline}&size=100"), &h, "").await;
     let items: Vec<&Value> = a.json["items"].as_array().expect("items").iter().collect();

@@ -101,6 +101,12 @@ fn operation(e: Endpoint) -> Operation {
             Some("ZenmlSnapshotRunRequest"),
             "ZenmlRun",
         ),
+        TriggerTemplateRun => op(
+            "Run a build as ZenML's deprecated run template (the template's id is the build's)",
+            &["wait"],
+            Some("ZenmlRunConfiguration"),
+            "ZenmlRun",
+        ),
         Login => op(
             "Log in with a Kickoff API key (OAuth2 form); the key is the access token",
             &[],
@@ -263,6 +269,7 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
             | Endpoint::ApiTriggerScheduleRun
             | Endpoint::TriggerBuildRun
             | Endpoint::TriggerSnapshotRun
+            | Endpoint::TriggerTemplateRun
             | Endpoint::ReplayRun
     ) {
         parameters.push(json!({ "$ref": "#/components/parameters/Idempotency-Key" }));

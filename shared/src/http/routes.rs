@@ -65,6 +65,7 @@ pub enum Endpoint {
     ListSnapshots,
     GetSnapshot,
     TriggerSnapshotRun,
+    TriggerTemplateRun,
     CreateSchedule,
     ListPipelineSchedules,
     ListSchedules,
@@ -129,6 +130,8 @@ pub const ROUTES: &[Route] = &[
     route(ListSnapshots, "list-snapshots", "GET", "/api/v1/pipeline_snapshots", Read),
     route(GetSnapshot, "get-snapshot", "GET", "/api/v1/pipeline_snapshots/{id}", Read),
     route(TriggerSnapshotRun, "trigger-snapshot-run", "POST", "/api/v1/pipeline_snapshots/{id}/runs", Write),
+    // ZenML's deprecated run templates: a build is its own template.
+    route(TriggerTemplateRun, "trigger-template-run", "POST", "/api/v1/run_templates/{id}/runs", Write),
     // ZenML's connect routes (what the stock client reads before it does anything)
     route(Login, "login", "POST", "/api/v1/login", Token),
     route(ServerInfo, "server-info", "GET", "/api/v1/info", Open),
@@ -338,6 +341,7 @@ async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResp
         ListSnapshots => zenml::snapshots::list(app, req).await,
         GetSnapshot => zenml::snapshots::get(app, req).await,
         TriggerSnapshotRun => zenml::snapshots::trigger(app, req).await,
+        TriggerTemplateRun => zenml::runs::trigger_template(app, req).await,
         Login => zenml::connect::login(app, req).await,
         ServerInfo => zenml::connect::info(app, req).await,
         CurrentUser => zenml::connect::current_user(app, req).await,

@@ -1,5 +1,6 @@
-//! `POST /api/v1/pipeline_builds/{id}/runs` (trigger), `GET /api/v1/runs`, `GET /api/v1/runs/{id}`,
-//! `POST /api/v1/runs/{id}/stop`.
+//! `POST /api/v1/pipeline_builds/{id}/runs` (trigger), `POST /api/v1/run_templates/{id}/runs` (the
+//! same, under ZenML's deprecated run templates: a build is its own template), `GET /api/v1/runs`,
+//! `GET /api/v1/runs/{id}`, `POST /api/v1/runs/{id}/stop`.
 
 use super::page::{self, FieldValue, ListQuery};
 use super::{envelope, path_uuid};
@@ -28,6 +29,14 @@ pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let build_id = path_uuid(req.param("id"))?;
     let body = req.json_object()?;
     run_build(app, req, build_id, body, "No build").await
+}
+
+/// ZenML's deprecated `POST /api/v1/run_templates/{id}/runs` (`Client().trigger_pipeline(template_id=…)`):
+/// the body is a run configuration, as on the build-run route, and the template's id is a build's.
+pub async fn trigger_template(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let build_id = path_uuid(req.param("id"))?;
+    let body = req.json_object()?;
+    run_build(app, req, build_id, body, "No run template").await
 }
 
 /// Starts a run of build `build_id` with the run configuration `config` and answers it (after
