@@ -25,6 +25,16 @@
 //! hand-over, so a limited schedule's runs are serialized through one item (fine: the limit serializes
 //! them anyway); schedules without limits never touch it. The waiting list is bounded by
 //! [`MAX_WAITING`] (a trigger past it is a 429).
+//!
+//! **Per key** (`settings.flow_control.concurrency`, `flow`): the same machinery, with one slots item
+//! per schedule and key value (`SLOTS#<schedule id>#<SHA-256 of the key>`), `per_key` slots, the key
+//! kept on the run (`flow_key`) so that its hand-over finds the item. Over the limit, `on_limit`
+//! decides: `queue` waits as above; `skip` writes nothing at all ([`Admission::Refused`]);
+//! `cancel_running` waits at once and names the key's runs it supersedes (the oldest holders that
+//! free one slot, and every run already waiting), which the trigger cancels after its write — each
+//! cancel hands its slot over, so the new run starts when they have stopped. If the trigger dies
+//! between its write and those cancels, the new run waits for the old ones to finish on their own:
+//! it is late, never lost.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +42,7 @@ use uuid::Uuid;
 
 use crate::domain::run::Slot;
 use crate::domain::Schedule;
+use crate::flow::OnLimit;
 use crate::queue::Message;
 use crate::store::Versioned;
 use crate::{App, Error, Result};
@@ -39,24 +50,45 @@ use crate::{App, Error, Result};
 /// Runs that may wait for a slot of one schedule at once.
 pub const MAX_WAITING: usize = 2_000;
 
-/// A schedule's limits, as its settings give them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
+/// Which slots item: a schedule's, or one key value's of a schedule with flow control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotsKey {
     pub schedule_id: i64,
-    /// Slots (`pipeline_run_limit`); `usize::MAX` when only skip is set.
+    /// The flow-control key's value (`None`: the schedule's own run limits).
+    pub flow_key: Option<String>,
+}
+
+/// A schedule's limits, as its settings give them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub slots: SlotsKey,
+    /// Slots (`pipeline_run_limit`, or `per_key`); `usize::MAX` when only skip is set.
     pub limit: usize,
     pub skip_if_previous_running: bool,
+    /// Over the limit (per key only; the schedule's own limits queue).
+    pub on_limit: OnLimit,
 }
 
 impl Limits {
-    /// The limits of a schedule, if it has any.
-    pub fn of(schedule: &Schedule) -> Option<Limits> {
-        let limit = schedule.settings.pipeline_run_limit.map(|l| l as usize);
-        let skip = schedule.settings.skip_if_previous_running.unwrap_or(false);
+    /// The limits of a schedule, if it has any; a run keyed `flow_key` under its flow control's
+    /// concurrency, if it has that.
+    pub fn of(schedule: &Schedule, flow_key: Option<&str>) -> Option<Limits> {
+        let settings = &schedule.settings;
+        if let Some(c) = settings.flow_control.as_ref().and_then(|f| f.concurrency.as_ref()) {
+            return flow_key.map(|k| Limits {
+                slots: SlotsKey { schedule_id: schedule.id, flow_key: Some(k.to_string()) },
+                limit: c.per_key as usize,
+                skip_if_previous_running: false,
+                on_limit: c.on_limit,
+            });
+        }
+        let limit = settings.pipeline_run_limit.map(|l| l as usize);
+        let skip = settings.skip_if_previous_running.unwrap_or(false);
         (limit.is_some() || skip).then_some(Limits {
-            schedule_id: schedule.id,
+            slots: SlotsKey { schedule_id: schedule.id, flow_key: None },
             limit: limit.unwrap_or(usize::MAX),
             skip_if_previous_running: skip,
+            on_limit: OnLimit::Queue,
         })
     }
 }
@@ -86,6 +118,11 @@ pub enum Admission {
     Waits(Slots, Option<u64>),
     /// `skip_if_previous_running` and a run of the schedule is unfinished: created `cancelled`.
     Skipped,
+    /// Per key, `on_limit: skip`, and the key's slots are taken: nothing is written.
+    Refused,
+    /// Per key, `on_limit: cancel_running`: waits (the slots item to write), and these runs of the key
+    /// are to be cancelled once the run is written.
+    Supersedes(Slots, Option<u64>, Vec<Uuid>),
 }
 
 impl Admission {
@@ -93,23 +130,23 @@ impl Admission {
     pub fn slot(&self) -> Option<Slot> {
         match self {
             Admission::Holds(..) => Some(Slot::Held),
-            Admission::Waits(..) => Some(Slot::Waiting),
-            Admission::Skipped => None,
+            Admission::Waits(..) | Admission::Supersedes(..) => Some(Slot::Waiting),
+            Admission::Skipped | Admission::Refused => None,
         }
     }
 
     /// The slots item to write with the run, and the version it must still have.
     pub fn write(&self) -> Option<(&Slots, Option<u64>)> {
         match self {
-            Admission::Holds(s, v) | Admission::Waits(s, v) => Some((s, *v)),
-            Admission::Skipped => None,
+            Admission::Holds(s, v) | Admission::Waits(s, v) | Admission::Supersedes(s, v, _) => Some((s, *v)),
+            Admission::Skipped | Admission::Refused => None,
         }
     }
 }
 
 /// Decides a new run's admission from the schedule's slots item as it is now (one `GetItem`).
 pub async fn admit(app: &App, limits: &Limits, waiter: Waiter) -> Result<Admission> {
-    let current = app.store.slots(limits.schedule_id).await?;
+    let current = app.store.slots(&limits.slots).await?;
     let (mut slots, version) = match current {
         Some(v) => (v.value, Some(v.version)),
         None => (Slots::default(), None),
@@ -122,14 +159,27 @@ pub async fn admit(app: &App, limits: &Limits, waiter: Waiter) -> Result<Admissi
         slots.holders.push(waiter.uuid);
         return Ok(Admission::Holds(slots, version));
     }
+    if limits.on_limit == OnLimit::Skip {
+        return Ok(Admission::Refused);
+    }
     if slots.waiting.len() >= MAX_WAITING {
         return Err(Error::TooManyRequests(format!(
-            "{MAX_WAITING} runs of this schedule are waiting for a slot (settings.pipeline_run_limit)"
+            "{MAX_WAITING} runs are waiting for a slot (settings.pipeline_run_limit or flow_control.concurrency)"
         )));
     }
+    // Superseded: the oldest holders that free one slot, and every run already waiting.
+    let superseded: Vec<Uuid> = if limits.on_limit == OnLimit::CancelRunning {
+        let n = (slots.holders.len() + 1).saturating_sub(limits.limit).min(slots.holders.len());
+        slots.holders[..n].iter().copied().chain(slots.waiting.iter().map(|w| w.uuid)).collect()
+    } else {
+        Vec::new()
+    };
     let at =
         slots.waiting.partition_point(|w| (w.execution_date, w.id) <= (waiter.execution_date, waiter.id));
     slots.waiting.insert(at, waiter);
+    if limits.on_limit == OnLimit::CancelRunning {
+        return Ok(Admission::Supersedes(slots, version, superseded));
+    }
     Ok(Admission::Waits(slots, version))
 }
 
@@ -140,11 +190,12 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
         let Some((run, _)) = app.store.run_state(run_uuid).await? else { return Ok(()) };
         let needs = run.value.status.is_finished() && run.value.slot.is_some_and(|s| s != Slot::Released);
         let Some(schedule_id) = run.value.schedule_id.filter(|_| needs) else { return Ok(()) };
+        let key = SlotsKey { schedule_id, flow_key: run.value.flow_key.clone() };
         let limit = match app.store.get_schedule(schedule_id).await? {
-            Some(s) => s.value.settings.pipeline_run_limit.map_or(usize::MAX, |l| l as usize),
+            Some(s) => Limits::of(&s.value, key.flow_key.as_deref()).map_or(usize::MAX, |l| l.limit),
             None => usize::MAX,
         };
-        let Some(slots) = app.store.slots(schedule_id).await? else {
+        let Some(slots) = app.store.slots(&key).await? else {
             return mark_released(app, run).await;
         };
         let mut next = slots.value.clone();
@@ -169,9 +220,9 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
         done.value.wake_at = None;
         let mut runs = vec![done];
         runs.extend(admitted.iter().cloned());
-        if app.store.hand_over(schedule_id, &next, slots.version, &runs).await? {
+        if app.store.hand_over(&key, &next, slots.version, &runs).await? {
             for r in admitted {
-                tracing::info!(run_uuid = %r.value.uuid, schedule_id, "a slot freed: run admitted");
+                tracing::info!(run_uuid = %r.value.uuid, schedule_id, flow_key = ?key.flow_key, "a slot freed: run admitted");
                 if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: r.value.uuid }).await {
                     tracing::error!(run_uuid = %r.value.uuid, error = %e, "send failed; the sweep will queue the run");
                 }

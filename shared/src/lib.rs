@@ -8,6 +8,7 @@
 //!   message looked at in time, marks missed SLAs and ends timed-out runs.
 //! - [`backfills`] — starting and cancelling backfills.
 //! - [`admission`] — a schedule's run limits (`pipeline_run_limit`, `skip_if_previous_running`).
+//! - [`flow`] — flow control (a key per trigger, concurrency per key) and payload rules, in CEL.
 //! - [`http`] — the route table, both dialects' handlers, and the Lambda and local-server adapters.
 //! - [`app`] — the dependencies a handler gets, built once from the environment.
 
@@ -23,6 +24,7 @@ pub mod demo;
 pub mod domain;
 pub mod egress;
 pub mod error;
+pub mod flow;
 pub mod http;
 pub mod queue;
 pub mod remembered;

@@ -116,7 +116,7 @@ impl RunOptions {
                 timeout_s: settings.timeout,
                 timeout_status: settings.timeout.map(|_| settings.timeout_status()).transpose()?,
             },
-            limits: Limits::of(schedule),
+            limits: Limits::of(schedule, None),
             notify: settings.notifications.clone().unwrap_or_default(),
             ..RunOptions::default()
         })
@@ -164,8 +164,42 @@ fn renumber(run: &mut Run, blocks: &mut [BlockRun], now: DateTime<Utc>) {
     }
 }
 
+/// What a trigger made.
+#[derive(Debug, Clone)]
+pub enum Started {
+    /// A run: new, or the earlier one of an idempotent repeat.
+    Run(RunDetail),
+    /// Nothing was written: flow control decided so (`on_limit: skip`), for this reason.
+    Skipped(String),
+}
+
+impl Started {
+    /// The run, for callers without flow control (only `on_limit: skip` skips).
+    pub fn into_run(self) -> Result<RunDetail> {
+        match self {
+            Started::Run(detail) => Ok(detail),
+            Started::Skipped(why) => Err(Error::Internal(format!("a run was skipped without flow control: {why}"))),
+        }
+    }
+}
+
+/// How often a trigger decides its admission again when a concurrent trigger wrote the slots item first.
+const ADMISSION_TRIES: u32 = 32;
+
+/// A random pause of up to 5 ms times the attempt (at most 160 ms).
+fn backoff(attempt: u32) -> std::time::Duration {
+    let jitter = getrandom::u32().unwrap_or(0) % 5_000;
+    std::time::Duration::from_micros(u64::from(jitter) * u64::from(attempt))
+}
+
 /// Writes a new run of `build` and queues it.
 pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOptions) -> Result<RunDetail> {
+    start_or_skip(app, build, config, opts).await?.into_run()
+}
+
+/// Writes a new run of `build` and queues it — or, under flow control's `on_limit: skip`, writes
+/// nothing. A run that supersedes others (`cancel_running`) cancels them once it is written.
+pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: RunOptions) -> Result<Started> {
     let now = app.clock.now();
     let uuid = Uuid::new_v4();
     let name = config.run_name(&build.pipeline_name, now)?;
@@ -179,6 +213,7 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         deadlines: opts.deadlines,
         notify: build.notifications.iter().chain(&opts.notify).cloned().collect(),
         replay_of: opts.replay_of,
+        flow_key: opts.limits.as_ref().and_then(|l| l.slots.flow_key.clone()),
         ..Run::new(build, uuid, 0, name, opts.execution_date.unwrap_or(now), now)
     };
     let mut blocks: Vec<BlockRun> = build
@@ -200,9 +235,14 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
     });
     let fire = opts.fire.as_ref().map(|(s, v)| (s, *v));
     let mut outcome = CreateOutcome::Conflict;
+    let mut superseded = Vec::new();
     // Admission reads the schedule's slots item; a concurrent trigger or hand-over that wrote it first
-    // makes the write fail, and admission is decided again (a fire's caller re-reads its schedule).
-    for _ in 0..8 {
+    // makes the write fail, and admission is decided again (a fire's caller re-reads its schedule),
+    // after a short random pause so that triggers racing for one slots item spread out.
+    for attempt in 0..ADMISSION_TRIES {
+        if attempt > 0 && opts.limits.is_some() {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
         let admission = match &opts.limits {
             Some(limits) => {
                 let waiter = Waiter { uuid, execution_date: run.execution_date, id: run.id };
@@ -210,9 +250,29 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
             }
             None => None,
         };
+        if admission == Some(Admission::Refused) {
+            // A repeat of a trigger whose run holds the key's slot answers that run, not a skip.
+            let earlier = match &record {
+                Some(r) => app.store.idempotency_record(&r.scope, &r.key, now).await?,
+                None => None,
+            };
+            match earlier {
+                Some(earlier) => {
+                    outcome = CreateOutcome::Replayed(earlier);
+                    break;
+                }
+                None => {
+                    tracing::info!(schedule_id = ?opts.schedule_id, flow_key = ?run.flow_key, "flow control: the key's slots are taken; skipped");
+                    return Ok(Started::Skipped("flow_control: every slot of this key is taken (on_limit: skip)".into()));
+                }
+            }
+        }
+        if let Some(Admission::Supersedes(_, _, cancel)) = &admission {
+            superseded.clone_from(cancel);
+        }
         apply_admission(&mut run, &mut blocks, admission.as_ref(), &opts.reuse, now);
         let slots = match (&opts.limits, admission.as_ref().and_then(Admission::write)) {
-            (Some(l), Some((slots, version))) => Some((l.schedule_id, slots, version)),
+            (Some(l), Some((slots, version))) => Some((&l.slots, slots, version)),
             _ => None,
         };
         let with = CreateWith { idempotency: record.as_ref(), fire, slots };
@@ -239,9 +299,17 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
             Error::Internal(format!("idempotency record names missing run {}", earlier.run_uuid))
         })?;
         tracing::info!(run_uuid = %earlier.run_uuid, "idempotent repeat answered with the earlier run");
-        return Ok(existing.value);
+        return Ok(Started::Run(existing.value));
     }
     tracing::info!(run_uuid = %run.uuid, run_id = run.id, build_id = %build.id, status = run.status.as_mage(), slot = ?run.slot, "run created");
+    // `cancel_running`: the runs of the key this one supersedes. Each cancel hands its slot over, which
+    // admits this run; if this process dies first, this run waits for them to finish on their own.
+    for uuid in superseded {
+        match crate::cancel::cancel_run(app, uuid).await {
+            Ok(_) => tracing::info!(run_uuid = %uuid, by = %run.uuid, "flow control: run cancelled by a newer one of its key"),
+            Err(e) => tracing::info!(run_uuid = %uuid, error = %e, "flow control: a superseded run was not cancelled"),
+        }
+    }
     if run.status != RunStatus::Initial || run.slot == Some(Slot::Waiting) {
         // A run created finished (skipped under the schedule's limits) owes its `cancelled`
         // notifications now; if this send fails, its wake time brings the sweep.
@@ -249,34 +317,34 @@ pub async fn start_run(app: &App, build: &Build, config: RunConfig, opts: RunOpt
         if let Err(e) = crate::worker::send_all(app.queue.as_ref(), owed).await {
             tracing::warn!(run_uuid = %run.uuid, error = %e, "notification send failed; the sweep will retry it");
         }
-        return Ok(RunDetail { run, blocks });
+        return Ok(Started::Run(RunDetail { run, blocks }));
     }
     if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler's sweep will queue the run");
     }
-    Ok(RunDetail { run, blocks })
+    Ok(Started::Run(RunDetail { run, blocks }))
 }
 
 /// Writes a new run of a schedule (its build, its settings, `opts` over them) and queues it.
 pub async fn start_schedule_run(app: &App, schedule: &Schedule, opts: RunOptions) -> Result<RunDetail> {
-    start_schedule_run_with(app, schedule, None, opts).await
+    start_schedule_run_or_skip(app, schedule, None, opts).await?.into_run()
 }
 
-/// [`start_schedule_run`] with the build [`read_schedule`] read beside the schedule, used if it is the one
-/// the schedule runs.
-pub async fn start_schedule_run_with(
+/// [`start_schedule_run`] under the schedule's flow control (the run, or nothing: [`Started`]), with the
+/// build [`read_schedule`] read beside the schedule, used if it is the one the schedule runs.
+pub async fn start_schedule_run_or_skip(
     app: &App,
     schedule: &Schedule,
     prefetched: Option<Prefetched>,
     opts: RunOptions,
-) -> Result<RunDetail> {
+) -> Result<Started> {
     let build = match prefetched.filter(|p| p.is_for(schedule)) {
         Some(p) => p.build,
         None => build_for_schedule(app, schedule).await?,
     };
     remember(schedule);
     let config = RunConfig::parse(Map::new(), &build)?;
-    start_run(app, &build, config, opts).await
+    start_or_skip(app, &build, config, opts).await
 }
 
 /// The build a schedule runs: its pinned build, else the newest build of the pipeline's newest version.
@@ -317,7 +385,7 @@ fn remember(schedule: &Schedule) {
 /// Reads schedule `id` — and, in parallel, the build it ran last time this process started one of its
 /// runs (the pipeline's head item or the pinned build), so that a warm token trigger makes its two reads
 /// in one round trip (SPEC §11: at most 3 round trips). The build is only a guess until
-/// [`start_schedule_run_with`] checks it against the schedule.
+/// [`start_schedule_run_or_skip`] checks it against the schedule.
 pub async fn read_schedule(app: &App, id: i64) -> Result<Option<(Versioned<Schedule>, Option<Prefetched>)>> {
     let guess = SCHEDULE_BUILDS.get(&id);
     let Some((pipeline, pinned)) = guess else {

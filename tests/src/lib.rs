@@ -695,3 +695,11 @@ pub fn bench_run(
         ..run
     }
 }
+
+/// HMAC-SHA256 of `data` under `key`, as webhook providers sign (GitHub: `sha256=<hex of it>`).
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("key");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}

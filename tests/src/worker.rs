@@ -43,8 +43,13 @@ pub struct Delivery {
 impl Harness {
     /// A fresh app with its API served on a free port; the worker's callback URLs point there.
     pub async fn new() -> Harness {
+        Harness::on(Arc::new(MemoryTable::new())).await
+    }
+
+    /// [`Harness::new`] on another table (DynamoDB Local's, say).
+    pub async fn on(inner: Arc<dyn kickoff::store::table::Table>) -> Harness {
         crate::allow_loopback();
-        let table = Arc::new(FaultyTable::new(Arc::new(MemoryTable::new())));
+        let table = Arc::new(FaultyTable::new(inner));
         let queue = Arc::new(MemoryQueue::new());
         let clock = Arc::new(ManualClock::default());
         let sends = Arc::new(FaultyQueue::new(queue.clone()));

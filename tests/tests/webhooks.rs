@@ -9,19 +9,11 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
 use kickoff::clock::{Clock, ManualClock};
 use kickoff::domain::{ApiKey, Role};
 use kickoff::App;
-use kickoff_tests::{request, stack, start_kickoff_local, Answer};
+use kickoff_tests::{hmac_sha256, request, stack, start_kickoff_local, Answer};
 use serde_json::{json, Value};
-use sha2::Sha256;
-
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("key");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64_simd::STANDARD.encode_to_string(bytes)

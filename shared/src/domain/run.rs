@@ -130,6 +130,9 @@ pub struct Run {
     /// For a run of a schedule with run limits: its place under them (`admission`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<Slot>,
+    /// For a run of a schedule with flow control: its key's value (`flow`), whose slots it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_key: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
@@ -210,6 +213,7 @@ impl Run {
             allow_blocks_to_fail: false,
             deadlines: Deadlines::default(),
             slot: None,
+            flow_key: None,
             started_at: None,
             completed_at: None,
             created: now,

@@ -70,6 +70,12 @@ pub struct ScheduleSettings {
     /// Provider-verified intake (SPEC §9), with its secrets: answers show [`WebhookConfig::view`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookConfig>,
+    /// Flow control of an `api` schedule's triggers (SPEC §12, `flow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_control: Option<crate::flow::FlowControl>,
+    /// Payload rules of an `api` schedule's triggers (SPEC §12, `flow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<crate::flow::Rule>>,
 }
 
 impl ScheduleSettings {
@@ -87,6 +93,13 @@ impl ScheduleSettings {
             bounds::at_most("settings.pipeline_run_limit", n, bounds::MAX_RUN_LIMIT)?;
         }
         self.timeout_status()?;
+        crate::flow::validate(self.flow_control.as_ref(), self.rules.as_deref())?;
+        let keyed = self.flow_control.as_ref().is_some_and(|f| f.concurrency.is_some());
+        if keyed && (self.pipeline_run_limit.is_some() || self.skip_if_previous_running == Some(true)) {
+            return Err(Error::Unprocessable(
+                "settings.flow_control.concurrency: limits runs per key; it does not go with pipeline_run_limit or skip_if_previous_running".into(),
+            ));
+        }
         super::notify::validate("settings.notifications", self.notifications.as_deref().unwrap_or_default())?;
         Ok(())
     }
@@ -287,6 +300,14 @@ impl Schedule {
         }
         if self.settings.webhook.is_some() && self.schedule_type != ScheduleType::Api {
             return Err(Error::Unprocessable("settings.webhook: only api schedules take webhooks".into()));
+        }
+        if self.schedule_type != ScheduleType::Api {
+            if self.settings.flow_control.is_some() {
+                return Err(Error::Unprocessable("settings.flow_control: only api schedules take flow control".into()));
+            }
+            if self.settings.rules.is_some() {
+                return Err(Error::Unprocessable("settings.rules: only api schedules take payload rules".into()));
+            }
         }
         if self.schedule_type == ScheduleType::Time && self.schedule_interval.is_none() {
             return Err(Error::Unprocessable(

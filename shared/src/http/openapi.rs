@@ -150,13 +150,13 @@ fn operation(e: Endpoint) -> Operation {
             "Trigger a run with the schedule's token in the path",
             &["wait"],
             Some("MageTriggerBody"),
-            "MageRunAnswer",
+            "MageTriggerAnswer",
         ),
         ApiTriggerScheduleRun => op(
             "Trigger a run with the schedule's token as a Bearer token",
             &["wait"],
             Some("MageTriggerBody"),
-            "MageRunAnswer",
+            "MageTriggerAnswer",
         ),
         WebhookScheduleRun => op(
             "Trigger a run from a provider-signed webhook delivery (settings.webhook)",
@@ -171,8 +171,14 @@ fn operation(e: Endpoint) -> Operation {
             "MageRunAnswer",
         ),
         RunScheduleNow => {
-            op("Run a schedule now", &["api_key", "wait"], Some("MageTriggerBody"), "MageRunAnswer")
+            op("Run a schedule now", &["api_key", "wait"], Some("MageTriggerBody"), "MageTriggerAnswer")
         }
+        TestScheduleRules => op(
+            "What a trigger with this body and these headers would do under the schedule's rules and flow control, without a run",
+            &["api_key"],
+            Some("MageTriggerBody"),
+            "RulesTestAnswer",
+        ),
         ListScheduleRuns => op(
             "List a schedule's runs",
             &["_limit", "_offset", "_cursor", "status", "api_key"],

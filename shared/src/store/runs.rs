@@ -151,7 +151,7 @@ pub struct CreateWith<'a> {
     /// read at.
     pub fire: Option<(&'a Schedule, u64)>,
     /// The run's schedule's slots item (`admission`), conditioned on the version read (`None`: new).
-    pub slots: Option<(i64, &'a crate::admission::Slots, Option<u64>)>,
+    pub slots: Option<(&'a crate::admission::SlotsKey, &'a crate::admission::Slots, Option<u64>)>,
 }
 
 /// The claim of one fire time of one schedule: `FIRED#<schedule id>#<fire time>`.
@@ -293,8 +293,8 @@ impl Store {
                 it.expires_at = Some(rec.expires_at());
                 puts.push(Put { item: it, condition: Condition::AbsentOrExpired(rec.created.timestamp()) });
             }
-            if let Some((schedule_id, slots, version)) = with.slots {
-                puts.push(super::schedules::slots_put(schedule_id, slots, version)?);
+            if let Some((key, slots, version)) = with.slots {
+                puts.push(super::schedules::slots_put(key, slots, version)?);
             }
             if let Some((schedule, version)) = with.fire {
                 let claim = encode(&serde_json::json!({ "run_uuid": run.uuid }))?;

@@ -7,7 +7,8 @@ use chrono::{DateTime, Datelike, Utc};
 use super::table::{Condition, Put, WriteError};
 use super::wake::{wake_key, WAKE_SHARDS};
 use super::{decode_all, encode, index_sort_key, item, Store, Versioned};
-use crate::admission::Slots;
+use crate::admission::{Slots, SlotsKey};
+use sha2::Digest;
 use crate::domain::{bounds, Schedule, ScheduleStatus};
 use crate::{Error, Result};
 
@@ -85,33 +86,41 @@ impl Store {
     }
 }
 
-fn slots_pk(schedule_id: i64) -> String {
-    format!("SLOTS#{schedule_id}")
+/// `SLOTS#<schedule id>`, or per flow-control key `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>`:
+/// each key value its own partition, so no key is hot for another.
+fn slots_pk(key: &SlotsKey) -> String {
+    match &key.flow_key {
+        None => format!("SLOTS#{}", key.schedule_id),
+        Some(k) => {
+            let hash = hex::encode(sha2::Sha256::digest(k.as_bytes()));
+            format!("SLOTS#{}#{}", key.schedule_id, &hash[..32])
+        }
+    }
 }
 
 /// The slots item of a schedule with run limits, to write (conditioned on `version`, or on being new).
-pub(super) fn slots_put(schedule_id: i64, slots: &Slots, version: Option<u64>) -> Result<Put> {
-    let mut it = item(slots_pk(schedule_id), "SLOTS", None, encode(slots)?);
+pub(super) fn slots_put(key: &SlotsKey, slots: &Slots, version: Option<u64>) -> Result<Put> {
+    let mut it = item(slots_pk(key), "SLOTS", None, encode(slots)?);
     it.version = version.map_or(1, |v| v + 1);
     Ok(Put { item: it, condition: version.map_or(Condition::Absent, Condition::Version) })
 }
 
 impl Store {
     /// The slots item of a schedule with run limits (`admission`): one `GetItem`.
-    pub async fn slots(&self, schedule_id: i64) -> Result<Option<Versioned<Slots>>> {
-        self.get_doc(slots_pk(schedule_id), "SLOTS").await
+    pub async fn slots(&self, key: &SlotsKey) -> Result<Option<Versioned<Slots>>> {
+        self.get_doc(slots_pk(key), "SLOTS").await
     }
 
     /// A hand-over: the slots item and the runs it concerns (each conditioned on the version read), in
     /// one transaction; `false` if any changed first.
     pub async fn hand_over(
         &self,
-        schedule_id: i64,
+        key: &SlotsKey,
         slots: &Slots,
         version: u64,
         runs: &[Versioned<crate::domain::Run>],
     ) -> Result<bool> {
-        let mut puts = vec![slots_put(schedule_id, slots, Some(version))?];
+        let mut puts = vec![slots_put(key, slots, Some(version))?];
         for r in runs {
             puts.push(Put {
                 item: Self::run_item(&r.value, r.version + 1)?,

@@ -3,6 +3,7 @@
 //! resource.
 
 pub mod backfills;
+pub mod rules;
 pub mod runs;
 pub mod schedules;
 pub mod triggers;

@@ -5,9 +5,15 @@
 //! Body mapping, as in Mage: `pipeline_run.variables` becomes the run's `variables` (over the schedule's
 //! own), `pipeline_run.execution_date` may set the execution date, and every other top-level key goes
 //! into `event_variables` (`null` when there is none).
+//!
+//! A schedule with payload rules or flow control (SPEC §12, `flow`) decides first: no matching rule, or
+//! a key whose slots are taken under `on_limit: skip`, answers 200 `{"pipeline_run": null, "skipped":
+//! "<reason>"}` and writes nothing; otherwise the answer carries `"flow_control": {"rule", "key",
+//! "outcome"}`, `outcome` one of `new_run` (it may start), `queued` (it waits for a run of its key to
+//! finish) or `cancelling_running` (it waits while the key's running runs are cancelled).
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use std::time::Duration;
 
@@ -16,17 +22,20 @@ use crate::domain::bounds;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
 use crate::http::{auth, json_type_name, wait, ApiRequest, ApiResponse};
-use crate::trigger::{read_schedule, start_schedule_run_with, Idempotency, Prefetched, RunOptions};
+use crate::admission::Limits;
+use crate::domain::run::Slot;
+use crate::flow;
+use crate::trigger::{read_schedule, start_schedule_run_or_skip, Idempotency, Prefetched, RunOptions, Started};
 use crate::{App, Error, Result};
 
 /// What a trigger body says, mapped as Mage maps it.
-struct TriggerBody {
+pub(super) struct TriggerBody {
     variables: Map<String, Value>,
     event_variables: Option<Value>,
     execution_date: Option<DateTime<Utc>>,
 }
 
-fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
+pub(super) fn map_body(mut body: Map<String, Value>) -> Result<TriggerBody> {
     let mut out = TriggerBody { variables: Map::new(), event_variables: None, execution_date: None };
     if let Some(pr) = body.remove("pipeline_run") {
         let Value::Object(pr) = pr else {
@@ -111,7 +120,14 @@ async fn run(
     let body = req.json_object()?;
     let idempotency =
         Idempotency::new(req.header("idempotency-key"), format!("schedule:{}", loaded.0.id), &body)?;
-    start_mapped(app, loaded, body, idempotency, Map::new(), wait, follow).await
+    start_mapped(app, loaded, body, &req.headers, idempotency, Map::new(), Reply { wait, follow }).await
+}
+
+/// How a trigger answers: at once or after waiting (`http::wait`), and where its caller polls.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reply {
+    pub wait: Option<Duration>,
+    pub follow: Follow,
 }
 
 /// Where the caller of a trigger polls its run (a waiting trigger's `Location`).
@@ -123,37 +139,101 @@ pub(super) enum Follow {
     ApiKey,
 }
 
-/// Starts a run of the schedule from a trigger body mapped as Mage maps it ([`map_body`]); `extra`
-/// variables go over the schedule's and the body's. Answers `{"pipeline_run": {...}}`, after waiting
-/// for the run if `wait` (`http::wait`).
+/// What the schedule's rules and flow control make of a mapped trigger body (`flow::decide`):
+/// the run's variables (the schedule's, the body's, then `extra`) and the decision.
+pub(super) fn decide(
+    schedule: &Schedule,
+    mapped: &TriggerBody,
+    headers: &http::HeaderMap,
+    extra: Map<String, Value>,
+) -> Result<(Map<String, Value>, flow::Decision)> {
+    let mut variables = schedule.variables.clone();
+    variables.extend(mapped.variables.clone());
+    variables.extend(extra);
+    let s = &schedule.settings;
+    let headers = if s.flow_control.is_some() || s.rules.is_some() { flow::headers_of(headers) } else { Map::new() };
+    let decision = flow::decide(
+        s.flow_control.as_ref(),
+        s.rules.as_deref(),
+        mapped.event_variables.as_ref(),
+        &variables,
+        headers,
+    )?;
+    Ok((variables, decision))
+}
+
+/// The answer's `flow_control` object, for a schedule with rules or flow control.
+fn flow_view(schedule: &Schedule, d: &flow::Decision, waiting: bool) -> Option<Value> {
+    let s = &schedule.settings;
+    if s.flow_control.is_none() && s.rules.is_none() {
+        return None;
+    }
+    let cancelling = s.flow_control.as_ref().and_then(|f| f.concurrency.as_ref()).map(|c| c.on_limit)
+        == Some(flow::OnLimit::CancelRunning);
+    let outcome = match (d.skipped.is_some(), waiting, cancelling) {
+        (true, ..) => "skipped",
+        (false, false, _) => "new_run",
+        (false, true, false) => "queued",
+        (false, true, true) => "cancelling_running",
+    };
+    Some(json!({ "rule": d.rule, "key": d.key, "outcome": outcome }))
+}
+
+/// 200 without a run: the rules or flow control skipped this trigger.
+fn skipped(schedule: &Schedule, d: &flow::Decision) -> ApiResponse {
+    let mut body = json!({ "pipeline_run": null, "skipped": d.skipped });
+    if let Some(f) = flow_view(schedule, d, false) {
+        body["flow_control"] = f;
+    }
+    ApiResponse::ok(&body)
+}
+
+/// Starts a run of the schedule from a trigger body mapped as Mage maps it ([`map_body`]), under its
+/// rules and flow control; `extra` variables go over the schedule's and the body's. Answers
+/// `{"pipeline_run": {...}}`, after waiting for the run if `reply.wait` (`http::wait`).
 pub(super) async fn start_mapped(
     app: &App,
     (schedule, prefetched): (Schedule, Option<Prefetched>),
     body: Map<String, Value>,
+    headers: &http::HeaderMap,
     idempotency: Option<Idempotency>,
     extra: Map<String, Value>,
-    wait: Option<Duration>,
-    follow: Follow,
+    reply: Reply,
 ) -> Result<ApiResponse> {
     let mapped = map_body(body)?;
-    let mut variables = schedule.variables.clone();
-    variables.extend(mapped.variables);
-    variables.extend(extra);
+    let (variables, mut decision) = decide(&schedule, &mapped, headers, extra)?;
+    if decision.skipped.is_some() {
+        // Counted in the log: `docs/flow.md` has the Logs Insights query.
+        tracing::info!(schedule_id = schedule.id, skipped = decision.skipped.as_deref().unwrap_or(""), "trigger skipped: no run");
+        return Ok(skipped(&schedule, &decision));
+    }
     let opts = RunOptions {
         variables: Some(Value::Object(variables)),
-        event_variables: mapped.event_variables,
+        event_variables: decision.event_variables.clone(),
         execution_date: mapped.execution_date,
         idempotency,
+        limits: Limits::of(&schedule, decision.key.as_deref()),
         ..RunOptions::of_schedule(&schedule)?
     };
-    let detail = start_schedule_run_with(app, &schedule, prefetched, opts).await?;
-    let location = match follow {
+    let detail = match start_schedule_run_or_skip(app, &schedule, prefetched, opts).await? {
+        Started::Run(detail) => detail,
+        Started::Skipped(why) => {
+            decision.skipped = Some(why);
+            return Ok(skipped(&schedule, &decision));
+        }
+    };
+    let location = match reply.follow {
         Follow::Token => status_path(schedule.id, detail.run.id),
         Follow::ApiKey => format!("/api/pipeline_runs/{}", detail.run.id),
     };
+    let flow = flow_view(&schedule, &decision, detail.run.slot == Some(Slot::Waiting));
     let schedule = &schedule;
-    wait::respond(app, wait, detail, location, |d| async move {
-        Ok(ApiResponse::ok(&view::one("pipeline_run", view::run(&d, Some(schedule)))))
+    wait::respond(app, reply.wait, detail, location, |d| async move {
+        let mut body = view::one("pipeline_run", view::run(&d, Some(schedule)));
+        if let Some(f) = flow {
+            body["flow_control"] = f;
+        }
+        Ok(ApiResponse::ok(&body))
     })
     .await
 }

@@ -12,7 +12,7 @@
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::triggers::{load, start_mapped, Follow};
+use super::triggers::{load, start_mapped, Follow, Reply};
 use crate::domain::ScheduleStatus;
 use crate::http::{wait, ApiRequest, ApiResponse};
 use crate::trigger::Idempotency;
@@ -93,5 +93,6 @@ pub async fn handle(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
         delivery_id = delivery.delivery_id.as_deref().unwrap_or(""),
         "webhook delivery verified"
     );
-    start_mapped(app, (schedule, prefetched), body, idempotency, extra, wait, Follow::Token).await
+    let reply = Reply { wait, follow: Follow::Token };
+    start_mapped(app, (schedule, prefetched), body, &req.headers, idempotency, extra, reply).await
 }

@@ -1,0 +1,58 @@
+//! `POST /api/pipeline_schedules/{id}/rules/test`: what a trigger of the schedule with this body and
+//! these headers would do under its payload rules and flow control (SPEC §12) — without a run: nothing
+//! is written. Answers `{"rules_test": {"outcome", "skipped", "rule", "key", "event_variables",
+//! "variables", "slots"}, "metadata": null}`; `outcome` is what the live path would answer now
+//! (`new_run`, `queued`, `cancelling_running` or `skipped`), judged from the key's slots item as it
+//! stands (`slots`: held and waiting runs, and the limit), which a concurrent trigger may change.
+
+use serde_json::{json, Map};
+
+use super::path_id;
+use super::triggers::{decide, map_body};
+use crate::admission::Limits;
+use crate::flow::OnLimit;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::{App, Error, Result};
+
+pub async fn test(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
+    let id = path_id(req, "pipeline schedule")?;
+    let schedule = app
+        .store
+        .get_schedule(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No pipeline schedule with id {id}")))?
+        .value;
+    let mapped = map_body(req.json_object()?)?;
+    let (variables, d) = decide(&schedule, &mapped, &req.headers, Map::new())?;
+    let limits = Limits::of(&schedule, d.key.as_deref()).filter(|_| d.skipped.is_none());
+    let mut slots = serde_json::Value::Null;
+    let mut outcome = if d.skipped.is_some() { "skipped" } else { "new_run" };
+    if let Some(l) = limits {
+        let current = app.store.slots(&l.slots).await?.map(|v| v.value).unwrap_or_default();
+        let full = current.holders.len() >= l.limit || !current.waiting.is_empty();
+        let busy = !current.holders.is_empty() || !current.waiting.is_empty();
+        outcome = match (l.skip_if_previous_running && busy, full, l.on_limit) {
+            (true, ..) | (false, true, OnLimit::Skip) => "skipped",
+            (false, false, _) => "new_run",
+            (false, true, OnLimit::Queue) => "queued",
+            (false, true, OnLimit::CancelRunning) => "cancelling_running",
+        };
+        slots = json!({
+            "held": current.holders.len(),
+            "waiting": current.waiting.len(),
+            "limit": (l.limit != usize::MAX).then_some(l.limit),
+        });
+    }
+    Ok(ApiResponse::ok(&json!({
+        "rules_test": {
+            "outcome": outcome,
+            "skipped": d.skipped,
+            "rule": d.rule,
+            "key": d.key,
+            "event_variables": d.event_variables,
+            "variables": variables,
+            "slots": slots,
+        },
+        "metadata": null,
+    })))
+}

@@ -1,0 +1,287 @@
+//! Flow control and payload rules (SPEC §12) through the Mage API of the embedded router, with the
+//! worker driven as SQS would drive it — each test on the in-memory store and on DynamoDB Local:
+//! payload rules filter and map a GitHub push (and the rules test route says the same without a run);
+//! `per_key: 1` runs one run per key at a time with the keys in parallel under 60 concurrent triggers;
+//! `on_limit: skip` writes nothing; `cancel_running` cancels the key's running run and starts the new
+//! one; bad settings and a key that fails on a payload are a 422 that writes nothing.
+
+use std::sync::Arc;
+
+use kickoff::domain::{ApiKey, Role, RunStatus};
+use kickoff::queue::RunQueue;
+use kickoff::store::RunView;
+use kickoff_tests::blocks::{BlockServer, Reply};
+use kickoff_tests::worker::Harness;
+use kickoff_tests::{hmac_sha256, request, stack, Answer};
+use serde_json::{json, Value};
+
+/// The in-memory harness, and one on a fresh DynamoDB Local table.
+async fn harnesses(test: &str) -> Vec<(&'static str, Harness, String)> {
+    let mut out = vec![("memory", Harness::new().await)];
+    if let Some(stack) = stack(test) {
+        out.push(("dynamodb", Harness::on(Arc::new(stack.new_table("flow").await)).await));
+    }
+    let mut ready = Vec::new();
+    for (name, h) in out {
+        kickoff::demo::seed(&h.app).await.expect("demo");
+        let (secret, key) = ApiKey::generate(Role::Write, "test", h.app.clock.now());
+        h.app.store.put_api_key(&key).await.expect("key");
+        ready.push((name, h, format!("Bearer {secret}")));
+    }
+    ready
+}
+
+async fn call(h: &Harness, key: &str, method: &str, path: &str, body: Value) -> Answer {
+    request(method, &format!("{}{path}", h.api), &[("authorization", key)], body.to_string()).await
+}
+
+/// Creates an active `api` schedule of `pipeline` with these settings: its id and token.
+async fn api_schedule(h: &Harness, key: &str, pipeline: &str, settings: Value) -> (i64, String) {
+    let body = json!({"pipeline_schedule": {"name": "flow", "schedule_type": "api", "status": "active", "settings": settings}});
+    let a = call(h, key, "POST", &format!("/api/pipelines/{pipeline}/pipeline_schedules"), body).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let s = &a.json["pipeline_schedule"];
+    (s["id"].as_i64().expect("id"), s["token"].as_str().expect("token").to_string())
+}
+
+async fn trigger(h: &Harness, id: i64, token: &str, body: Value) -> Answer {
+    let path = format!("{}/api/pipeline_schedules/{id}/pipeline_runs/{token}", h.api);
+    request("POST", &path, &[], body.to_string()).await
+}
+
+async fn runs_of(h: &Harness, schedule: i64) -> Vec<kickoff::domain::Run> {
+    let mut runs = Vec::new();
+    for e in h.app.store.run_entries(&RunView::Schedule(schedule)).await.expect("entries") {
+        runs.push(h.app.store.get_run(e.uuid).await.expect("get").expect("run").value.run);
+    }
+    runs.sort_by_key(|r| r.id);
+    runs
+}
+
+#[tokio::test]
+async fn rules_map_a_matching_github_push_and_make_no_run_for_the_rest() {
+    for (store, h, key) in harnesses("rules_map_a_matching_github_push_and_make_no_run_for_the_rest").await {
+        let settings = json!({
+            "webhook": {"provider": "github", "secret": "s3cret-webhook"},
+            "rules": [
+                {"when": r#"headers["x-github-event"] == "push" && event.ref == "refs/heads/main""#,
+                 "variables": {"branch": r#"event.ref.substring(11)"#, "pusher": "event.pusher.name"}},
+                {"when": "event.ref.startsWith('refs/tags/')", "variables": {"tag": "event.ref"}}
+            ]
+        });
+        let (id, _) = api_schedule(&h, &key, "training", settings).await;
+        let deliver = |body: Value, delivery: &'static str| {
+            let raw = body.to_string();
+            let sig = format!("sha256={}", hex::encode(hmac_sha256(b"s3cret-webhook", raw.as_bytes())));
+            let url = format!("{}/api/pipeline_schedules/{id}/webhook", h.api);
+            async move {
+                let headers = [
+                    ("x-hub-signature-256", sig.as_str()),
+                    ("x-github-event", "push"),
+                    ("x-github-delivery", delivery),
+                    ("content-type", "application/json"),
+                ];
+                request("POST", &url, &headers, raw).await
+            }
+        };
+        let dev = json!({"ref": "refs/heads/dev", "pusher": {"name": "ada"}, "commits": [1, 2]});
+        let a = deliver(dev.clone(), "d-1").await;
+        assert_eq!(a.status, 200, "{store}: {}", a.json);
+        assert_eq!(a.json["pipeline_run"], Value::Null, "{store}: {}", a.json);
+        assert_eq!(a.json["skipped"], "no rule matched", "{store}: {}", a.json);
+        assert!(runs_of(&h, id).await.is_empty(), "{store}: a filtered push makes no run");
+
+        let main = json!({"ref": "refs/heads/main", "pusher": {"name": "ada"}, "commits": [1, 2]});
+        let a = deliver(main.clone(), "d-2").await;
+        assert_eq!(a.status, 200, "{store}: {}", a.json);
+        let run = &a.json["pipeline_run"];
+        assert_eq!(run["event_variables"], json!({"branch": "main", "pusher": "ada"}), "{store}: only the named ones");
+        assert_eq!(run["variables"]["webhook"]["event"], "push");
+        assert_eq!(a.json["flow_control"], json!({"rule": 0, "key": null, "outcome": "new_run"}));
+        assert_eq!(runs_of(&h, id).await.len(), 1, "{store}");
+
+        // The test route answers what the live path did, and writes nothing.
+        let test = format!("/api/pipeline_schedules/{id}/rules/test");
+        let t = request(
+            "POST",
+            &format!("{}{test}", h.api),
+            &[("authorization", key.as_str()), ("x-github-event", "push")],
+            main.to_string(),
+        )
+        .await;
+        assert_eq!(t.status, 200, "{store}: {}", t.json);
+        let r = &t.json["rules_test"];
+        assert_eq!((r["outcome"].as_str(), r["rule"].as_i64()), (Some("new_run"), Some(0)), "{store}: {}", t.json);
+        assert_eq!(r["event_variables"], json!({"branch": "main", "pusher": "ada"}));
+        let t = call(&h, &key, "POST", &test, json!({"ref": "refs/tags/v1"})).await;
+        assert_eq!(t.json["rules_test"]["event_variables"], json!({"tag": "refs/tags/v1"}), "{store}: {}", t.json);
+        let t = call(&h, &key, "POST", &test, dev).await;
+        assert_eq!(t.json["rules_test"]["outcome"], "skipped", "{store}: no x-github-event header: {}", t.json);
+        assert_eq!(runs_of(&h, id).await.len(), 1, "{store}: the test route makes no run");
+    }
+}
+
+#[tokio::test]
+async fn one_run_per_key_at_a_time_with_the_keys_in_parallel() {
+    for (store, h, key) in harnesses("one_run_per_key_at_a_time_with_the_keys_in_parallel").await {
+        let settings = json!({"flow_control": {"key": "event.customer", "concurrency": {"per_key": 1}}});
+        let (id, token) = api_schedule(&h, &key, "training", settings).await;
+        let customers = ["acme", "globex", "initech"];
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..60 {
+            let (api, token) = (h.api.clone(), token.clone());
+            let customer = customers[i % 3];
+            tasks.spawn(async move {
+                let path = format!("{api}/api/pipeline_schedules/{id}/pipeline_runs/{token}");
+                (customer, request("POST", &path, &[], json!({"customer": customer, "n": i}).to_string()).await)
+            });
+        }
+        let mut outcomes = std::collections::BTreeMap::<(&str, String), usize>::new();
+        while let Some(done) = tasks.join_next().await {
+            let (customer, a) = done.expect("task");
+            assert_eq!(a.status, 200, "{store}: {}", a.json);
+            assert_eq!(a.json["flow_control"]["key"], customer);
+            let outcome = a.json["flow_control"]["outcome"].as_str().expect("outcome").to_string();
+            *outcomes.entry((customer, outcome)).or_default() += 1;
+        }
+        for c in customers {
+            assert_eq!(outcomes.get(&(c, "new_run".into())), Some(&1), "{store}: {outcomes:?}");
+            assert_eq!(outcomes.get(&(c, "queued".into())), Some(&19), "{store}: {outcomes:?}");
+        }
+        // The three keys' first runs are queued at once: in parallel.
+        assert_eq!(h.queue.visible_len().await, 3, "{store}: one admitted run per key");
+        // Drive the worker; after every step no key has two unfinished runs admitted.
+        for _ in 0..200 {
+            let runs = runs_of(&h, id).await;
+            for c in customers {
+                let admitted = runs
+                    .iter()
+                    .filter(|r| r.flow_key.as_deref() == Some(c) && !r.status.is_finished())
+                    .filter(|r| r.slot == Some(kickoff::domain::run::Slot::Held))
+                    .count();
+                assert!(admitted <= 1, "{store}: {admitted} runs of {c} admitted at once");
+            }
+            if runs.iter().all(|r| r.status == RunStatus::Completed) {
+                break;
+            }
+            // A second per message, so that start and end times order the runs.
+            h.clock.advance(chrono::Duration::seconds(1));
+            let batch = h.queue.receive(1, std::time::Duration::from_millis(20)).await.expect("receive");
+            for m in batch {
+                let _ = h.worker.handle(&m.message).await;
+                h.queue.delete(&m.receipt).await.expect("delete");
+            }
+        }
+        let runs = runs_of(&h, id).await;
+        assert_eq!(runs.len(), 60, "{store}");
+        for c in customers {
+            let mut mine: Vec<_> = runs.iter().filter(|r| r.flow_key.as_deref() == Some(c)).collect();
+            mine.sort_by_key(|r| r.started_at);
+            assert_eq!(mine.len(), 20, "{store}");
+            for r in &mine {
+                assert_eq!(r.status, RunStatus::Completed, "{store}: {r:#?}");
+            }
+            for pair in mine.windows(2) {
+                let (done, next) = (pair[0].completed_at.expect("done"), pair[1].started_at.expect("started"));
+                assert!(next > done, "{store}: run {} of {c} started before run {} ended", pair[1].id, pair[0].id);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn on_limit_skip_writes_nothing_and_says_why() {
+    for (store, h, key) in harnesses("on_limit_skip_writes_nothing_and_says_why").await {
+        let settings =
+            json!({"flow_control": {"key": "event.customer", "concurrency": {"per_key": 1, "on_limit": "skip"}}});
+        let (id, token) = api_schedule(&h, &key, "training", settings).await;
+        let first = trigger(&h, id, &token, json!({"customer": "acme"})).await;
+        assert_eq!(first.json["flow_control"]["outcome"], "new_run", "{store}: {}", first.json);
+        let second = trigger(&h, id, &token, json!({"customer": "acme"})).await;
+        assert_eq!(second.status, 200, "{store}: {}", second.json);
+        assert_eq!(second.json["pipeline_run"], Value::Null, "{store}: {}", second.json);
+        assert!(second.json["skipped"].as_str().is_some_and(|s| s.contains("on_limit: skip")), "{}", second.json);
+        assert_eq!(second.json["flow_control"]["outcome"], "skipped");
+        let other = trigger(&h, id, &token, json!({"customer": "globex"})).await;
+        assert_eq!(other.json["flow_control"]["outcome"], "new_run", "{store}: another key runs");
+        assert_eq!(runs_of(&h, id).await.len(), 2, "{store}: the skip wrote nothing");
+        // An idempotent repeat of the run that holds the slot answers that run, not a skip.
+        let path = format!("{}/api/pipeline_schedules/{id}/pipeline_runs/{token}", h.api);
+        let body = json!({"customer": "initech"}).to_string();
+        let a = request("POST", &path, &[("idempotency-key", "k-1")], body.clone()).await;
+        let b = request("POST", &path, &[("idempotency-key", "k-1")], body).await;
+        assert_eq!(a.json["pipeline_run"]["id"], b.json["pipeline_run"]["id"], "{store}: {}", b.json);
+        // Once the key's run has finished, the key runs again.
+        h.deliver_visible().await;
+        let again = trigger(&h, id, &token, json!({"customer": "acme"})).await;
+        assert_eq!(again.json["flow_control"]["outcome"], "new_run", "{store}: {}", again.json);
+    }
+}
+
+#[tokio::test]
+async fn cancel_running_cancels_the_keys_running_run_and_starts_the_new_one() {
+    for (store, h, key) in harnesses("cancel_running_cancels_the_keys_running_run_and_starts_the_new_one").await {
+        let blocks = BlockServer::start().await;
+        blocks.script("wait", vec![Reply::status(202)]);
+        let pipeline = json!({"name": "slow", "blocks": [
+            {"name": "wait", "executor": {"type": "http", "url": format!("{}/wait", blocks.url)}}]});
+        let a = call(&h, &key, "POST", "/api/v1/pipelines", pipeline).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let settings = json!({"flow_control": {"key": "event.branch",
+                              "concurrency": {"per_key": 1, "on_limit": "cancel_running"}}});
+        let (id, token) = api_schedule(&h, &key, "slow", settings).await;
+        let first = trigger(&h, id, &token, json!({"branch": "main"})).await;
+        assert_eq!(first.json["flow_control"]["outcome"], "new_run", "{store}: {}", first.json);
+        let first_id = first.json["pipeline_run"]["id"].as_i64().expect("id");
+        h.deliver_visible().await;
+        let runs = runs_of(&h, id).await;
+        assert_eq!(runs[0].status, RunStatus::Running, "{store}: the block accepted and runs");
+        let other = trigger(&h, id, &token, json!({"branch": "dev"})).await;
+        assert_eq!(other.json["flow_control"]["outcome"], "new_run", "{store}: another key is not touched");
+
+        let second = trigger(&h, id, &token, json!({"branch": "main"})).await;
+        assert_eq!(second.status, 200, "{store}: {}", second.json);
+        assert_eq!(second.json["flow_control"]["outcome"], "cancelling_running", "{store}: {}", second.json);
+        let second_id = second.json["pipeline_run"]["id"].as_i64().expect("id");
+        h.deliver_visible().await;
+        let runs = runs_of(&h, id).await;
+        let status = |run_id: i64| runs.iter().find(|r| r.id == run_id).expect("run").status;
+        assert_eq!(status(first_id), RunStatus::Cancelled, "{store}");
+        assert_eq!(status(second_id), RunStatus::Running, "{store}: the new run started");
+        let other_id = other.json["pipeline_run"]["id"].as_i64().expect("id");
+        assert_eq!(status(other_id), RunStatus::Running, "{store}: dev's run goes on");
+        assert_eq!(blocks.calls().len(), 3, "{store}: one call per run");
+    }
+}
+
+#[tokio::test]
+async fn bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing() {
+    for (store, h, key) in harnesses("bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing").await {
+        let path = "/api/pipelines/training/pipeline_schedules";
+        for (schedule, says) in [
+            (json!({"schedule_type": "time", "schedule_interval": "@daily", "settings": {"flow_control": {"key": "1"}}}),
+             "settings.flow_control: only api schedules"),
+            (json!({"schedule_type": "api", "settings": {"rules": [{"when": "event.("}]}}), "settings.rules[0].when: "),
+            (json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "concurrency": {"per_key": 0}}}}),
+             "settings.flow_control.concurrency.per_key: at least 1"),
+            (json!({"schedule_type": "api", "settings": {"pipeline_run_limit": 2,
+                    "flow_control": {"key": "event.a", "concurrency": {"per_key": 1}}}}),
+             "settings.flow_control.concurrency: "),
+            (json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 5}}}}),
+             "debounce"),
+        ] {
+            let mut body = schedule;
+            body["name"] = json!("bad");
+            let a = call(&h, &key, "POST", path, json!({"pipeline_schedule": body})).await;
+            assert_eq!(a.status, 422, "{store}: {}", a.json);
+            let message = a.json["error"]["message"].as_str().expect("message");
+            assert!(message.contains(says), "{store}: {message:?} does not say {says:?}");
+        }
+        let settings = json!({"flow_control": {"key": "event.customer", "concurrency": {"per_key": 1}}});
+        let (id, token) = api_schedule(&h, &key, "training", settings).await;
+        let a = trigger(&h, id, &token, json!({"no_customer": true})).await;
+        assert_eq!(a.status, 422, "{store}: {}", a.json);
+        assert!(a.json["error"]["message"].as_str().expect("message").starts_with("settings.flow_control.key: "));
+        assert!(runs_of(&h, id).await.is_empty(), "{store}");
+    }
+}
