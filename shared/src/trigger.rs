@@ -178,7 +178,9 @@ impl Started {
     pub fn into_run(self) -> Result<RunDetail> {
         match self {
             Started::Run(detail) => Ok(detail),
-            Started::Skipped(why) => Err(Error::Internal(format!("a run was skipped without flow control: {why}"))),
+            Started::Skipped(why) => {
+                Err(Error::Internal(format!("a run was skipped without flow control: {why}")))
+            }
         }
     }
 }
@@ -263,7 +265,9 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
                 }
                 None => {
                     tracing::info!(schedule_id = ?opts.schedule_id, flow_key = ?run.flow_key, "flow control: the key's slots are taken; skipped");
-                    return Ok(Started::Skipped("flow_control: every slot of this key is taken (on_limit: skip)".into()));
+                    return Ok(Started::Skipped(
+                        "flow_control: every slot of this key is taken (on_limit: skip)".into(),
+                    ));
                 }
             }
         }
@@ -306,8 +310,12 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
     // admits this run; if this process dies first, this run waits for them to finish on their own.
     for uuid in superseded {
         match crate::cancel::cancel_run(app, uuid).await {
-            Ok(_) => tracing::info!(run_uuid = %uuid, by = %run.uuid, "flow control: run cancelled by a newer one of its key"),
-            Err(e) => tracing::info!(run_uuid = %uuid, error = %e, "flow control: a superseded run was not cancelled"),
+            Ok(_) => {
+                tracing::info!(run_uuid = %uuid, by = %run.uuid, "flow control: run cancelled by a newer one of its key")
+            }
+            Err(e) => {
+                tracing::info!(run_uuid = %uuid, error = %e, "flow control: a superseded run was not cancelled")
+            }
         }
     }
     if run.status != RunStatus::Initial || run.slot == Some(Slot::Waiting) {

@@ -392,6 +392,48 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         c.call("POST", &format!("/api/pipeline_schedules/{hook_id}/webhook"), &headers, Some(body), 200)
             .await;
     }
+    // Payload rules and flow control (SPEC §12): a trigger no rule matches makes no run; one per key at a
+    // time, a newer trigger cancelling the key's running run; the rules test route says so, writing nothing.
+    let flow = c
+        .call(
+            "POST",
+            "/api/pipelines/training/pipeline_schedules",
+            &w,
+            Some(json!({"pipeline_schedule": {"name": "per customer", "schedule_type": "api", "status": "active",
+                        "settings": {"rules": [{"when": "has(event.customer)", "variables": {"customer": "event.customer"}}],
+                                     "flow_control": {"key": "event.customer",
+                                                      "concurrency": {"per_key": 1, "on_limit": "cancel_running"}}}}})),
+            200,
+        )
+        .await;
+    let flow_id = flow.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+    let flow_token = flow.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+    let flow_path = format!("/api/pipeline_schedules/{flow_id}/pipeline_runs/{flow_token}");
+    let skipped = c.call("POST", &flow_path, &[], Some(json!({"other": 1})), 200).await;
+    assert_eq!(skipped.json["skipped"], "no rule matched", "{}", skipped.json);
+    for _ in 0..2 {
+        c.call("POST", &flow_path, &[], Some(json!({"customer": "acme"})), 200).await;
+    }
+    for key in [&r, &w] {
+        let t = c
+            .call(
+                "POST",
+                &format!("/api/pipeline_schedules/{flow_id}/rules/test"),
+                key,
+                Some(json!({"customer": "acme"})),
+                200,
+            )
+            .await;
+        assert_eq!(t.json["rules_test"]["key"], "acme", "{}", t.json);
+    }
+    c.call(
+        "POST",
+        &format!("/api/pipeline_schedules/{flow_id}/rules/test"),
+        &r,
+        Some(json!({"customer": "x".repeat(300)})),
+        422,
+    )
+    .await;
     c.call("GET", "/api/pipelines/training/pipeline_schedules?_limit=10&_offset=0", &r, None, 200).await;
     c.call("GET", "/api/pipeline_schedules?_limit=10", &r, None, 200).await;
     c.call("GET", &format!("/api/pipeline_schedules/{sid}"), &r, None, 200).await;

@@ -95,7 +95,11 @@ async fn rules_map_a_matching_github_push_and_make_no_run_for_the_rest() {
         let a = deliver(main.clone(), "d-2").await;
         assert_eq!(a.status, 200, "{store}: {}", a.json);
         let run = &a.json["pipeline_run"];
-        assert_eq!(run["event_variables"], json!({"branch": "main", "pusher": "ada"}), "{store}: only the named ones");
+        assert_eq!(
+            run["event_variables"],
+            json!({"branch": "main", "pusher": "ada"}),
+            "{store}: only the named ones"
+        );
         assert_eq!(run["variables"]["webhook"]["event"], "push");
         assert_eq!(a.json["flow_control"], json!({"rule": 0, "key": null, "outcome": "new_run"}));
         assert_eq!(runs_of(&h, id).await.len(), 1, "{store}");
@@ -111,12 +115,26 @@ async fn rules_map_a_matching_github_push_and_make_no_run_for_the_rest() {
         .await;
         assert_eq!(t.status, 200, "{store}: {}", t.json);
         let r = &t.json["rules_test"];
-        assert_eq!((r["outcome"].as_str(), r["rule"].as_i64()), (Some("new_run"), Some(0)), "{store}: {}", t.json);
+        assert_eq!(
+            (r["outcome"].as_str(), r["rule"].as_i64()),
+            (Some("new_run"), Some(0)),
+            "{store}: {}",
+            t.json
+        );
         assert_eq!(r["event_variables"], json!({"branch": "main", "pusher": "ada"}));
         let t = call(&h, &key, "POST", &test, json!({"ref": "refs/tags/v1"})).await;
-        assert_eq!(t.json["rules_test"]["event_variables"], json!({"tag": "refs/tags/v1"}), "{store}: {}", t.json);
+        assert_eq!(
+            t.json["rules_test"]["event_variables"],
+            json!({"tag": "refs/tags/v1"}),
+            "{store}: {}",
+            t.json
+        );
         let t = call(&h, &key, "POST", &test, dev).await;
-        assert_eq!(t.json["rules_test"]["outcome"], "skipped", "{store}: no x-github-event header: {}", t.json);
+        assert_eq!(
+            t.json["rules_test"]["outcome"], "skipped",
+            "{store}: no x-github-event header: {}",
+            t.json
+        );
         assert_eq!(runs_of(&h, id).await.len(), 1, "{store}: the test route makes no run");
     }
 }
@@ -133,7 +151,10 @@ async fn one_run_per_key_at_a_time_with_the_keys_in_parallel() {
             let customer = customers[i % 3];
             tasks.spawn(async move {
                 let path = format!("{api}/api/pipeline_schedules/{id}/pipeline_runs/{token}");
-                (customer, request("POST", &path, &[], json!({"customer": customer, "n": i}).to_string()).await)
+                (
+                    customer,
+                    request("POST", &path, &[], json!({"customer": customer, "n": i}).to_string()).await,
+                )
             });
         }
         let mut outcomes = std::collections::BTreeMap::<(&str, String), usize>::new();
@@ -182,8 +203,14 @@ async fn one_run_per_key_at_a_time_with_the_keys_in_parallel() {
                 assert_eq!(r.status, RunStatus::Completed, "{store}: {r:#?}");
             }
             for pair in mine.windows(2) {
-                let (done, next) = (pair[0].completed_at.expect("done"), pair[1].started_at.expect("started"));
-                assert!(next > done, "{store}: run {} of {c} started before run {} ended", pair[1].id, pair[0].id);
+                let (done, next) =
+                    (pair[0].completed_at.expect("done"), pair[1].started_at.expect("started"));
+                assert!(
+                    next > done,
+                    "{store}: run {} of {c} started before run {} ended",
+                    pair[1].id,
+                    pair[0].id
+                );
             }
         }
     }
@@ -192,15 +219,18 @@ async fn one_run_per_key_at_a_time_with_the_keys_in_parallel() {
 #[tokio::test]
 async fn on_limit_skip_writes_nothing_and_says_why() {
     for (store, h, key) in harnesses("on_limit_skip_writes_nothing_and_says_why").await {
-        let settings =
-            json!({"flow_control": {"key": "event.customer", "concurrency": {"per_key": 1, "on_limit": "skip"}}});
+        let settings = json!({"flow_control": {"key": "event.customer", "concurrency": {"per_key": 1, "on_limit": "skip"}}});
         let (id, token) = api_schedule(&h, &key, "training", settings).await;
         let first = trigger(&h, id, &token, json!({"customer": "acme"})).await;
         assert_eq!(first.json["flow_control"]["outcome"], "new_run", "{store}: {}", first.json);
         let second = trigger(&h, id, &token, json!({"customer": "acme"})).await;
         assert_eq!(second.status, 200, "{store}: {}", second.json);
         assert_eq!(second.json["pipeline_run"], Value::Null, "{store}: {}", second.json);
-        assert!(second.json["skipped"].as_str().is_some_and(|s| s.contains("on_limit: skip")), "{}", second.json);
+        assert!(
+            second.json["skipped"].as_str().is_some_and(|s| s.contains("on_limit: skip")),
+            "{}",
+            second.json
+        );
         assert_eq!(second.json["flow_control"]["outcome"], "skipped");
         let other = trigger(&h, id, &token, json!({"customer": "globex"})).await;
         assert_eq!(other.json["flow_control"]["outcome"], "new_run", "{store}: another key runs");
@@ -220,7 +250,9 @@ async fn on_limit_skip_writes_nothing_and_says_why() {
 
 #[tokio::test]
 async fn cancel_running_cancels_the_keys_running_run_and_starts_the_new_one() {
-    for (store, h, key) in harnesses("cancel_running_cancels_the_keys_running_run_and_starts_the_new_one").await {
+    for (store, h, key) in
+        harnesses("cancel_running_cancels_the_keys_running_run_and_starts_the_new_one").await
+    {
         let blocks = BlockServer::start().await;
         blocks.script("wait", vec![Reply::status(202)]);
         let pipeline = json!({"name": "slow", "blocks": [
@@ -256,19 +288,32 @@ async fn cancel_running_cancels_the_keys_running_run_and_starts_the_new_one() {
 
 #[tokio::test]
 async fn bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing() {
-    for (store, h, key) in harnesses("bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing").await {
+    for (store, h, key) in
+        harnesses("bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing").await
+    {
         let path = "/api/pipelines/training/pipeline_schedules";
         for (schedule, says) in [
-            (json!({"schedule_type": "time", "schedule_interval": "@daily", "settings": {"flow_control": {"key": "1"}}}),
-             "settings.flow_control: only api schedules"),
-            (json!({"schedule_type": "api", "settings": {"rules": [{"when": "event.("}]}}), "settings.rules[0].when: "),
-            (json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "concurrency": {"per_key": 0}}}}),
-             "settings.flow_control.concurrency.per_key: at least 1"),
-            (json!({"schedule_type": "api", "settings": {"pipeline_run_limit": 2,
+            (
+                json!({"schedule_type": "time", "schedule_interval": "@daily", "settings": {"flow_control": {"key": "1"}}}),
+                "settings.flow_control: only api schedules",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"rules": [{"when": "event.("}]}}),
+                "settings.rules[0].when: ",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "concurrency": {"per_key": 0}}}}),
+                "settings.flow_control.concurrency.per_key: at least 1",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"pipeline_run_limit": 2,
                     "flow_control": {"key": "event.a", "concurrency": {"per_key": 1}}}}),
-             "settings.flow_control.concurrency: "),
-            (json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 5}}}}),
-             "debounce"),
+                "settings.flow_control.concurrency: ",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 5}}}}),
+                "debounce",
+            ),
         ] {
             let mut body = schedule;
             body["name"] = json!("bad");
@@ -281,7 +326,10 @@ async fn bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing() {
         let (id, token) = api_schedule(&h, &key, "training", settings).await;
         let a = trigger(&h, id, &token, json!({"no_customer": true})).await;
         assert_eq!(a.status, 422, "{store}: {}", a.json);
-        assert!(a.json["error"]["message"].as_str().expect("message").starts_with("settings.flow_control.key: "));
+        assert!(a.json["error"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("settings.flow_control.key: "));
         assert!(runs_of(&h, id).await.is_empty(), "{store}");
     }
 }

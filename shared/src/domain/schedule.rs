@@ -303,10 +303,14 @@ impl Schedule {
         }
         if self.schedule_type != ScheduleType::Api {
             if self.settings.flow_control.is_some() {
-                return Err(Error::Unprocessable("settings.flow_control: only api schedules take flow control".into()));
+                return Err(Error::Unprocessable(
+                    "settings.flow_control: only api schedules take flow control".into(),
+                ));
             }
             if self.settings.rules.is_some() {
-                return Err(Error::Unprocessable("settings.rules: only api schedules take payload rules".into()));
+                return Err(Error::Unprocessable(
+                    "settings.rules: only api schedules take payload rules".into(),
+                ));
             }
         }
         if self.schedule_type == ScheduleType::Time && self.schedule_interval.is_none() {

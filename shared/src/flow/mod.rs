@@ -83,7 +83,9 @@ pub fn validate(flow: Option<&FlowControl>, rules: Option<&[Rule]>) -> Result<()
         compile("settings.flow_control.key", &f.key)?;
         if let Some(c) = &f.concurrency {
             if c.per_key == 0 {
-                return Err(Error::Unprocessable("settings.flow_control.concurrency.per_key: at least 1".into()));
+                return Err(Error::Unprocessable(
+                    "settings.flow_control.concurrency.per_key: at least 1".into(),
+                ));
             }
             bounds::at_most("settings.flow_control.concurrency.per_key", c.per_key, MAX_PER_KEY)?;
         }
@@ -117,7 +119,9 @@ fn compile_rules(rules: &[Rule]) -> Result<Vec<CompiledRule>> {
                 variables: r
                     .variables
                     .iter()
-                    .map(|(name, src)| Ok((name.clone(), compile(&format!("settings.rules[{i}].variables.{name}"), src)?)))
+                    .map(|(name, src)| {
+                        Ok((name.clone(), compile(&format!("settings.rules[{i}].variables.{name}"), src)?))
+                    })
                     .collect::<Result<_>>()?,
             })
         })
@@ -191,7 +195,9 @@ pub fn decide(
 /// [`decide`] leaves out credentials and signatures.
 pub fn headers_of(map: &http::HeaderMap) -> Map<String, Value> {
     map.iter()
-        .filter_map(|(name, v)| Some((name.as_str().to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .filter_map(|(name, v)| {
+            Some((name.as_str().to_string(), Value::String(v.to_str().ok()?.to_string())))
+        })
         .collect()
 }
 
@@ -237,12 +243,18 @@ mod tests {
         let e = decide(Some(&f), None, Some(&long), &Map::new(), Map::new()).unwrap_err();
         assert!(e.to_string().starts_with("settings.flow_control.key: "), "{e}");
         let e = decide(Some(&f), None, None, &Map::new(), Map::new()).unwrap_err();
-        assert!(e.to_string().starts_with("settings.flow_control.key: "), "an empty body has no customer: {e}");
+        assert!(
+            e.to_string().starts_with("settings.flow_control.key: "),
+            "an empty body has no customer: {e}"
+        );
     }
 
     #[test]
     fn saved_settings_are_checked() {
-        let f = |per_key| FlowControl { key: "event.a".into(), concurrency: Some(Concurrency { per_key, on_limit: OnLimit::Queue }) };
+        let f = |per_key| FlowControl {
+            key: "event.a".into(),
+            concurrency: Some(Concurrency { per_key, on_limit: OnLimit::Queue }),
+        };
         assert!(validate(Some(&f(0)), None).unwrap_err().to_string().contains("per_key: at least 1"));
         assert!(validate(Some(&f(MAX_PER_KEY + 1)), None).unwrap_err().to_string().contains("per_key"));
         assert!(validate(Some(&f(1)), None).is_ok());

@@ -8,9 +8,9 @@ use super::table::{Condition, Put, WriteError};
 use super::wake::{wake_key, WAKE_SHARDS};
 use super::{decode_all, encode, index_sort_key, item, Store, Versioned};
 use crate::admission::{Slots, SlotsKey};
-use sha2::Digest;
 use crate::domain::{bounds, Schedule, ScheduleStatus};
 use crate::{Error, Result};
+use sha2::Digest;
 
 /// The fire index shard of a schedule.
 pub fn fire_shard(schedule_id: i64) -> u8 {

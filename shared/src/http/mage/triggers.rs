@@ -18,14 +18,16 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 use super::{path_id, path_id_named, view};
+use crate::admission::Limits;
 use crate::domain::bounds;
+use crate::domain::run::Slot;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
-use crate::http::{auth, json_type_name, wait, ApiRequest, ApiResponse};
-use crate::admission::Limits;
-use crate::domain::run::Slot;
 use crate::flow;
-use crate::trigger::{read_schedule, start_schedule_run_or_skip, Idempotency, Prefetched, RunOptions, Started};
+use crate::http::{auth, json_type_name, wait, ApiRequest, ApiResponse};
+use crate::trigger::{
+    read_schedule, start_schedule_run_or_skip, Idempotency, Prefetched, RunOptions, Started,
+};
 use crate::{App, Error, Result};
 
 /// What a trigger body says, mapped as Mage maps it.
@@ -151,7 +153,8 @@ pub(super) fn decide(
     variables.extend(mapped.variables.clone());
     variables.extend(extra);
     let s = &schedule.settings;
-    let headers = if s.flow_control.is_some() || s.rules.is_some() { flow::headers_of(headers) } else { Map::new() };
+    let headers =
+        if s.flow_control.is_some() || s.rules.is_some() { flow::headers_of(headers) } else { Map::new() };
     let decision = flow::decide(
         s.flow_control.as_ref(),
         s.rules.as_deref(),
@@ -204,7 +207,11 @@ pub(super) async fn start_mapped(
     let (variables, mut decision) = decide(&schedule, &mapped, headers, extra)?;
     if decision.skipped.is_some() {
         // Counted in the log: `docs/flow.md` has the Logs Insights query.
-        tracing::info!(schedule_id = schedule.id, skipped = decision.skipped.as_deref().unwrap_or(""), "trigger skipped: no run");
+        tracing::info!(
+            schedule_id = schedule.id,
+            skipped = decision.skipped.as_deref().unwrap_or(""),
+            "trigger skipped: no run"
+        );
         return Ok(skipped(&schedule, &decision));
     }
     let opts = RunOptions {
