@@ -306,3 +306,62 @@ async fn a_revoked_key_is_refused_within_five_seconds_and_an_expired_one_at_once
     assert_eq!(status(secret.clone()).await, 401, "revoked: refused within 5 s");
     assert_eq!(status(secret).await, 401, "and not remembered");
 }
+
+#[tokio::test]
+async fn a_replay_takes_the_originals_inputs_with_step_input_overrides_over_them() {
+    let s = spawn_app().await;
+    let a = get(&s, "/api/v1/pipeline_snapshots?pipeline=training&size=1").await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    let snapshot_id = a.json["items"][0]["id"].as_str().expect("snapshot id").to_string();
+    let body = json!({"run_configuration": {"steps": {"model_trainer": {"parameters": {"model_type": "rf"}}}},
+                      "step_run": null});
+    let a = post(&s, &format!("/api/v1/pipeline_snapshots/{snapshot_id}/runs"), &body.to_string()).await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    let original = a.json["id"].as_str().expect("run id").to_string();
+    let replay = format!("/api/v1/runs/{original}/replay");
+
+    // No overrides: the original's inputs.
+    let a = post(&s, &replay, "{}").await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    assert_eq!(a.json["metadata"]["steps"]["model_trainer"]["parameters"]["model_type"], "rf");
+    assert_eq!(a.json["body"]["original_run_id"], original.as_str());
+
+    // Default overrides, then the step's own over them.
+    let body = json!({
+        "step_default_input_overrides": {"model_trainer": {"model_type": "svm"}},
+        "step_input_overrides": {"model_trainer": {"model_type": "xgb"}}
+    });
+    let a = post(&s, &replay, &body.to_string()).await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    assert_eq!(
+        a.json["metadata"]["steps"]["model_trainer"]["parameters"]["model_type"], "xgb",
+        "{:?}",
+        a.json
+    );
+    let a = post(
+        &s,
+        &replay,
+        &json!({"step_default_input_overrides": {"model_trainer": {"model_type": "svm"}}}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        a.json["metadata"]["steps"]["model_trainer"]["parameters"]["model_type"], "svm",
+        "{:?}",
+        a.json
+    );
+
+    // An input the block does not declare, a step that is not there, a step to skip that did not
+    // complete: each a 422 that writes nothing.
+    let before = snapshot(&s).await;
+    for body in [
+        json!({"step_input_overrides": {"model_trainer": {"learning_rate": 0.1}}}),
+        json!({"step_input_overrides": {"nope": {"model_type": "rf"}}}),
+        json!({"steps_to_skip": ["model_trainer"]}),
+        json!({"skip_successful_steps": "yes"}),
+    ] {
+        let a = post(&s, &replay, &body.to_string()).await;
+        assert_eq!(a.status, 422, "{body}: {:?}", a.json);
+        assert_eq!(a.json["detail"][0], "ValidationError", "{body}: {:?}", a.json);
+    }
+    assert_eq!(snapshot(&s).await, before, "a refused replay changed stored data");
+}
