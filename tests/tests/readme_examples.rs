@@ -80,3 +80,28 @@ async fn the_slack_example_posts_a_slack_message_when_the_run_fails() {
         runs.json
     );
 }
+
+#[tokio::test]
+async fn the_flow_control_example_keys_by_customer_maps_the_payload_and_skips_the_rest() {
+    let server = start().await;
+    let out = run_readme_block(
+        &readme_block("One run per customer at a time, and only the payloads you want"),
+        server.port,
+        &[],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 5, "{out}");
+    let mapped = r#"{"customer": "acme", "plan": "pro"}"#;
+    assert_eq!(lines[0], format!("acme new_run {mapped}"), "{out}");
+    assert!(
+        lines[1] == format!("acme queued {mapped}") || lines[1] == format!("acme new_run {mapped}"),
+        "the second acme waits, or runs if the first had finished: {out}"
+    );
+    assert_eq!(lines[2], r#"globex new_run {"customer": "globex", "plan": "pro"}"#, "{out}");
+    let skipped: Value = serde_json::from_str(lines[3]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(skipped["pipeline_run"], Value::Null, "{out}");
+    assert_eq!(skipped["skipped"], "no rule matched", "{out}");
+    let test: Value = serde_json::from_str(lines[4]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(test["rules_test"]["key"], "acme", "{out}");
+    assert_eq!(test["rules_test"]["rule"], 0, "{out}");
+}

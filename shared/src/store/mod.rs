@@ -17,6 +17,7 @@
 //! | schedule | `SCHEDULE#<id>` | `SCHEDULE` | `SCHEDULES` / `<created>#<id>`; while an active time schedule also `GSI2PK`/`GSI2SK` = `FIRE#<id mod 8>` / `<next fire time>` |
 //! | fire claim | `FIRED#<schedule id>#<fire time>` | `FIRED` | — |
 //! | run slots of a schedule with run limits | `SLOTS#<schedule id>` | `SLOTS` | — |
+//! | run slots of one flow-control key value of a schedule | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
 //! | run | `RUN#<uuid>` | `RUN` | `RUNS#<id mod 32>` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
@@ -97,6 +98,12 @@
 //!   transaction; a finished run's hand-over is one transaction of the slots item, the finished run and
 //!   the runs admitted. Only limited schedules pay this; their runs are serialized through the item, which
 //!   the limit does anyway.
+//! - Flow control per key (`flow`, `settings.flow_control.concurrency`): the same, on the key value's own
+//!   `SLOTS#<id>#<hash>` item — one more `GetItem` and round trip on the trigger path, the item written in
+//!   the run's transaction; each key value its own partition (no key hot for another). Payload rules and
+//!   the key's expression cost no request; a trigger they skip reads the schedule (and its build) only and
+//!   writes nothing; `cancel_running` adds, per superseded run, the cancel's `Query` and transaction and
+//!   its hand-over. The rules test route: the schedule's `GetItem`, plus the key's slots `GetItem`.
 //! - Backfills: by id one `GetItem`; the list one `Query` of `GSI1` `BACKFILLS` (few). A backfill's
 //!   status is derived from its runs: one `Query` of `RUNVIEW#BACKFILL#<id>` (at most 1,000 entries).
 //!   Starting one writes each date's run as a trigger does (with the run limits of its schedule, if any),
