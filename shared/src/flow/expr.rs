@@ -7,6 +7,12 @@
 //! in the size of the trigger's body (at most 256 KiB) times the size of the expression. Expressions
 //! run only in the trigger's request, before anything is written: one that fails on a payload fails
 //! that request (a 422 naming it), never a run.
+//!
+//! The parser and the evaluator recurse once per level of nesting, with large frames in a debug build
+//! (about 100 KiB a level): a tokio worker's 2 MiB stack overflows at 20 nested parentheses, and a stack
+//! overflow aborts the process. So nesting is bounded ([`MAX_NESTING`]: brackets, and runs of unary
+//! `!`/`-`), and all CEL work runs on a thread of its own with a [`CEL_STACK`] stack ([`on_cel_stack`]),
+//! where a panic is a 422 too.
 
 use std::sync::{Arc, OnceLock};
 
@@ -17,6 +23,44 @@ use crate::{Error, Result};
 
 /// The longest expression taken, in bytes.
 pub const MAX_EXPR_BYTES: usize = 1_024;
+
+/// The deepest nesting taken: brackets `(`, `[`, `{`, plus a run of unary `!` or `-`.
+pub const MAX_NESTING: usize = 32;
+
+/// The stack CEL runs on: 64 levels of nesting fit in a debug build; the bound is half that.
+const CEL_STACK: usize = 64 << 20;
+
+/// Runs `f` (CEL work) on a thread of its own with a [`CEL_STACK`] stack; a panic there is a 422.
+pub fn on_cel_stack<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("cel".into())
+            .stack_size(CEL_STACK)
+            .spawn_scoped(scope, f)
+            .map_err(|e| Error::Internal(format!("no thread for CEL: {e}")))?;
+        handle.join().map_err(|_| Error::Unprocessable("an expression failed on this payload".into()))?
+    })
+}
+
+/// How deeply `src` nests (see [`MAX_NESTING`]); brackets inside string literals count too: the count
+/// errs on the side of refusing.
+fn nesting_of(src: &str) -> usize {
+    let (mut brackets, mut unary, mut max) = (0usize, 0usize, 0usize);
+    for c in src.chars() {
+        match c {
+            '(' | '[' | '{' => brackets += 1,
+            ')' | ']' | '}' => brackets = brackets.saturating_sub(1),
+            '!' | '-' => unary += 1,
+            c if c.is_whitespace() => {}
+            _ => unary = 0,
+        }
+        if !matches!(c, '!' | '-') && !c.is_whitespace() {
+            unary = 0;
+        }
+        max = max.max(brackets + unary);
+    }
+    max
+}
 
 /// The comprehension macros, each a loop over a list or map.
 const LOOPS: [&str; 5] = ["all", "exists", "exists_one", "map", "filter"];
@@ -70,15 +114,15 @@ pub fn compile(field: &str, src: &str) -> Result<Expr> {
     if src.len() > MAX_EXPR_BYTES {
         return Err(Error::Unprocessable(format!("{field}: at most {MAX_EXPR_BYTES} bytes")));
     }
+    if nesting_of(src) > MAX_NESTING {
+        return Err(Error::Unprocessable(format!("{field}: nested at most {MAX_NESTING} levels deep")));
+    }
     if loops_in(src) > 1 {
         return Err(Error::Unprocessable(format!(
             "{field}: at most one of all/exists/exists_one/map/filter per expression"
         )));
     }
-    // The parser is third-party code fed a caller's text: a panic in it is a 422, not a lost request.
-    let parsed = std::panic::catch_unwind(|| env().compile(src))
-        .map_err(|_| Error::Unprocessable(format!("{field}: not a valid CEL expression")))?;
-    let program = parsed.map_err(|e| {
+    let program = env().compile(src).map_err(|e| {
         let first = e.errors.first().map(|e| e.to_string()).unwrap_or_default();
         Error::Unprocessable(format!("{field}: not a valid CEL expression: {first}"))
     })?;
@@ -131,11 +175,9 @@ impl Evaluator {
 
     /// The expression's value as JSON; a 422 naming the expression's field if it fails on this input.
     pub fn value(&self, e: &Expr) -> Result<Value> {
-        let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.program.execute(&self.ctx)))
-            .map_err(|_| Error::Unprocessable(format!("{}: the expression failed on this payload", e.field)))?
-            .map_err(|err| {
-                Error::Unprocessable(format!("{}: the expression failed on this payload: {err}", e.field))
-            })?;
+        let v = e.program.execute(&self.ctx).map_err(|err| {
+            Error::Unprocessable(format!("{}: the expression failed on this payload: {err}", e.field))
+        })?;
         v.json().map_err(|err| Error::Unprocessable(format!("{}: {err}", e.field)))
     }
 
@@ -178,12 +220,30 @@ mod tests {
             ("event.a +", "not a valid CEL expression"),
             ("[1].all(x, [2].exists(y, x == y))", "at most one of"),
             ("[1].map (x, x) . filter(y, true)", "at most one of"),
+            (&format!("{}1{}", "(".repeat(33), ")".repeat(33)), "nested at most 32"),
+            (&format!("{}1", "! -".repeat(17)), "nested at most 32"),
         ] {
             let e = compile("settings.rules[0].when", src).unwrap_err().to_string();
             assert!(e.starts_with("settings.rules[0].when: ") && e.contains(says), "{src}: {e}");
         }
         let long = format!("event.a == \"{}\"", "x".repeat(MAX_EXPR_BYTES));
         assert!(compile("f", &long).unwrap_err().to_string().contains("at most 1024 bytes"));
+    }
+
+    #[test]
+    fn nesting_at_the_bound_runs_on_the_cel_stack() {
+        let deep = format!("{}event.a{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        let i = input(json!({"a": 1}));
+        let v = on_cel_stack(|| Evaluator::new(&i)?.value(&compile("f", &deep)?)).unwrap();
+        let mut want = json!(1);
+        for _ in 0..MAX_NESTING {
+            want = json!([want]);
+        }
+        assert_eq!(v, want);
+        let chain = vec!["event.a"; 100].join("+");
+        assert_eq!(on_cel_stack(|| Evaluator::new(&i)?.value(&compile("f", &chain)?)).unwrap(), json!(100));
+        let e = on_cel_stack(|| -> Result<()> { panic!("boom") }).unwrap_err();
+        assert!(matches!(e, Error::Unprocessable(_)), "a panic on the CEL stack is a 422: {e:?}");
     }
 
     #[test]

@@ -79,6 +79,13 @@ pub struct Rule {
 
 /// Checks flow control and rules as saved: bounds, and every expression compiles (a 422 naming it).
 pub fn validate(flow: Option<&FlowControl>, rules: Option<&[Rule]>) -> Result<()> {
+    if flow.is_none() && rules.is_none() {
+        return Ok(());
+    }
+    expr::on_cel_stack(|| validate_here(flow, rules))
+}
+
+fn validate_here(flow: Option<&FlowControl>, rules: Option<&[Rule]>) -> Result<()> {
     if let Some(f) = flow {
         compile("settings.flow_control.key", &f.key)?;
         if let Some(c) = &f.concurrency {
@@ -151,10 +158,20 @@ pub fn decide(
     variables: &Map<String, Value>,
     headers: Map<String, Value>,
 ) -> Result<Decision> {
-    let mut d = Decision { rule: None, skipped: None, event_variables: event.cloned(), key: None };
     if flow.is_none() && rules.is_none() {
-        return Ok(d);
+        return Ok(Decision { rule: None, skipped: None, event_variables: event.cloned(), key: None });
     }
+    expr::on_cel_stack(|| decide_here(flow, rules, event, variables, headers))
+}
+
+fn decide_here(
+    flow: Option<&FlowControl>,
+    rules: Option<&[Rule]>,
+    event: Option<&Value>,
+    variables: &Map<String, Value>,
+    headers: Map<String, Value>,
+) -> Result<Decision> {
+    let mut d = Decision { rule: None, skipped: None, event_variables: event.cloned(), key: None };
     let input = Input {
         event: event.cloned().unwrap_or(Value::Null),
         variables: Value::Object(variables.clone()),
