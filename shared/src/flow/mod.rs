@@ -161,51 +161,43 @@ pub fn decide(
     if flow.is_none() && rules.is_none() {
         return Ok(Decision { rule: None, skipped: None, event_variables: event.cloned(), key: None });
     }
-    expr::on_cel_stack(|| decide_here(flow, rules, event, variables, headers))
-}
-
-fn decide_here(
-    flow: Option<&FlowControl>,
-    rules: Option<&[Rule]>,
-    event: Option<&Value>,
-    variables: &Map<String, Value>,
-    headers: Map<String, Value>,
-) -> Result<Decision> {
-    let mut d = Decision { rule: None, skipped: None, event_variables: event.cloned(), key: None };
-    let input = Input {
-        event: event.cloned().unwrap_or(Value::Null),
-        variables: Value::Object(variables.clone()),
-        headers: headers.into_iter().filter(|(k, _)| !expr::is_secret_header(k)).collect(),
-    };
-    let ev = Evaluator::new(&input)?;
-    if let Some(rules) = rules {
-        let compiled = compile_rules(rules)?;
-        let Some((i, rule)) = compiled.iter().enumerate().find(|(_, r)| ev.holds(&r.when)) else {
-            d.skipped = Some("no rule matched".into());
-            return Ok(d);
+    expr::on_cel_stack(|| {
+        let mut d = Decision { rule: None, skipped: None, event_variables: event.cloned(), key: None };
+        let input = Input {
+            event: event.cloned().unwrap_or(Value::Null),
+            variables: Value::Object(variables.clone()),
+            headers: headers.into_iter().filter(|(k, _)| !expr::is_secret_header(k)).collect(),
         };
-        let mut mapped = Map::new();
-        for (name, e) in &rule.variables {
-            mapped.insert(name.clone(), ev.value(e)?);
+        let ev = Evaluator::new(&input)?;
+        if let Some(rules) = rules {
+            let compiled = compile_rules(rules)?;
+            let Some((i, rule)) = compiled.iter().enumerate().find(|(_, r)| ev.holds(&r.when)) else {
+                d.skipped = Some("no rule matched".into());
+                return Ok(d);
+            };
+            let mut mapped = Map::new();
+            for (name, e) in &rule.variables {
+                mapped.insert(name.clone(), ev.value(e)?);
+            }
+            bounds::variables(&format!("settings.rules[{i}].variables"), &mapped)?;
+            d.rule = Some(i);
+            d.event_variables = (!mapped.is_empty()).then_some(Value::Object(mapped));
         }
-        bounds::variables(&format!("settings.rules[{i}].variables"), &mapped)?;
-        d.rule = Some(i);
-        d.event_variables = (!mapped.is_empty()).then_some(Value::Object(mapped));
-    }
-    if let Some(f) = flow {
-        let value = ev.value(&compile("settings.flow_control.key", &f.key)?)?;
-        let key = match value {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        if key.len() > MAX_KEY_BYTES {
-            return Err(Error::Unprocessable(format!(
-                "settings.flow_control.key: the key of this payload is over {MAX_KEY_BYTES} bytes"
-            )));
+        if let Some(f) = flow {
+            let value = ev.value(&compile("settings.flow_control.key", &f.key)?)?;
+            let key = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            if key.len() > MAX_KEY_BYTES {
+                return Err(Error::Unprocessable(format!(
+                    "settings.flow_control.key: the key of this payload is over {MAX_KEY_BYTES} bytes"
+                )));
+            }
+            d.key = Some(key);
         }
-        d.key = Some(key);
-    }
-    Ok(d)
+        Ok(d)
+    })
 }
 
 /// The request's headers as a map of lower-case names to text values (the last of a repeated header);
