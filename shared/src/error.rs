@@ -31,6 +31,9 @@ pub enum Error {
     /// 429: a limit was reached (a schedule's waiting list is full); try again later.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429 with `Retry-After` (seconds): over a rate (a throttled key's turn is too far away).
+    #[error("{0}")]
+    RateLimited(String, u64),
     /// 422: well-formed JSON whose content is not acceptable (unknown field, wrong type, bad DAG).
     #[error("{0}")]
     Unprocessable(String),
@@ -54,7 +57,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests(_) | Error::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::admission::{self, Admission, Limits, Waiter};
+use crate::flow::timing::{self, DebounceStep, Timing, Turn, Window};
+use crate::store::Store;
 use crate::clock::{block_run_id, new_int_ids};
 use crate::domain::notify::NotifyTarget;
 use crate::domain::run::Deadlines;
@@ -90,6 +92,8 @@ pub struct RunOptions {
     pub backfill_id: Option<i64>,
     /// The schedule's run limits (`admission`).
     pub limits: Option<Limits>,
+    /// Its flow control's debounce or throttle, for the trigger's key (`flow::timing`).
+    pub timing: Option<Timing>,
     /// The schedule's notification targets (the build adds its pipeline version's).
     pub notify: Vec<NotifyTarget>,
     /// A time schedule's fire (SPEC §6): the schedule moved past this run's execution date and the
@@ -169,6 +173,9 @@ fn renumber(run: &mut Run, blocks: &mut [BlockRun], now: DateTime<Utc>) {
 pub enum Started {
     /// A run: new, or the earlier one of an idempotent repeat.
     Run(RunDetail),
+    /// Merged into the pending run of its key's debounce window (nothing but the window was written):
+    /// that run as it stands with this trigger's payload, which it starts with unless another follows.
+    Merged(RunDetail),
     /// Nothing was written: flow control decided so (`on_limit: skip`), for this reason.
     Skipped(String),
 }
@@ -177,7 +184,7 @@ impl Started {
     /// The run, for callers without flow control (only `on_limit: skip` skips).
     pub fn into_run(self) -> Result<RunDetail> {
         match self {
-            Started::Run(detail) => Ok(detail),
+            Started::Run(detail) | Started::Merged(detail) => Ok(detail),
             Started::Skipped(why) => {
                 Err(Error::Internal(format!("a run was skipped without flow control: {why}")))
             }
@@ -242,7 +249,7 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
     // makes the write fail, and admission is decided again (a fire's caller re-reads its schedule),
     // after a short random pause so that triggers racing for one slots item spread out.
     for attempt in 0..ADMISSION_TRIES {
-        if attempt > 0 && opts.limits.is_some() {
+        if attempt > 0 && (opts.limits.is_some() || opts.timing.is_some()) {
             tokio::time::sleep(backoff(attempt)).await;
         }
         let admission = match &opts.limits {
@@ -252,25 +259,66 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
             }
             None => None,
         };
-        if admission == Some(Admission::Refused) {
-            // A repeat of a trigger whose run holds the key's slot answers that run, not a skip.
-            let earlier = match &record {
-                Some(r) => app.store.idempotency_record(&r.scope, &r.key, now).await?,
-                None => None,
-            };
-            match earlier {
-                Some(earlier) => {
-                    outcome = CreateOutcome::Replayed(earlier);
-                    break;
-                }
-                None => {
-                    tracing::info!(schedule_id = ?opts.schedule_id, flow_key = ?run.flow_key, "flow control: the key's slots are taken; skipped");
-                    return Ok(Started::Skipped(
-                        "flow_control: every slot of this key is taken (on_limit: skip)".into(),
-                    ));
+        // A repeat of a trigger whose run was made answers that run, not a skip or a 429.
+        let refused = |record: &Option<IdempotencyRecord>| {
+            let record = record.clone();
+            async move {
+                match record {
+                    Some(r) => app.store.idempotency_record(&r.scope, &r.key, now).await,
+                    None => Ok(None),
                 }
             }
+        };
+        if admission == Some(Admission::Refused) {
+            if let Some(earlier) = refused(&record).await? {
+                outcome = CreateOutcome::Replayed(earlier);
+                break;
+            }
+            tracing::info!(schedule_id = ?opts.schedule_id, flow_key = ?run.flow_key, "flow control: the key's slots are taken; skipped");
+            return Ok(Started::Skipped("flow_control: every slot of this key is taken (on_limit: skip)".into()));
         }
+        run.not_before = None;
+        run.debounce_open = false;
+        let flow = match &opts.timing {
+            None => None,
+            Some(Timing::Debounce(key, d)) => {
+                let current = app.store.window(key).await?;
+                let read = current.as_ref().map(|v| (&v.value, v.version));
+                match timing::debounce_step(read, d, run.event_variables.as_ref(), now) {
+                    DebounceStep::Open { version, condition, start_at } => {
+                        run.not_before = Some(start_at);
+                        run.debounce_open = true;
+                        Some(Store::window_put(key, &timing::opened(&run, start_at, now), version, condition)?)
+                    }
+                    DebounceStep::Merge { window, version, condition } => {
+                        if app.store.merge_window(Store::window_put(key, &window, version, condition)?).await? {
+                            tracing::info!(run_uuid = %window.run_uuid, flow_key = ?run.flow_key, start_at = %window.start_at, "flow control: merged into the key's pending run");
+                            return Ok(Started::Merged(merged(run, blocks, &window)));
+                        }
+                        continue; // the window closed meanwhile: the next one is this trigger's
+                    }
+                }
+            }
+            Some(Timing::Throttle(key, t)) => {
+                let current = app.store.pace(key).await?;
+                match timing::turn(current.as_ref().map(|v| &v.value), t, now) {
+                    Turn::At { start, pace } => {
+                        run.not_before = (start > now).then_some(start);
+                        Some(Store::pace_put(key, &pace, current.map(|c| c.version))?)
+                    }
+                    Turn::Over { retry_after_s } => {
+                        if let Some(earlier) = refused(&record).await? {
+                            outcome = CreateOutcome::Replayed(earlier);
+                            break;
+                        }
+                        return Err(Error::RateLimited(
+                            format!("flow_control.throttle: this key's next turn is over max_delay_s away; try again in {retry_after_s} s"),
+                            retry_after_s,
+                        ));
+                    }
+                }
+            }
+        };
         if let Some(Admission::Supersedes(_, _, cancel)) = &admission {
             superseded.clone_from(cancel);
         }
@@ -279,7 +327,7 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
             (Some(l), Some((slots, version))) => Some((&l.slots, slots, version)),
             _ => None,
         };
-        let with = CreateWith { idempotency: record.as_ref(), fire, slots };
+        let with = CreateWith { idempotency: record.as_ref(), fire, slots, flow };
         outcome = app.store.create_run_with(&mut run, &mut blocks, &with, |r, b| renumber(r, b, now)).await?;
         if outcome != CreateOutcome::Conflict || fire.is_some() {
             break;
@@ -327,10 +375,36 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
         }
         return Ok(Started::Run(RunDetail { run, blocks }));
     }
-    if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: run.uuid }).await {
+    // A run whose turn is later (throttle, debounce) is sent for then (SQS delays up to 15 minutes; a
+    // later turn comes back early and is sent on by the worker).
+    let delay = std::time::Duration::from_secs(run.not_before.map_or(0, |t| crate::worker::plan::secs_until(t, now)));
+    let start = Message::StartRun { run_uuid: run.uuid };
+    if let Err(e) = app.queue.send_delayed(&start, delay.min(crate::queue::MAX_DELAY)).await {
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler's sweep will queue the run");
     }
     Ok(Started::Run(RunDetail { run, blocks }))
+}
+
+/// The pending run of a debounce window, as a trigger merged into it sees it: the run this trigger
+/// would have made, under the window's run's ids, names and times, with this trigger's payload.
+fn merged(mut run: Run, mut blocks: Vec<BlockRun>, w: &Window) -> RunDetail {
+    run.uuid = w.run_uuid;
+    run.id = w.run_id;
+    run.name.clone_from(&w.name);
+    run.created = w.created;
+    run.updated = w.created;
+    run.execution_date = w.execution_date;
+    run.not_before = Some(w.start_at);
+    run.debounce_open = true;
+    run.status = RunStatus::Initial;
+    for (i, b) in blocks.iter_mut().enumerate() {
+        b.run_uuid = w.run_uuid;
+        b.run_id = w.run_id;
+        b.id = block_run_id(w.run_id, i);
+        b.created = w.created;
+        b.updated = w.created;
+    }
+    RunDetail { run, blocks }
 }
 
 /// Writes a new run of a schedule (its build, its settings, `opts` over them) and queues it.

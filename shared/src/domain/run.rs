@@ -133,6 +133,14 @@ pub struct Run {
     /// For a run of a schedule with flow control: its key's value (`flow`), whose slots it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_key: Option<String>,
+    /// Flow control's start time: an `initial` run does not start before it (a throttled run's turn,
+    /// a debounced run's window end as last seen; `flow::timing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// A debounced run whose window is still open: its worker closes the window before it starts
+    /// (`flow::timing`), which gives it the window's last payload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debounce_open: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
@@ -214,6 +222,8 @@ impl Run {
             deadlines: Deadlines::default(),
             slot: None,
             flow_key: None,
+            not_before: None,
+            debounce_open: false,
             started_at: None,
             completed_at: None,
             created: now,

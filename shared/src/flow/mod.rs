@@ -17,6 +17,7 @@
 //! and, for webhooks, `webhook`) and `headers` (credentials and signatures left out: `expr`).
 
 pub mod expr;
+pub mod timing;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +45,10 @@ pub struct FlowControl {
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<timing::Debounce>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<timing::Throttle>,
 }
 
 /// `settings.flow_control.concurrency`.
@@ -88,6 +93,18 @@ pub fn validate(flow: Option<&FlowControl>, rules: Option<&[Rule]>) -> Result<()
 fn validate_here(flow: Option<&FlowControl>, rules: Option<&[Rule]>) -> Result<()> {
     if let Some(f) = flow {
         compile("settings.flow_control.key", &f.key)?;
+        let modes = [f.concurrency.is_some(), f.debounce.is_some(), f.throttle.is_some()];
+        if modes.iter().filter(|m| **m).count() > 1 {
+            return Err(Error::Unprocessable(
+                "settings.flow_control: one of concurrency, debounce and throttle per schedule".into(),
+            ));
+        }
+        if let Some(d) = &f.debounce {
+            d.validate()?;
+        }
+        if let Some(t) = &f.throttle {
+            t.validate()?;
+        }
         if let Some(c) = &f.concurrency {
             if c.per_key == 0 {
                 return Err(Error::Unprocessable(
@@ -243,7 +260,7 @@ mod tests {
 
     #[test]
     fn keys_are_strings_bounded_in_length() {
-        let f = FlowControl { key: "event.customer".into(), concurrency: None };
+        let f = FlowControl { key: "event.customer".into(), concurrency: None, debounce: None, throttle: None };
         let d = decide(Some(&f), None, Some(&json!({"customer": "acme"})), &Map::new(), Map::new()).unwrap();
         assert_eq!(d.key.as_deref(), Some("acme"));
         let d = decide(Some(&f), None, Some(&json!({"customer": 42})), &Map::new(), Map::new()).unwrap();
@@ -263,6 +280,8 @@ mod tests {
         let f = |per_key| FlowControl {
             key: "event.a".into(),
             concurrency: Some(Concurrency { per_key, on_limit: OnLimit::Queue }),
+            debounce: None,
+            throttle: None,
         };
         assert!(validate(Some(&f(0)), None).unwrap_err().to_string().contains("per_key: at least 1"));
         assert!(validate(Some(&f(MAX_PER_KEY + 1)), None).unwrap_err().to_string().contains("per_key"));

@@ -21,7 +21,7 @@ fn zenml_kind(e: &Error) -> &'static str {
         Error::MethodNotAllowed(_) => "MethodNotAllowed",
         Error::Conflict(_) => "EntityExistsError",
         Error::PayloadTooLarge(_) => "PayloadTooLarge",
-        Error::TooManyRequests(_) => "TooManyRequests",
+        Error::TooManyRequests(_) | Error::RateLimited(..) => "TooManyRequests",
         Error::Unprocessable(_) => "ValidationError",
         Error::Internal(_) => "RuntimeError",
         Error::Unavailable(_) => "ServiceUnavailable",
@@ -37,7 +37,7 @@ fn mage_kind(e: &Error) -> &'static str {
         Error::MethodNotAllowed(_) => "method_not_allowed",
         Error::Conflict(_) => "conflict",
         Error::PayloadTooLarge(_) => "payload_too_large",
-        Error::TooManyRequests(_) => "too_many_requests",
+        Error::TooManyRequests(_) | Error::RateLimited(..) => "too_many_requests",
         Error::Unprocessable(_) => "invalid_input",
         Error::Internal(_) => "internal_error",
         Error::Unavailable(_) => "service_unavailable",
@@ -73,8 +73,10 @@ pub fn render(dialect: Dialect, e: &Error) -> ApiResponse {
     if matches!(e, Error::Unauthenticated | Error::Unauthorized(_)) {
         resp.headers.push(("www-authenticate", "Bearer".into()));
     }
-    if matches!(e, Error::Unavailable(_)) {
-        resp.headers.push(("retry-after", RETRY_AFTER_S.to_string()));
+    match e {
+        Error::Unavailable(_) => resp.headers.push(("retry-after", RETRY_AFTER_S.to_string())),
+        Error::RateLimited(_, after_s) => resp.headers.push(("retry-after", after_s.to_string())),
+        _ => {}
     }
     resp
 }

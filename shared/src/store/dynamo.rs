@@ -169,6 +169,13 @@ impl DynamoTable {
                 Some(format!("attribute_not_exists({PARTITION_KEY}) OR {TTL_ATTRIBUTE} < :expected")),
                 expected(now.to_string()),
             ),
+            Condition::VersionBetween(lo, hi) => (
+                Some(format!("{VERSION_ATTRIBUTE} BETWEEN :lo AND :hi")),
+                Some(HashMap::from([
+                    (":lo".to_string(), AttributeValue::N(lo.to_string())),
+                    (":hi".to_string(), AttributeValue::N(hi.to_string())),
+                ])),
+            ),
         }
     }
 

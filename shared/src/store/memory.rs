@@ -29,6 +29,7 @@ fn holds(condition: Condition, current: Option<&Item>) -> bool {
         Condition::Absent => current.is_none(),
         Condition::Version(v) => current.is_some_and(|c| c.version == v),
         Condition::AbsentOrExpired(now) => current.is_none_or(|c| c.expires_at.is_some_and(|t| t < now)),
+        Condition::VersionBetween(lo, hi) => current.is_some_and(|c| (lo..=hi).contains(&c.version)),
     }
 }
 

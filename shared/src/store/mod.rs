@@ -137,6 +137,7 @@
 
 mod backfills;
 pub mod conformance;
+mod flow;
 pub mod dynamo;
 pub mod fault;
 pub mod memory;

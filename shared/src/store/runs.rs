@@ -152,6 +152,8 @@ pub struct CreateWith<'a> {
     pub fire: Option<(&'a Schedule, u64)>,
     /// The run's schedule's slots item (`admission`), conditioned on the version read (`None`: new).
     pub slots: Option<(&'a crate::admission::SlotsKey, &'a crate::admission::Slots, Option<u64>)>,
+    /// The key value's debounce window or throttle pace (`flow::timing`), under its own condition.
+    pub flow: Option<super::table::Put>,
 }
 
 /// The claim of one fire time of one schedule: `FIRED#<schedule id>#<fire time>`.
@@ -296,6 +298,9 @@ impl Store {
             if let Some((key, slots, version)) = with.slots {
                 puts.push(super::schedules::slots_put(key, slots, version)?);
             }
+            if let Some(put) = &with.flow {
+                puts.push(put.clone());
+            }
             if let Some((schedule, version)) = with.fire {
                 let claim = encode(&serde_json::json!({ "run_uuid": run.uuid }))?;
                 let pk = fire_claim_pk(schedule.id, run.execution_date);
@@ -316,7 +321,7 @@ impl Store {
                             return Ok(CreateOutcome::Replayed(earlier));
                         }
                     }
-                    if with.fire.is_some() || with.slots.is_some() {
+                    if with.fire.is_some() || with.slots.is_some() || with.flow.is_some() {
                         return Ok(CreateOutcome::Conflict);
                     }
                     reassign(run, blocks);

@@ -10,7 +10,6 @@ use super::{decode_all, encode, index_sort_key, item, Store, Versioned};
 use crate::admission::{Slots, SlotsKey};
 use crate::domain::{bounds, Schedule, ScheduleStatus};
 use crate::{Error, Result};
-use sha2::Digest;
 
 /// The fire index shard of a schedule.
 pub fn fire_shard(schedule_id: i64) -> u8 {
@@ -89,13 +88,7 @@ impl Store {
 /// `SLOTS#<schedule id>`, or per flow-control key `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>`:
 /// each key value its own partition, so no key is hot for another.
 fn slots_pk(key: &SlotsKey) -> String {
-    match &key.flow_key {
-        None => format!("SLOTS#{}", key.schedule_id),
-        Some(k) => {
-            let hash = hex::encode(sha2::Sha256::digest(k.as_bytes()));
-            format!("SLOTS#{}#{}", key.schedule_id, &hash[..32])
-        }
-    }
+    super::flow::keyed_pk("SLOTS", key)
 }
 
 /// The slots item of a schedule with run limits, to write (conditioned on `version`, or on being new).

@@ -50,6 +50,9 @@ pub enum Condition {
     /// Only if no item has this key, or its `expires_at` is before this epoch second (DynamoDB's TTL
     /// deletes expired items late, so an expired item must count as absent).
     AbsentOrExpired(i64),
+    /// Only if the stored item's version is within `lo..=hi` (a debounce window's merges, which do not
+    /// conflict with each other but do with the window's close: `flow::timing`).
+    VersionBetween(u64, u64),
 }
 
 #[derive(Debug, Clone)]

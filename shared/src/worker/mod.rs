@@ -234,6 +234,12 @@ impl Worker {
                 // Its notifications still owed (the sweep queues a finished run for them).
                 return self.send_all(plan::pending(&run, &blocks, now)).await;
             }
+            if run.debounce_open && run.status == RunStatus::Initial {
+                if self.close_window(&state, &blocks, now).await? {
+                    return Ok(()); // its window is still open: looked at again at its end
+                }
+                continue; // closed (or raced): read it again
+            }
             plan::reconcile(&mut run, &mut blocks, &state.build.blocks, now);
             let wake = plan::wake_at(state.run.value.wake_at, &run, &blocks, now);
             let unchanged = run == state.run.value
@@ -250,6 +256,61 @@ impl Worker {
             }
         }
         Err(Error::Conflict(format!("run {run_uuid}: too many concurrent changes")))
+    }
+
+    /// A debounced run whose window is open (`flow::timing`): before the window's end, the run waits —
+    /// its `not_before` moved to that end if a merge moved it (so the sweep looks then, not before),
+    /// and a `StartRun` sent for then — and this answers `true`. From the window's end on, the window
+    /// item and the run are written in one transaction: the window closed, the run with the window's
+    /// last payload as its `event_variables`; this answers `false` (read the run again), as it does
+    /// when a write lost a race.
+    async fn close_window(&self, state: &State, blocks: &[BlockRun], now: DateTime<Utc>) -> Result<bool> {
+        let run = &state.run;
+        let key = crate::admission::SlotsKey {
+            schedule_id: run.value.schedule_id.unwrap_or_default(),
+            flow_key: run.value.flow_key.clone(),
+        };
+        let window = self.app.store.window(&key).await?;
+        let mut next = run.clone();
+        next.value.updated = now;
+        let Some(w) = window.filter(|w| w.value.open && w.value.run_uuid == run.value.uuid) else {
+            // Only this run's worker closes its window, in the write that clears the flag: not reached.
+            tracing::warn!(run_uuid = %run.value.uuid, "debounced run without its open window: starting it");
+            next.value.debounce_open = false;
+            next.value.not_before = None;
+            self.app.store.update_run_and_blocks(&next, run.value.status, &[]).await?;
+            return Ok(false);
+        };
+        if w.value.start_at > now {
+            if run.value.not_before != Some(w.value.start_at) {
+                next.value.not_before = Some(w.value.start_at);
+                next.value.wake_at = plan::wake_at(run.value.wake_at, &next.value, blocks, now);
+                if !self.app.store.update_run_and_blocks(&next, run.value.status, &[]).await? {
+                    return Ok(false);
+                }
+            }
+            let again = Send {
+                message: Message::StartRun { run_uuid: run.value.uuid },
+                delay_s: plan::secs_until(w.value.start_at, now),
+            };
+            self.send_all(vec![again]).await?;
+            return Ok(true);
+        }
+        next.value.debounce_open = false;
+        next.value.not_before = None;
+        next.value.event_variables.clone_from(&w.value.event_variables);
+        next.value.wake_at = plan::wake_at(None, &next.value, blocks, now);
+        let closed = crate::flow::timing::Window { open: false, ..w.value };
+        let put = crate::store::Store::window_put(
+            &key,
+            &closed,
+            crate::flow::timing::closed_version(w.version),
+            crate::store::table::Condition::Version(w.version),
+        )?;
+        if self.app.store.close_window(put, &next).await? {
+            tracing::info!(run_uuid = %run.value.uuid, flow_key = ?key.flow_key, "debounce window closed: the run starts");
+        }
+        Ok(false)
     }
 
     /// Claims attempt `attempt` of a block, calls its executor, records the outcome.

@@ -85,7 +85,7 @@ pub fn message_due(run: &Run, blocks: &[BlockRun]) -> Option<DateTime<Utc>> {
             _ => None,
         })
         .min()
-        .unwrap_or(run.updated);
+        .unwrap_or_else(|| run.not_before.map_or(run.updated, |t| t.max(run.updated)));
     // An `sla_missed` notification owed while the run goes on.
     let first = run.notifications.iter().filter_map(|n| n.due()).fold(first, DateTime::min);
     Some(plus_secs(first, GRACE_S).trunc_subsecs(0))
@@ -134,7 +134,12 @@ pub fn give_up(run: &Run, block: &mut BlockRun, now: DateTime<Utc>) -> Send {
 /// it if `initial`, gives up attempts whose lease has passed, fails accepted attempts whose callback is
 /// overdue, and dispatches what is ready. The messages to send afterwards are [`pending`]'s.
 pub fn reconcile(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: DateTime<Utc>) {
-    if run.status.is_finished() || run.slot == Some(Slot::Waiting) {
+    // A debounced run's window is closed by the worker first (`flow::timing`); until then it waits.
+    if run.status.is_finished()
+        || run.slot == Some(Slot::Waiting)
+        || run.debounce_open
+        || waits_for_its_turn(run, now)
+    {
         return;
     }
     if run.status == RunStatus::Initial {
@@ -153,6 +158,11 @@ pub fn reconcile(run: &mut Run, blocks: &mut [BlockRun], dag: &[Block], now: Dat
         }
     }
     advance(run, blocks, dag, now);
+}
+
+/// An `initial` run whose flow-control start time (`not_before`) has not come.
+pub fn waits_for_its_turn(run: &Run, now: DateTime<Utc>) -> bool {
+    run.status == RunStatus::Initial && run.not_before.is_some_and(|t| t > now)
 }
 
 /// What a message about attempt `attempt` of block `i` re-sends when it finds that attempt claimed or
@@ -334,6 +344,11 @@ pub fn pending(run: &Run, blocks: &[BlockRun], now: DateTime<Utc>) -> Vec<Send> 
     let notify = notifications(run, 0, now);
     if run.status.is_finished() {
         return notify;
+    }
+    if let Some(t) = run.not_before.filter(|_| waits_for_its_turn(run, now)) {
+        // Looked at again when its turn comes (a delay past SQS's 15 minutes comes back early and is
+        // sent on again).
+        return vec![Send { message: Message::StartRun { run_uuid: run.uuid }, delay_s: secs_until(t, now) }];
     }
     blocks
         .iter()

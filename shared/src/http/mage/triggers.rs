@@ -23,7 +23,9 @@ use crate::domain::bounds;
 use crate::domain::run::Slot;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
+use crate::domain::run::RunDetail;
 use crate::flow;
+use crate::flow::timing::Timing;
 use crate::http::{auth, json_type_name, wait, ApiRequest, ApiResponse};
 use crate::trigger::{
     read_schedule, start_schedule_run_or_skip, Idempotency, Prefetched, RunOptions, Started,
@@ -166,26 +168,36 @@ pub(super) fn decide(
 }
 
 /// The answer's `flow_control` object, for a schedule with rules or flow control.
-fn flow_view(schedule: &Schedule, d: &flow::Decision, waiting: bool) -> Option<Value> {
+fn flow_view(schedule: &Schedule, d: &flow::Decision, made: Option<(&RunDetail, bool)>) -> Option<Value> {
     let s = &schedule.settings;
     if s.flow_control.is_none() && s.rules.is_none() {
         return None;
     }
     let cancelling = s.flow_control.as_ref().and_then(|f| f.concurrency.as_ref()).map(|c| c.on_limit)
         == Some(flow::OnLimit::CancelRunning);
-    let outcome = match (d.skipped.is_some(), waiting, cancelling) {
-        (true, ..) => "skipped",
-        (false, false, _) => "new_run",
-        (false, true, false) => "queued",
-        (false, true, true) => "cancelling_running",
+    let Some((detail, merged)) = made.filter(|_| d.skipped.is_none()) else {
+        return Some(json!({ "rule": d.rule, "key": d.key, "outcome": "skipped" }));
     };
-    Some(json!({ "rule": d.rule, "key": d.key, "outcome": outcome }))
+    let run = &detail.run;
+    let later = run.not_before.filter(|t| *t > run.created || merged);
+    let outcome = match (merged, later.is_some(), run.slot == Some(Slot::Waiting), cancelling) {
+        (true, ..) => "merged",
+        (false, true, ..) => "deferred",
+        (false, false, false, _) => "new_run",
+        (false, false, true, false) => "queued",
+        (false, false, true, true) => "cancelling_running",
+    };
+    let mut view = json!({ "rule": d.rule, "key": d.key, "outcome": outcome });
+    if let Some(t) = later {
+        view["start_at"] = json!(t);
+    }
+    Some(view)
 }
 
 /// 200 without a run: the rules or flow control skipped this trigger.
 fn skipped(schedule: &Schedule, d: &flow::Decision) -> ApiResponse {
     let mut body = json!({ "pipeline_run": null, "skipped": d.skipped });
-    if let Some(f) = flow_view(schedule, d, false) {
+    if let Some(f) = flow_view(schedule, d, None) {
         body["flow_control"] = f;
     }
     ApiResponse::ok(&body)
@@ -220,10 +232,12 @@ pub(super) async fn start_mapped(
         execution_date: mapped.execution_date,
         idempotency,
         limits: Limits::of(&schedule, decision.key.as_deref()),
+        timing: Timing::of(&schedule, decision.key.as_deref()),
         ..RunOptions::of_schedule(&schedule)?
     };
-    let detail = match start_schedule_run_or_skip(app, &schedule, prefetched, opts).await? {
-        Started::Run(detail) => detail,
+    let (detail, merged) = match start_schedule_run_or_skip(app, &schedule, prefetched, opts).await? {
+        Started::Run(detail) => (detail, false),
+        Started::Merged(detail) => (detail, true),
         Started::Skipped(why) => {
             decision.skipped = Some(why);
             return Ok(skipped(&schedule, &decision));
@@ -233,7 +247,7 @@ pub(super) async fn start_mapped(
         Follow::Token => status_path(schedule.id, detail.run.id),
         Follow::ApiKey => format!("/api/pipeline_runs/{}", detail.run.id),
     };
-    let flow = flow_view(&schedule, &decision, detail.run.slot == Some(Slot::Waiting));
+    let flow = flow_view(&schedule, &decision, Some((&detail, merged)));
     let schedule = &schedule;
     wait::respond(app, reply.wait, detail, location, |d| async move {
         let mut body = view::one("pipeline_run", view::run(&d, Some(schedule)));

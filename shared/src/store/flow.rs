@@ -1,0 +1,71 @@
+//! The flow-control items of one key value of a schedule (`flow::timing`): its debounce window
+//! (`DEBOUNCE#<schedule id>#<hash>`) and its throttle's pace (`THROTTLE#<schedule id>#<hash>`), the
+//! hash being the first 32 hex digits of the key's SHA-256 (as the key's slots item, `SLOTS#…`).
+
+use sha2::Digest;
+
+use super::table::{Condition, Put};
+use super::schedules::changed;
+use super::{encode, item, Store, Versioned};
+use crate::admission::SlotsKey;
+use crate::domain::Run;
+use crate::flow::timing::{Pace, Window};
+use crate::Result;
+
+/// `<prefix>#<schedule id>`, plus `#<hash of the key>` for a key value.
+pub(super) fn keyed_pk(prefix: &str, key: &SlotsKey) -> String {
+    match &key.flow_key {
+        None => format!("{prefix}#{}", key.schedule_id),
+        Some(k) => {
+            let hash = hex::encode(sha2::Sha256::digest(k.as_bytes()));
+            format!("{prefix}#{}#{}", key.schedule_id, &hash[..32])
+        }
+    }
+}
+
+/// A closed window or a pace is kept this long after it last mattered (DynamoDB's TTL deletes it).
+const KEEP_S: i64 = 7 * 86_400;
+
+impl Store {
+    /// A key value's debounce window: one `GetItem`.
+    pub async fn window(&self, key: &SlotsKey) -> Result<Option<Versioned<Window>>> {
+        self.get_doc(keyed_pk("DEBOUNCE", key), "DEBOUNCE").await
+    }
+
+    /// The window item to write at `version` under `condition` (in a new run's transaction, or alone).
+    pub fn window_put(key: &SlotsKey, w: &Window, version: u64, condition: Condition) -> Result<Put> {
+        let mut it = item(keyed_pk("DEBOUNCE", key), "DEBOUNCE", None, encode(w)?);
+        it.version = version;
+        if !w.open {
+            it.expires_at = Some(w.start_at.timestamp() + KEEP_S);
+        }
+        Ok(Put { item: it, condition })
+    }
+
+    /// A merge into an open window: one conditional put; `false` if the window closed (or moved on)
+    /// meanwhile.
+    pub async fn merge_window(&self, put: Put) -> Result<bool> {
+        changed(self.table.write(vec![put]).await)
+    }
+
+    /// Closes a window: the window item (conditioned on the version read) and its run (conditioned on
+    /// its version), in one transaction; `false` if either changed first.
+    pub async fn close_window(&self, window: Put, run: &Versioned<Run>) -> Result<bool> {
+        let run_put =
+            Put { item: Self::run_item(&run.value, run.version + 1)?, condition: Condition::Version(run.version) };
+        changed(self.table.write(vec![window, run_put]).await)
+    }
+
+    /// A key value's throttle pace: one `GetItem`.
+    pub async fn pace(&self, key: &SlotsKey) -> Result<Option<Versioned<Pace>>> {
+        self.get_doc(keyed_pk("THROTTLE", key), "THROTTLE").await
+    }
+
+    /// The pace item to write in a run's transaction, conditioned on the version read (`None`: new).
+    pub fn pace_put(key: &SlotsKey, pace: &Pace, version: Option<u64>) -> Result<Put> {
+        let mut it = item(keyed_pk("THROTTLE", key), "THROTTLE", None, encode(pace)?);
+        it.version = version.map_or(1, |v| v + 1);
+        it.expires_at = Some(pace.tat.timestamp() + KEEP_S);
+        Ok(Put { item: it, condition: version.map_or(Condition::Absent, Condition::Version) })
+    }
+}
