@@ -222,7 +222,9 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
         deadlines: opts.deadlines,
         notify: build.notifications.iter().chain(&opts.notify).cloned().collect(),
         replay_of: opts.replay_of,
-        flow_key: opts.limits.as_ref().and_then(|l| l.slots.flow_key.clone()),
+        flow_key: (opts.limits.as_ref().map(|l| &l.slots))
+            .or(opts.timing.as_ref().map(Timing::key))
+            .and_then(|k| k.flow_key.clone()),
         ..Run::new(build, uuid, 0, name, opts.execution_date.unwrap_or(now), now)
     };
     let mut blocks: Vec<BlockRun> = build

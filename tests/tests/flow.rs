@@ -311,8 +311,25 @@ async fn bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing() {
                 "settings.flow_control.concurrency: ",
             ),
             (
-                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 5}}}}),
-                "debounce",
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 5},
+                    "throttle": {"limit": 1, "period_s": 1}}}}),
+                "settings.flow_control: one of concurrency, debounce and throttle",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 3601}}}}),
+                "settings.flow_control.debounce.period_s: at most 3600",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "debounce": {"period_s": 5, "max_wait_s": 4}}}}),
+                "settings.flow_control.debounce.max_wait_s: at least period_s",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "throttle": {"limit": 0, "period_s": 60}}}}),
+                "settings.flow_control.throttle.limit: at least 1",
+            ),
+            (
+                json!({"schedule_type": "api", "settings": {"flow_control": {"key": "event.a", "throttle": {"limit": 10, "period_s": 60, "burst": 10001}}}}),
+                "settings.flow_control.throttle.burst: at most 10000",
             ),
         ] {
             let mut body = schedule;
@@ -331,5 +348,147 @@ async fn bad_flow_settings_and_keys_that_fail_are_a_422_that_writes_nothing() {
             .expect("message")
             .starts_with("settings.flow_control.key: "));
         assert!(runs_of(&h, id).await.is_empty(), "{store}");
+    }
+}
+
+/// Delivers every message the queue holds, delayed ones too (the test's clock, not the queue's, says
+/// what time it is for the worker), until none is left or `rounds` have passed.
+async fn deliver_all(h: &Harness, rounds: usize) {
+    for _ in 0..rounds {
+        let all = h.queue.take_all().await;
+        if all.is_empty() {
+            return;
+        }
+        for (_, m) in all {
+            let _ = h.worker.handle(&m).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_the_last_payload() {
+    for (store, h, key) in
+        harnesses("a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_the_last_payload").await
+    {
+        let settings = json!({"flow_control": {"key": "event.branch", "debounce": {"period_s": 5}}});
+        let (id, token) = api_schedule(&h, &key, "training", settings).await;
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(200));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..1_000 {
+            let (api, token, in_flight) = (h.api.clone(), token.clone(), in_flight.clone());
+            tasks.spawn(async move {
+                let _permit = in_flight.acquire_owned().await.expect("semaphore");
+                let path = format!("{api}/api/pipeline_schedules/{id}/pipeline_runs/{token}");
+                request("POST", &path, &[], json!({"branch": "main", "n": n}).to_string()).await
+            });
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+        while let Some(done) = tasks.join_next().await {
+            let a = done.expect("task");
+            assert_eq!(a.status, 200, "{store}: {}", a.json);
+            ids.insert(a.json["pipeline_run"]["id"].as_i64().expect("every answer carries the run"));
+            let f = &a.json["flow_control"];
+            assert_eq!(f["key"], "main");
+            assert!(f["start_at"].is_string(), "{store}: {f}");
+            *outcomes.entry(f["outcome"].as_str().expect("outcome").to_string()).or_default() += 1;
+        }
+        assert_eq!(ids.len(), 1, "{store}: every answer names the one run: {ids:?}");
+        assert_eq!(outcomes.get("deferred"), Some(&1), "{store}: {outcomes:?}");
+        assert_eq!(outcomes.get("merged"), Some(&999), "{store}: {outcomes:?}");
+        // The last trigger, after the thousand: its payload is the run's.
+        let last = trigger(&h, id, &token, json!({"branch": "main", "n": "last"})).await;
+        assert_eq!(last.json["flow_control"]["outcome"], "merged", "{store}: {}", last.json);
+        let run_id = *ids.first().expect("one");
+        assert_eq!(last.json["pipeline_run"]["id"], run_id);
+        assert_eq!(last.json["pipeline_run"]["event_variables"], json!({"branch": "main", "n": "last"}));
+        let runs = runs_of(&h, id).await;
+        assert_eq!(runs.len(), 1, "{store}: one run was written");
+        assert_eq!(runs[0].status, RunStatus::Initial);
+
+        // Before the window's end the worker leaves it waiting; after it, the run starts with the
+        // window's last payload.
+        deliver_all(&h, 1).await;
+        assert_eq!(runs_of(&h, id).await[0].status, RunStatus::Initial, "{store}: not before its end");
+        h.clock.advance(chrono::Duration::seconds(6));
+        deliver_all(&h, 50).await;
+        let run = runs_of(&h, id).await.remove(0);
+        assert_eq!(run.status, RunStatus::Completed, "{store}: {run:?}");
+        assert_eq!(run.event_variables, Some(json!({"branch": "main", "n": "last"})), "{store}");
+        assert!(run.started_at.expect("started") >= run.not_before.unwrap_or(run.created));
+
+        // The window is closed: the next trigger of the key opens a new one, with a new run; another
+        // key has a window of its own.
+        let next = trigger(&h, id, &token, json!({"branch": "main", "n": "next"})).await;
+        assert_eq!(next.json["flow_control"]["outcome"], "deferred", "{store}: {}", next.json);
+        assert_ne!(next.json["pipeline_run"]["id"], run_id);
+        let dev = trigger(&h, id, &token, json!({"branch": "dev"})).await;
+        assert_eq!(dev.json["flow_control"]["outcome"], "deferred", "{store}: {}", dev.json);
+        assert_eq!(runs_of(&h, id).await.len(), 3, "{store}");
+    }
+}
+
+#[tokio::test]
+async fn a_throttle_holds_every_window_to_limit_plus_burst_and_answers_the_excess_429() {
+    for (store, h, key) in
+        harnesses("a_throttle_holds_every_window_to_limit_plus_burst_and_answers_the_excess_429").await
+    {
+        let settings = json!({"flow_control": {"key": "event.customer",
+            "throttle": {"limit": 10, "period_s": 60, "burst": 2, "max_delay_s": 30}}});
+        let (id, token) = api_schedule(&h, &key, "training", settings).await;
+        // 100 triggers a second for 2 minutes (of the test's clock), ten at a time.
+        let (mut taken, mut refused) = (0, 0);
+        let start = h.app.clock.now();
+        for tenth in 0..1_200 {
+            h.clock.set(start + chrono::Duration::milliseconds(100 * tenth));
+            let mut batch = tokio::task::JoinSet::new();
+            for _ in 0..10 {
+                let path = format!("{}/api/pipeline_schedules/{id}/pipeline_runs/{token}", h.api);
+                batch.spawn(async move {
+                    request("POST", &path, &[], json!({"customer": "acme"}).to_string()).await
+                });
+            }
+            while let Some(done) = batch.join_next().await {
+                let a = done.expect("task");
+                match a.status {
+                    200 => taken += 1,
+                    429 => {
+                        refused += 1;
+                        let after: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                        assert!((1..=60).contains(&after), "{store}: Retry-After {after}");
+                        assert_eq!(a.json["error"]["type"], "too_many_requests", "{store}: {}", a.json);
+                    }
+                    _ => panic!("{store}: {} {}", a.status, a.json),
+                }
+            }
+        }
+        let runs = runs_of(&h, id).await;
+        assert_eq!(runs.len(), taken, "{store}: a 429 writes nothing");
+        assert_eq!(taken + refused, 12_000);
+        let mut turns: Vec<_> = runs.iter().map(|r| r.not_before.unwrap_or(r.created)).collect();
+        turns.sort();
+        for (i, t) in turns.iter().enumerate() {
+            let window = turns[i..].iter().take_while(|x| **x < *t + chrono::Duration::seconds(60)).count();
+            assert!(window <= 12, "{store}: {window} starts in the 60 s from {t}");
+        }
+        // 2 minutes of turns plus the 30 s a turn may be away, at 10 a minute, and the burst of 2 more.
+        assert!((25..=28).contains(&taken), "{store}: {taken} runs");
+
+        // The worker starts no run before its turn.
+        let last = runs.iter().max_by_key(|r| r.not_before).expect("runs").clone();
+        let turn = last.not_before.expect("a later turn");
+        h.queue.take_all().await;
+        h.worker.handle(&kickoff::queue::Message::StartRun { run_uuid: last.uuid }).await.expect("start");
+        let seen = h.app.store.get_run(last.uuid).await.expect("get").expect("run").value.run;
+        assert_eq!(seen.status, RunStatus::Initial, "{store}: before its turn");
+        let again = h.queue.take_all().await;
+        assert!(
+            matches!(again.as_slice(), [(_, kickoff::queue::Message::StartRun { run_uuid })] if *run_uuid == last.uuid),
+            "{store}: looked at again at its turn: {again:?}"
+        );
+        h.clock.set(turn + chrono::Duration::seconds(1));
+        h.worker.handle(&kickoff::queue::Message::StartRun { run_uuid: last.uuid }).await.expect("start");
+        let seen = h.app.store.get_run(last.uuid).await.expect("get").expect("run").value.run;
+        assert_ne!(seen.status, RunStatus::Initial, "{store}: started at its turn");
     }
 }

@@ -125,6 +125,13 @@ pub enum Timing {
 }
 
 impl Timing {
+    /// The key value it is for.
+    pub fn key(&self) -> &crate::admission::SlotsKey {
+        match self {
+            Timing::Debounce(k, _) | Timing::Throttle(k, _) => k,
+        }
+    }
+
     /// The timing of a trigger of `schedule` keyed `flow_key`, if its flow control debounces or
     /// throttles.
     pub fn of(schedule: &crate::domain::Schedule, flow_key: Option<&str>) -> Option<Timing> {
