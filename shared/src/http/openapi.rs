@@ -249,7 +249,7 @@ fn errors(route: &Route) -> Vec<(&'static str, &'static str)> {
         ("409", "A conflict with the current state"),
         ("413", "The body is over 256 KiB"),
         ("422", "A field is invalid; the message names it"),
-        ("429", "A run limit refused the run"),
+        ("429", "A run limit refused the run, or a throttled key's turn is too far away (Retry-After)"),
     ];
     if route.access == Access::Write {
         out.push(("403", "A read key may not do this"));

@@ -10,6 +10,7 @@ use serde_json::{json, Map};
 use super::path_id;
 use super::triggers::{decide, map_body};
 use crate::admission::Limits;
+use crate::flow::timing::{self, DebounceStep, Timing, Turn};
 use crate::flow::OnLimit;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::{App, Error, Result};
@@ -43,9 +44,34 @@ pub async fn test(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
             "limit": (l.limit != usize::MAX).then_some(l.limit),
         });
     }
+    // Debounce and throttle: what the key's window or pace says now (`flow::timing`).
+    let mut start_at = None;
+    let mut retry_after_s = None;
+    let now = app.clock.now();
+    match Timing::of(&schedule, d.key.as_deref()).filter(|_| d.skipped.is_none()) {
+        Some(Timing::Debounce(key, deb)) => {
+            let current = app.store.window(&key).await?;
+            let read = current.as_ref().map(|v| (&v.value, v.version));
+            (outcome, start_at) = match timing::debounce_step(read, &deb, d.event_variables.as_ref(), now) {
+                DebounceStep::Open { start_at, .. } => ("deferred", Some(start_at)),
+                DebounceStep::Merge { window, .. } => ("merged", Some(window.start_at)),
+            };
+        }
+        Some(Timing::Throttle(key, t)) => {
+            let current = app.store.pace(&key).await?;
+            match timing::turn(current.as_ref().map(|v| &v.value), &t, now) {
+                Turn::At { start, .. } if start > now => (outcome, start_at) = ("deferred", Some(start)),
+                Turn::At { .. } => {}
+                Turn::Over { retry_after_s: s } => (outcome, retry_after_s) = ("rate_limited", Some(s)),
+            }
+        }
+        None => {}
+    }
     Ok(ApiResponse::ok(&json!({
         "rules_test": {
             "outcome": outcome,
+            "start_at": start_at,
+            "retry_after_s": retry_after_s,
             "skipped": d.skipped,
             "rule": d.rule,
             "key": d.key,
