@@ -37,6 +37,27 @@ struct Server {
 }
 
 impl Server {
+    /// `kickoff-local` on this table and queue of the local stack, its tick every second.
+    fn on(stack: &kickoff_tests::Stack, table_name: String, queue_url: String) -> Server {
+        Server {
+            port: free_port(),
+            env: vec![
+                ("KICKOFF_TABLE", table_name),
+                ("KICKOFF_QUEUE_URL", queue_url),
+                ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.clone()),
+                ("AWS_ENDPOINT_URL_SQS", stack.sqs.clone()),
+                ("AWS_ACCESS_KEY_ID", "test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "test".into()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("KICKOFF_DEV_API_KEY", API_KEY.into()),
+                ("KICKOFF_WEBHOOK_SECRET", kickoff_tests::worker::SECRET.into()),
+                ("KICKOFF_TICK_INTERVAL_S", "1".into()),
+                ("RUST_LOG", "info".into()),
+            ],
+            log: workspace_root().join("target").join(format!("crash-test-{}.log", Uuid::new_v4().simple())),
+        }
+    }
+
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -102,23 +123,7 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
     // A notification target on the pipeline version: every completed run owes one POST (SPEC §10).
     let notifier = BlockServer::start().await;
 
-    let server = Server {
-        port: free_port(),
-        env: vec![
-            ("KICKOFF_TABLE", table_name),
-            ("KICKOFF_QUEUE_URL", queue_url),
-            ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb.clone()),
-            ("AWS_ENDPOINT_URL_SQS", stack.sqs.clone()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("KICKOFF_DEV_API_KEY", API_KEY.into()),
-            ("KICKOFF_WEBHOOK_SECRET", kickoff_tests::worker::SECRET.into()),
-            ("KICKOFF_TICK_INTERVAL_S", "1".into()),
-            ("RUST_LOG", "info".into()),
-        ],
-        log: workspace_root().join("target").join(format!("crash-test-{}.log", Uuid::new_v4().simple())),
-    };
+    let server = Server::on(&stack, table_name, queue_url);
     let base = server.base();
     let auth = format!("Bearer {API_KEY}");
 
@@ -300,4 +305,112 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
             );
         }
     }
+}
+
+/// Debounce through SIGKILLs (issue #21): bursts of triggers of one key on a schedule debounced by 3 s
+/// (at most 5 s),
+/// the server killed at a random moment of each round — mostly inside the window, before its run has
+/// started — then restarted. Every run a trigger was answered with starts once and completes, with the
+/// payload of one of its triggers; its block is called once.
+#[tokio::test]
+async fn a_debounced_run_starts_once_through_sigkills_during_its_window() {
+    let Some(stack) = stack("a_debounced_run_starts_once_through_sigkills_during_its_window") else {
+        return;
+    };
+    let table = stack.new_table("debounce").await;
+    let table_name = table.table_name().to_string();
+    let store = Store::new(Arc::new(table));
+    let queue_url = stack.new_queue_with_visibility("debounce", 5).await;
+    let recorder = BlockServer::start().await;
+    let server = Server::on(&stack, table_name, queue_url);
+    let (base, auth) = (server.base(), format!("Bearer {API_KEY}"));
+    let mut child = server.start().await;
+    let blocks = json!([{ "name": "only", "executor": { "type": "http", "url": format!("{}/blocks/only", recorder.url) } }]);
+    let a = request("POST", &format!("{base}/api/v1/pipelines"), &[("authorization", &auth)], {
+        json!({ "name": "debounced", "blocks": blocks }).to_string()
+    })
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    // max_wait_s 5: a window that keeps being extended still closes, so kills fall before and after.
+    let settings =
+        json!({"flow_control": {"key": "event.branch", "debounce": {"period_s": 3, "max_wait_s": 5}}});
+    let a = request(
+        "POST",
+        &format!("{base}/api/pipelines/debounced/pipeline_schedules"),
+        &[("authorization", &auth)],
+        json!({"pipeline_schedule": {"name": "d", "schedule_type": "api", "status": "active", "settings": settings}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let schedule_id = a.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+    let token = a.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+
+    // run id -> the payloads its acknowledged triggers carried
+    let mut acknowledged: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
+    for round in 0..6 {
+        if round > 0 {
+            child = server.start().await;
+        }
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let url = format!("{base}/api/pipeline_schedules/{schedule_id}/pipeline_runs/{token}");
+            let wait = Duration::from_millis(random_below(1_500));
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let payload = json!({ "branch": "main", "round": round, "i": i });
+                match try_request("POST", &url, &[], payload.to_string()).await {
+                    Ok(a) if a.status == 200 => {
+                        Some((a.json["pipeline_run"]["id"].as_i64().expect("run id"), payload))
+                    }
+                    Ok(a) => panic!("a trigger answered {}: {}", a.status, String::from_utf8_lossy(&a.raw)),
+                    Err(_) => None,
+                }
+            }));
+        }
+        // Killed inside the window (3 s after the last trigger) most times, now and then after it.
+        tokio::time::sleep(Duration::from_millis(100 + random_below(4_000))).await;
+        child.sigkill();
+        for t in tasks {
+            if let Some((id, payload)) = t.await.expect("trigger task") {
+                acknowledged.entry(id).or_default().push(payload);
+            }
+        }
+    }
+    let restarted = Instant::now();
+    let _child = server.start().await;
+    let entries = loop {
+        let entries = store.run_entries(&RunView::Schedule(schedule_id)).await.expect("run list");
+        if entries.iter().all(|e| e.status.is_finished()) {
+            break entries;
+        }
+        assert!(restarted.elapsed() < FINISH_LIMIT, "runs unfinished; log: {:?}", server.log);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(!acknowledged.is_empty(), "no trigger was acknowledged");
+    for (id, payloads) in &acknowledged {
+        let d = store.get_run_by_id(*id).await.expect("get").expect("an acknowledged run is stored").value;
+        assert_eq!(d.run.status, RunStatus::Completed, "run {id}");
+        let ev = d.run.event_variables.clone().expect("event_variables");
+        assert_eq!(ev["branch"], "main");
+        // The payload of a trigger of its window: none older than the window's first answered one.
+        let first = payloads.iter().filter_map(|p| p["round"].as_u64()).min().expect("a round");
+        assert!(ev["round"].as_u64().is_some_and(|r| r >= first), "run {id}: {ev}, first {first}");
+        assert!(!d.run.debounce_open, "run {id}: its window was closed");
+    }
+    let mut calls: BTreeMap<String, usize> = BTreeMap::new();
+    for body in recorder.arrived() {
+        *calls.entry(body["run_uuid"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    for e in &entries {
+        assert_eq!(e.status, RunStatus::Completed, "every run completes (id {})", e.id);
+        let uuid = store.run_uuid(e.id).await.expect("uuid").expect("run");
+        assert_eq!(calls.get(&uuid.to_string()), Some(&1), "run {} started once, its block called once", e.id);
+    }
+    println!(
+        "debounce crash test: {} acknowledged triggers into {} runs ({} in the table), 6 SIGKILLs",
+        acknowledged.values().map(Vec::len).sum::<usize>(),
+        acknowledged.len(),
+        entries.len()
+    );
 }
