@@ -18,6 +18,8 @@
 //! | fire claim | `FIRED#<schedule id>#<fire time>` | `FIRED` | — |
 //! | run slots of a schedule with run limits | `SLOTS#<schedule id>` | `SLOTS` | — |
 //! | run slots of one flow-control key value of a schedule | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
+//! | debounce window of one key value (version = window number · 2³² + a random merge stamp; TTL once closed) | `DEBOUNCE#<schedule id>#<SHA-256 of the key, 32 hex>` | `DEBOUNCE` | — |
+//! | throttle pace of one key value (GCRA's arrival time; TTL) | `THROTTLE#<schedule id>#<SHA-256 of the key, 32 hex>` | `THROTTLE` | — |
 //! | run | `RUN#<uuid>` | `RUN` | `RUNS#<id mod 32>` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
@@ -103,7 +105,19 @@
 //!   the run's transaction; each key value its own partition (no key hot for another). Payload rules and
 //!   the key's expression cost no request; a trigger they skip reads the schedule (and its build) only and
 //!   writes nothing; `cancel_running` adds, per superseded run, the cancel's `Query` and transaction and
-//!   its hand-over. The rules test route: the schedule's `GetItem`, plus the key's slots `GetItem`.
+//!   its hand-over. The rules test route: the schedule's `GetItem`, plus the key's slots, window or pace
+//!   `GetItem`.
+//! - Debounce (`flow::timing`, `DEBOUNCE#<id>#<hash>`): a trigger reads the key's window (`GetItem`, one
+//!   more round trip); the first of a window writes it in the run's transaction (one more item); a merge
+//!   is one conditional `PutItem` of the window and nothing else — no run written, no send (1 read and
+//!   1 write besides the schedule's reads: a thousand merged triggers cost a thousand small puts on one
+//!   item, which DynamoDB takes at up to 1,000 writes/s per key value, the key's own partition). The
+//!   run's worker reads the window at each `StartRun` before the close (`GetItem`, plus a run write when a
+//!   merge moved the start, plus one delayed send), then closes it in one transaction of the window and
+//!   the run.
+//! - Throttle (`THROTTLE#<id>#<hash>`): a trigger reads the key's pace (`GetItem`) and writes it in the
+//!   run's transaction (one more item), conditioned on its version; a refused trigger (429) writes
+//!   nothing. A deferred run's `StartRun` is one delayed send (a second each 15 minutes past SQS's cap).
 //! - Backfills: by id one `GetItem`; the list one `Query` of `GSI1` `BACKFILLS` (few). A backfill's
 //!   status is derived from its runs: one `Query` of `RUNVIEW#BACKFILL#<id>` (at most 1,000 entries).
 //!   Starting one writes each date's run as a trigger does (with the run limits of its schedule, if any),
