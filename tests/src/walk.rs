@@ -434,6 +434,37 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         422,
     )
     .await;
+    // Debounce: the second trigger of a key merges into the first's pending run; throttle: a key's second
+    // trigger inside its period, with no delay allowed, is a 429 with Retry-After.
+    for (name, flow_control) in [
+        ("debounced", json!({"key": "event.branch", "debounce": {"period_s": 1}})),
+        ("throttled", json!({"key": "event.branch", "throttle": {"limit": 1, "period_s": 3600, "max_delay_s": 0}})),
+    ] {
+        let s = c
+            .call(
+                "POST",
+                "/api/pipelines/training/pipeline_schedules",
+                &w,
+                Some(json!({"pipeline_schedule": {"name": name, "schedule_type": "api", "status": "active",
+                            "settings": {"flow_control": flow_control}}})),
+                200,
+            )
+            .await;
+        let id = s.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+        let token = s.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+        let path = format!("/api/pipeline_schedules/{id}/pipeline_runs/{token}");
+        let first = c.call("POST", &path, &[], Some(json!({"branch": "main", "n": 1})), 200).await;
+        if name == "debounced" {
+            assert_eq!(first.json["flow_control"]["outcome"], "deferred", "{}", first.json);
+            let second = c.call("POST", &path, &[], Some(json!({"branch": "main", "n": 2})), 200).await;
+            assert_eq!(second.json["flow_control"]["outcome"], "merged", "{}", second.json);
+            assert_eq!(second.json["pipeline_run"]["id"], first.json["pipeline_run"]["id"]);
+        } else {
+            assert_eq!(first.json["flow_control"]["outcome"], "new_run", "{}", first.json);
+            let over = c.call("POST", &path, &[], Some(json!({"branch": "main"})), 429).await;
+            assert!(over.headers.contains_key("retry-after"), "{:?}", over.headers);
+        }
+    }
     c.call("GET", "/api/pipelines/training/pipeline_schedules?_limit=10&_offset=0", &r, None, 200).await;
     c.call("GET", "/api/pipeline_schedules?_limit=10", &r, None, 200).await;
     c.call("GET", &format!("/api/pipeline_schedules/{sid}"), &r, None, 200).await;

@@ -105,3 +105,36 @@ async fn the_flow_control_example_keys_by_customer_maps_the_payload_and_skips_th
     assert_eq!(test["rules_test"]["key"], "acme", "{out}");
     assert_eq!(test["rules_test"]["rule"], 0, "{out}");
 }
+
+#[tokio::test]
+async fn the_debounce_example_merges_a_branchs_pushes_into_one_run_with_the_last_commit() {
+    let server = start().await;
+    let out = run_readme_block(
+        &readme_block("Debounce a burst of pushes into one run per branch"),
+        server.port,
+        &[],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    let answer = |i: usize| -> (String, String, String) {
+        let f: Vec<&str> = lines[i].split(' ').collect();
+        assert_eq!(f.len(), 3, "{out}");
+        (f[0].to_string(), f[1].to_string(), f[2].to_string())
+    };
+    let (main_id, key, outcome) = answer(0);
+    assert_eq!((key.as_str(), outcome.as_str()), ("refs/heads/main", "deferred"), "{out}");
+    for i in [1, 2] {
+        assert_eq!(answer(i), (main_id.clone(), key.clone(), "merged".to_string()), "{out}");
+    }
+    let (dev_id, key, outcome) = answer(3);
+    assert_eq!((key.as_str(), outcome.as_str()), ("refs/heads/dev", "deferred"), "{out}");
+    assert_ne!(dev_id, main_id, "{out}");
+    let mut listed: Vec<&str> = lines[4..].to_vec();
+    listed.sort();
+    let mut expected = vec![
+        format!(r#"{main_id} completed {{"branch": "main", "commit": "c3"}}"#),
+        format!(r#"{dev_id} completed {{"branch": "dev", "commit": "d1"}}"#),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected, "{out}");
+}
