@@ -456,9 +456,14 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         let first = c.call("POST", &path, &[], Some(json!({"branch": "main", "n": 1})), 200).await;
         if name == "debounced" {
             assert_eq!(first.json["flow_control"]["outcome"], "deferred", "{}", first.json);
-            let second = c.call("POST", &path, &[], Some(json!({"branch": "main", "n": 2})), 200).await;
+            // Merged, and waited for: the worker closes the window a second on and runs the run with
+            // this, the last, payload.
+            let wait = format!("{path}?wait=15");
+            let second = c.call("POST", &wait, &[], Some(json!({"branch": "main", "n": 2})), 200).await;
             assert_eq!(second.json["flow_control"]["outcome"], "merged", "{}", second.json);
-            assert_eq!(second.json["pipeline_run"]["id"], first.json["pipeline_run"]["id"]);
+            let run = &second.json["pipeline_run"];
+            assert_eq!(run["id"], first.json["pipeline_run"]["id"]);
+            assert_eq!((run["status"].as_str(), &run["event_variables"]["n"]), (Some("completed"), &json!(2)), "{run}");
         } else {
             assert_eq!(first.json["flow_control"]["outcome"], "new_run", "{}", first.json);
             let over = c.call("POST", &path, &[], Some(json!({"branch": "main"})), 429).await;
