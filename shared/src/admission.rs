@@ -50,12 +50,41 @@ use crate::{App, Error, Result};
 /// Runs that may wait for a slot of one schedule at once.
 pub const MAX_WAITING: usize = 2_000;
 
-/// Which slots item: a schedule's, or one key value's of a schedule with flow control.
+/// Whose flow-control items: a schedule's (its runs, from the Mage routes and the webhook intake), or
+/// a pipeline name's (ZenML runs, whose flow control comes with each trigger: `docs/flow.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Schedule(i64),
+    Pipeline(String),
+}
+
+impl std::fmt::Display for Scope {
+    /// As item keys spell it: the schedule's id, or `PIPELINE:<name>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Schedule(id) => write!(f, "{id}"),
+            Scope::Pipeline(name) => write!(f, "PIPELINE:{name}"),
+        }
+    }
+}
+
+/// Which slots item: a schedule's, or one key value's of a schedule's or a pipeline's flow control.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotsKey {
-    pub schedule_id: i64,
+    pub scope: Scope,
     /// The flow-control key's value (`None`: the schedule's own run limits).
     pub flow_key: Option<String>,
+}
+
+impl SlotsKey {
+    /// The key of a run's flow-control items: its schedule's, else (a ZenML run) its pipeline's.
+    pub fn of_run(run: &crate::domain::Run) -> SlotsKey {
+        let scope = match run.schedule_id {
+            Some(id) => Scope::Schedule(id),
+            None => Scope::Pipeline(run.pipeline_name.clone()),
+        };
+        SlotsKey { scope, flow_key: run.flow_key.clone() }
+    }
 }
 
 /// A schedule's limits, as its settings give them.
@@ -74,21 +103,29 @@ impl Limits {
     /// concurrency, if it has that.
     pub fn of(schedule: &Schedule, flow_key: Option<&str>) -> Option<Limits> {
         let settings = &schedule.settings;
-        if let Some(c) = settings.flow_control.as_ref().and_then(|f| f.concurrency.as_ref()) {
-            return flow_key.map(|k| Limits {
-                slots: SlotsKey { schedule_id: schedule.id, flow_key: Some(k.to_string()) },
-                limit: c.per_key as usize,
-                skip_if_previous_running: false,
-                on_limit: c.on_limit,
-            });
+        if let Some(f) = settings.flow_control.as_ref().filter(|f| f.concurrency.is_some()) {
+            return Limits::keyed(Scope::Schedule(schedule.id), f, flow_key);
         }
         let limit = settings.pipeline_run_limit.map(|l| l as usize);
         let skip = settings.skip_if_previous_running.unwrap_or(false);
         (limit.is_some() || skip).then_some(Limits {
-            slots: SlotsKey { schedule_id: schedule.id, flow_key: None },
+            slots: SlotsKey { scope: Scope::Schedule(schedule.id), flow_key: None },
             limit: limit.unwrap_or(usize::MAX),
             skip_if_previous_running: skip,
             on_limit: OnLimit::Queue,
+        })
+    }
+}
+
+impl Limits {
+    /// The per-key limits of flow control `f` in `scope`, for a trigger keyed `flow_key`.
+    pub fn keyed(scope: Scope, f: &crate::flow::FlowControl, flow_key: Option<&str>) -> Option<Limits> {
+        let c = f.concurrency.as_ref()?;
+        Some(Limits {
+            slots: SlotsKey { scope, flow_key: Some(flow_key?.to_string()) },
+            limit: c.per_key as usize,
+            skip_if_previous_running: false,
+            on_limit: c.on_limit,
         })
     }
 }
@@ -107,6 +144,9 @@ pub struct Slots {
     pub holders: Vec<Uuid>,
     /// In the order they start: `execution_date`, then id.
     pub waiting: Vec<Waiter>,
+    /// The limit, kept for a pipeline's keys (ZenML runs: no schedule to read it from at hand-over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 /// What admission decided for a new run.
@@ -151,6 +191,9 @@ pub async fn admit(app: &App, limits: &Limits, waiter: Waiter) -> Result<Admissi
         Some(v) => (v.value, Some(v.version)),
         None => (Slots::default(), None),
     };
+    if let Scope::Pipeline(_) = limits.slots.scope {
+        slots.limit = Some(limits.limit);
+    }
     let busy = !slots.holders.is_empty() || !slots.waiting.is_empty();
     if limits.skip_if_previous_running && busy {
         return Ok(Admission::Skipped);
@@ -189,14 +232,19 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
     for _ in 0..8 {
         let Some((run, _)) = app.store.run_state(run_uuid).await? else { return Ok(()) };
         let needs = run.value.status.is_finished() && run.value.slot.is_some_and(|s| s != Slot::Released);
-        let Some(schedule_id) = run.value.schedule_id.filter(|_| needs) else { return Ok(()) };
-        let key = SlotsKey { schedule_id, flow_key: run.value.flow_key.clone() };
-        let limit = match app.store.get_schedule(schedule_id).await? {
-            Some(s) => Limits::of(&s.value, key.flow_key.as_deref()).map_or(usize::MAX, |l| l.limit),
-            None => usize::MAX,
-        };
+        if !needs {
+            return Ok(());
+        }
+        let key = SlotsKey::of_run(&run.value);
         let Some(slots) = app.store.slots(&key).await? else {
             return mark_released(app, run).await;
+        };
+        let limit = match (&key.scope, slots.value.limit) {
+            (Scope::Schedule(id), _) => match app.store.get_schedule(*id).await? {
+                Some(s) => Limits::of(&s.value, key.flow_key.as_deref()).map_or(usize::MAX, |l| l.limit),
+                None => usize::MAX,
+            },
+            (Scope::Pipeline(_), limit) => limit.unwrap_or(usize::MAX),
         };
         let mut next = slots.value.clone();
         next.holders.retain(|u| *u != run_uuid);
@@ -222,7 +270,7 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
         runs.extend(admitted.iter().cloned());
         if app.store.hand_over(&key, &next, slots.version, &runs).await? {
             for r in admitted {
-                tracing::info!(run_uuid = %r.value.uuid, schedule_id, flow_key = ?key.flow_key, "a slot freed: run admitted");
+                tracing::info!(run_uuid = %r.value.uuid, scope = %key.scope, flow_key = ?key.flow_key, "a slot freed: run admitted");
                 if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: r.value.uuid }).await {
                     tracing::error!(run_uuid = %r.value.uuid, error = %e, "send failed; the sweep will queue the run");
                 }

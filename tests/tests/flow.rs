@@ -502,3 +502,62 @@ async fn a_throttle_holds_every_window_to_limit_plus_burst_and_answers_the_exces
         assert_ne!(seen.status, RunStatus::Initial, "{store}: started at its turn");
     }
 }
+
+#[tokio::test]
+async fn zenml_runs_take_flow_control_from_extra_keyed_per_pipeline() {
+    for (store, h, key) in harnesses("zenml_runs_take_flow_control_from_extra_keyed_per_pipeline").await {
+        let build = h.app.store.pipeline_head("training").await.expect("head").expect("build");
+        let path = format!("/api/v1/pipeline_builds/{}/runs", build.id);
+        let run = |customer: &str, flow: Value| {
+            json!({"extra": {"customer": customer, "flow_control": flow}})
+        };
+        // One run per customer at a time: the second of a key waits; another key does not.
+        let one = json!({"key": "event.extra.customer", "concurrency": {"per_key": 1}});
+        let a = call(&h, &key, "POST", &path, run("acme", one.clone())).await;
+        assert_eq!(a.status, 200, "{store}: {}", a.json);
+        assert_eq!(a.headers["x-kickoff-flow-outcome"], "new_run", "{store}");
+        let b = call(&h, &key, "POST", &path, run("acme", one.clone())).await;
+        assert_eq!(b.headers["x-kickoff-flow-outcome"], "queued", "{store}: {}", b.json);
+        let c = call(&h, &key, "POST", &path, run("globex", one.clone())).await;
+        assert_eq!(c.headers["x-kickoff-flow-outcome"], "new_run", "{store}");
+        // `skip` over the limit writes nothing: a 409 in ZenML's shape.
+        let skip = json!({"key": "event.extra.customer", "concurrency": {"per_key": 1, "on_limit": "skip"}});
+        let d = call(&h, &key, "POST", &path, run("acme", skip)).await;
+        assert_eq!(d.status, 409, "{store}: {}", d.json);
+        assert!(d.json["detail"][1].as_str().expect("message").starts_with("skipped, no run: "), "{store}");
+        // Debounce: the second trigger of a key merges into the first's run.
+        let deb = json!({"key": "event.extra.customer", "debounce": {"period_s": 5}});
+        let e = call(&h, &key, "POST", &path, run("initech", deb.clone())).await;
+        assert_eq!(e.headers["x-kickoff-flow-outcome"], "deferred", "{store}: {}", e.json);
+        assert!(e.headers.contains_key("x-kickoff-flow-start-at"));
+        let f = call(&h, &key, "POST", &path, run("initech", deb)).await;
+        assert_eq!(f.headers["x-kickoff-flow-outcome"], "merged", "{store}: {}", f.json);
+        assert_eq!(f.json["id"], e.json["id"], "{store}: the same run");
+        // Bad flow control is a 422 naming the ZenML field, and writes nothing.
+        let bad = json!({"key": "event.extra.customer", "concurrency": {"per_key": 0}});
+        let g = call(&h, &key, "POST", &path, run("acme", bad)).await;
+        assert_eq!(g.status, 422, "{store}: {}", g.json);
+        assert!(g.json["detail"][1].as_str().expect("message").starts_with("extra.flow_control.concurrency.per_key"), "{store}: {}", g.json);
+
+        // Drive the worker: acme's second run starts only when its first has finished.
+        let acme = |j: &Value| j["id"].as_str().expect("uuid").parse::<uuid::Uuid>().expect("uuid");
+        let (first, second) = (acme(&a.json), acme(&b.json));
+        h.clock.advance(chrono::Duration::seconds(6));
+        for _ in 0..100 {
+            let r1 = h.app.store.get_run(first).await.expect("get").expect("run").value.run;
+            let r2 = h.app.store.get_run(second).await.expect("get").expect("run").value.run;
+            if r2.status != RunStatus::Initial {
+                assert_eq!(r1.status, RunStatus::Completed, "{store}: the second started after the first ended");
+            }
+            if r2.status == RunStatus::Completed {
+                break;
+            }
+            deliver_all(&h, 1).await;
+        }
+        let r2 = h.app.store.get_run(second).await.expect("get").expect("run").value.run;
+        assert_eq!(r2.status, RunStatus::Completed, "{store}: {r2:?}");
+        let merged = acme(&e.json);
+        let m = h.app.store.get_run(merged).await.expect("get").expect("run").value.run;
+        assert_eq!(m.status, RunStatus::Completed, "{store}: the debounced run ran: {m:?}");
+    }
+}

@@ -217,6 +217,27 @@ pub fn decide(
     })
 }
 
+/// What flow control made of a trigger that wrote (or merged into) `run`: `new_run` (it may start),
+/// `queued` (it waits for a run of its key), `cancelling_running` (it waits while the key's running runs
+/// are cancelled), `deferred` (it starts at the time given: a debounce window's run, a throttled turn)
+/// or `merged` (into the key's pending debounced run, starting at the time given).
+pub fn outcome(
+    run: &crate::domain::Run,
+    merged: bool,
+    on_limit: Option<OnLimit>,
+) -> (&'static str, Option<chrono::DateTime<chrono::Utc>>) {
+    let later = run.not_before.filter(|t| *t > run.created || merged);
+    let waiting = run.slot == Some(crate::domain::run::Slot::Waiting);
+    let outcome = match (merged, later.is_some(), waiting, on_limit == Some(OnLimit::CancelRunning)) {
+        (true, ..) => "merged",
+        (false, true, ..) => "deferred",
+        (false, false, false, _) => "new_run",
+        (false, false, true, false) => "queued",
+        (false, false, true, true) => "cancelling_running",
+    };
+    (outcome, later)
+}
+
 /// The request's headers as a map of lower-case names to text values (the last of a repeated header);
 /// [`decide`] leaves out credentials and signatures.
 pub fn headers_of(map: &http::HeaderMap) -> Map<String, Value> {

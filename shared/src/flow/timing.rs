@@ -136,7 +136,12 @@ impl Timing {
     /// throttles.
     pub fn of(schedule: &crate::domain::Schedule, flow_key: Option<&str>) -> Option<Timing> {
         let f = schedule.settings.flow_control.as_ref()?;
-        let key = crate::admission::SlotsKey { schedule_id: schedule.id, flow_key: Some(flow_key?.to_string()) };
+        Timing::keyed(crate::admission::Scope::Schedule(schedule.id), f, flow_key)
+    }
+
+    /// The timing of flow control `f` in `scope`, for a trigger keyed `flow_key`.
+    pub fn keyed(scope: crate::admission::Scope, f: &super::FlowControl, flow_key: Option<&str>) -> Option<Timing> {
+        let key = crate::admission::SlotsKey { scope, flow_key: Some(flow_key?.to_string()) };
         match (&f.debounce, &f.throttle) {
             (Some(d), _) => Some(Timing::Debounce(key, d.clone())),
             (None, Some(t)) => Some(Timing::Throttle(key, t.clone())),

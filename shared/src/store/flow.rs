@@ -12,13 +12,14 @@ use crate::domain::Run;
 use crate::flow::timing::{Pace, Window};
 use crate::Result;
 
-/// `<prefix>#<schedule id>`, plus `#<hash of the key>` for a key value.
+/// `<prefix>#<scope>` (a schedule's id, or `PIPELINE:<name>`), plus `#<hash of the key>` for a key
+/// value.
 pub(super) fn keyed_pk(prefix: &str, key: &SlotsKey) -> String {
     match &key.flow_key {
-        None => format!("{prefix}#{}", key.schedule_id),
+        None => format!("{prefix}#{}", key.scope),
         Some(k) => {
             let hash = hex::encode(sha2::Sha256::digest(k.as_bytes()));
-            format!("{prefix}#{}#{}", key.schedule_id, &hash[..32])
+            format!("{prefix}#{}#{}", key.scope, &hash[..32])
         }
     }
 }

@@ -266,10 +266,7 @@ impl Worker {
     /// when a write lost a race.
     async fn close_window(&self, state: &State, blocks: &[BlockRun], now: DateTime<Utc>) -> Result<bool> {
         let run = &state.run;
-        let key = crate::admission::SlotsKey {
-            schedule_id: run.value.schedule_id.unwrap_or_default(),
-            flow_key: run.value.flow_key.clone(),
-        };
+        let key = crate::admission::SlotsKey::of_run(&run.value);
         let window = self.app.store.window(&key).await?;
         let mut next = run.clone();
         next.value.updated = now;

@@ -20,7 +20,6 @@ use std::time::Duration;
 use super::{path_id, path_id_named, view};
 use crate::admission::Limits;
 use crate::domain::bounds;
-use crate::domain::run::Slot;
 use crate::domain::schedule::parse_datetime;
 use crate::domain::{Schedule, ScheduleStatus, ScheduleType};
 use crate::domain::run::RunDetail;
@@ -173,22 +172,13 @@ fn flow_view(schedule: &Schedule, d: &flow::Decision, made: Option<(&RunDetail, 
     if s.flow_control.is_none() && s.rules.is_none() {
         return None;
     }
-    let cancelling = s.flow_control.as_ref().and_then(|f| f.concurrency.as_ref()).map(|c| c.on_limit)
-        == Some(flow::OnLimit::CancelRunning);
     let Some((detail, merged)) = made.filter(|_| d.skipped.is_none()) else {
         return Some(json!({ "rule": d.rule, "key": d.key, "outcome": "skipped" }));
     };
-    let run = &detail.run;
-    let later = run.not_before.filter(|t| *t > run.created || merged);
-    let outcome = match (merged, later.is_some(), run.slot == Some(Slot::Waiting), cancelling) {
-        (true, ..) => "merged",
-        (false, true, ..) => "deferred",
-        (false, false, false, _) => "new_run",
-        (false, false, true, false) => "queued",
-        (false, false, true, true) => "cancelling_running",
-    };
+    let on_limit = s.flow_control.as_ref().and_then(|f| f.concurrency.as_ref()).map(|c| c.on_limit);
+    let (outcome, start_at) = flow::outcome(&detail.run, merged, on_limit);
     let mut view = json!({ "rule": d.rule, "key": d.key, "outcome": outcome });
-    if let Some(t) = later {
+    if let Some(t) = start_at {
         view["start_at"] = json!(t);
     }
     Some(view)

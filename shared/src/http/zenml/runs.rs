@@ -9,7 +9,9 @@ use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
 use crate::domain::Run;
 use crate::http::{wait, ApiRequest, ApiResponse};
-use crate::trigger::{start_run, Idempotency, RunOptions};
+use crate::admission::{Limits, Scope};
+use crate::flow::{self, timing::Timing};
+use crate::trigger::{start_or_skip, Idempotency, RunOptions, Started};
 use crate::{App, Error, Result};
 
 fn field(r: &Run, name: &str) -> Option<FieldValue> {
@@ -56,8 +58,50 @@ pub async fn run_build(
         .ok_or_else(|| Error::NotFound(format!("{missing} with id {build_id}")))?;
     let idempotency = Idempotency::new(req.header("idempotency-key"), format!("build:{build_id}"), &config)?;
     let config = RunConfig::parse(config, &build)?;
-    let detail = start_run(app, &build, config, RunOptions { idempotency, ..RunOptions::default() }).await?;
-    answer(app, wait, detail, true).await
+    let flow = flow_control(&config)?;
+    let mut opts = RunOptions { idempotency, ..RunOptions::default() };
+    if let Some(f) = &flow {
+        let event = serde_json::Value::Object(config.raw.clone());
+        let d = flow::decide(Some(f), None, Some(&event), &serde_json::Map::new(), flow::headers_of(&req.headers))
+            .map_err(renamed)?;
+        let scope = Scope::Pipeline(build.pipeline_name.clone());
+        opts.limits = Limits::keyed(scope.clone(), f, d.key.as_deref());
+        opts.timing = Timing::keyed(scope, f, d.key.as_deref());
+    }
+    let (detail, merged) = match start_or_skip(app, &build, config, opts).await? {
+        Started::Run(detail) => (detail, false),
+        Started::Merged(detail) => (detail, true),
+        Started::Skipped(why) => return Err(Error::Conflict(format!("skipped, no run: {why}"))),
+    };
+    let said = flow.as_ref().map(|f| {
+        flow::outcome(&detail.run, merged, f.concurrency.as_ref().map(|c| c.on_limit))
+    });
+    let mut resp = answer(app, wait, detail, true).await?;
+    if let Some((outcome, start_at)) = said {
+        resp.headers.push(("x-kickoff-flow-outcome", outcome.to_string()));
+        if let Some(t) = start_at {
+            resp.headers.push(("x-kickoff-flow-start-at", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+        }
+    }
+    Ok(resp)
+}
+
+/// A ZenML run's flow control: `extra.flow_control` of its run configuration (`docs/flow.md`), checked
+/// as a schedule's is (a 422 naming `extra.flow_control…`).
+fn flow_control(config: &RunConfig) -> Result<Option<flow::FlowControl>> {
+    let Some(raw) = config.raw.get("extra").and_then(|e| e.get("flow_control")) else { return Ok(None) };
+    let f: flow::FlowControl = serde_json::from_value(raw.clone())
+        .map_err(|e| Error::Unprocessable(format!("extra.flow_control: {e}")))?;
+    flow::validate(Some(&f), None).map_err(renamed)?;
+    Ok(Some(f))
+}
+
+/// A flow-control error as the ZenML body names the field.
+fn renamed(e: Error) -> Error {
+    match e {
+        Error::Unprocessable(m) => Error::Unprocessable(m.replacen("settings.flow_control", "extra.flow_control", 1)),
+        other => other,
+    }
 }
 
 pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
