@@ -5,6 +5,8 @@
 //!   block keeps running; its result is recorded but changes nothing.
 //! - **time-out**, by the scheduler tick's sweep (SPEC §6): a run past its `timeout` ends with its
 //!   `timeout_status`, its blocks not yet started and its running blocks `cancelled`.
+//!
+//! A debounced run still waiting for its window's end closes the window in the same transaction.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -85,12 +87,21 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
             }
             all.push(b.value);
         }
+        // A debounced run whose window is open closes it in the same write (`flow::timing`), so that
+        // the key's next trigger opens a new window rather than merging into an ended run.
+        let mut close = Vec::new();
+        if run.debounce_open {
+            if let Some((key, w)) = app.store.open_window_of(&run).await? {
+                close.push(crate::store::Store::window_close_put(&key, &w)?);
+            }
+            run.debounce_open = false;
+        }
         // Out of the wake index, unless its slot under the schedule's run limits is to be handed over.
         run.wake_at = crate::worker::plan::wake_at(None, &run, &all, now);
         let hand_over = run.slot.is_some_and(|s| s != Slot::Released);
         let owed = crate::worker::plan::notifications(&run, owed_from, now);
         let run = Versioned { value: run, version: current.version };
-        if app.store.update_run_and_blocks(&run, status, &changed).await? {
+        if app.store.update_run_and_blocks_with(&run, status, &changed, close).await? {
             // The notifications it owes now; if this send is lost, the run's wake time brings the sweep.
             if let Err(e) = crate::worker::send_all(app.queue.as_ref(), owed).await {
                 tracing::warn!(run_uuid = %uuid, error = %e, "notification send failed; the sweep will retry it");

@@ -429,6 +429,14 @@ async fn a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_th
         let dev = trigger(&h, id, &token, json!({"branch": "dev"})).await;
         assert_eq!(dev.json["flow_control"]["outcome"], "deferred", "{store}: {}", dev.json);
         assert_eq!(runs_of(&h, id).await.len(), 3, "{store}");
+        // Cancelling a pending run closes its window: the key's next trigger opens a new one.
+        let dev_id = dev.json["pipeline_run"]["id"].as_i64().expect("id");
+        let body = json!({"pipeline_run": {"status": "cancelled"}});
+        let c = call(&h, &key, "PUT", &format!("/api/pipeline_runs/{dev_id}"), body).await;
+        assert_eq!(c.status, 200, "{store}: {}", c.json);
+        let again = trigger(&h, id, &token, json!({"branch": "dev"})).await;
+        assert_eq!(again.json["flow_control"]["outcome"], "deferred", "{store}: {}", again.json);
+        assert_ne!(again.json["pipeline_run"]["id"], dev_id, "{store}: not merged into the cancelled run");
     }
 }
 
@@ -479,6 +487,8 @@ async fn a_throttle_holds_every_window_to_limit_plus_burst_and_answers_the_exces
         }
         // 2 minutes of turns plus the 30 s a turn may be away, at 10 a minute, and the burst of 2 more.
         assert!((25..=28).contains(&taken), "{store}: {taken} runs");
+        // At the 100th second of the triggers the key's next turn (after the 144th) was over 30 s away.
+        h.clock.set(start + chrono::Duration::seconds(100));
         let t = call(&h, &key, "POST", &format!("/api/pipeline_schedules/{id}/rules/test"), json!({"customer": "acme"})).await;
         assert_eq!(t.json["rules_test"]["outcome"], "rate_limited", "{store}: {}", t.json);
         let t = call(&h, &key, "POST", &format!("/api/pipeline_schedules/{id}/rules/test"), json!({"customer": "initech"})).await;

@@ -285,7 +285,16 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
         Dialect::Mage => "MageError",
     };
     let mut responses = Map::new();
-    responses.insert("200".into(), json!({ "description": "OK", "content": json_content(op.answer) }));
+    let mut ok = json!({ "description": "OK", "content": json_content(op.answer) });
+    if matches!(route.endpoint, Endpoint::TriggerBuildRun | Endpoint::TriggerSnapshotRun | Endpoint::TriggerTemplateRun) {
+        ok["headers"] = json!({
+            "X-Kickoff-Flow-Outcome": { "schema": { "type": "string", "enum": ["new_run", "queued", "cancelling_running", "deferred", "merged"] },
+                                        "description": "with extra.flow_control: what flow control made of the trigger (docs/flow.md)" },
+            "X-Kickoff-Flow-Start-At": { "schema": { "type": "string", "format": "date-time" },
+                                         "description": "deferred or merged: when the run is to start" },
+        });
+    }
+    responses.insert("200".into(), ok);
     if op.query.contains(&"wait") {
         responses.insert(
             "202".into(),
@@ -297,10 +306,11 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
         );
     }
     for (status, description) in errors(route) {
-        responses.insert(
-            status.into(),
-            json!({ "description": description, "content": json_content(error_schema) }),
-        );
+        let mut answer = json!({ "description": description, "content": json_content(error_schema) });
+        if status == "429" {
+            answer["headers"] = json!({ "Retry-After": { "schema": { "type": "integer" }, "description": "seconds, when a throttle refused the trigger" } });
+        }
+        responses.insert(status.into(), answer);
     }
     let security = match (route.access, route.endpoint) {
         (Access::Read | Access::Write, _) if dialect == Dialect::Zenml => json!([{ "bearer": [] }]),

@@ -9,7 +9,7 @@ use super::schedules::changed;
 use super::{encode, item, Store, Versioned};
 use crate::admission::SlotsKey;
 use crate::domain::Run;
-use crate::flow::timing::{Pace, Window};
+use crate::flow::timing::{closed_version, Pace, Window};
 use crate::Result;
 
 /// `<prefix>#<scope>` (a schedule's id, or `PIPELINE:<name>`), plus `#<hash of the key>` for a key
@@ -49,12 +49,19 @@ impl Store {
         changed(self.table.write(vec![put]).await)
     }
 
-    /// Closes a window: the window item (conditioned on the version read) and its run (conditioned on
-    /// its version), in one transaction; `false` if either changed first.
-    pub async fn close_window(&self, window: Put, run: &Versioned<Run>) -> Result<bool> {
-        let run_put =
-            Put { item: Self::run_item(&run.value, run.version + 1)?, condition: Condition::Version(run.version) };
-        changed(self.table.write(vec![window, run_put]).await)
+    /// The window of a debounced run whose window is open (`run.debounce_open`), if it is open and names
+    /// the run (one `GetItem`), with its key.
+    pub async fn open_window_of(&self, run: &Run) -> Result<Option<(SlotsKey, Versioned<Window>)>> {
+        let key = SlotsKey::of_run(run);
+        let window = self.window(&key).await?;
+        Ok(window.filter(|w| w.value.open && w.value.run_uuid == run.uuid).map(|w| (key, w)))
+    }
+
+    /// The put that closes window `w` (read at its version): conditioned on that version, so that a
+    /// merge landing after the read makes it fail (`flow::timing`).
+    pub fn window_close_put(key: &SlotsKey, w: &Versioned<Window>) -> Result<Put> {
+        let closed = Window { open: false, ..w.value.clone() };
+        Self::window_put(key, &closed, closed_version(w.version), Condition::Version(w.version))
     }
 
     /// A key value's throttle pace: one `GetItem`.

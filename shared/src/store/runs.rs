@@ -526,6 +526,18 @@ impl Store {
         previous: RunStatus,
         blocks: &[(usize, Versioned<BlockRun>)],
     ) -> Result<bool> {
+        self.update_run_and_blocks_with(run, previous, blocks, Vec::new()).await
+    }
+
+    /// [`Store::update_run_and_blocks`] with more puts in the same transaction (a debounce window's
+    /// close: `flow::timing`).
+    pub async fn update_run_and_blocks_with(
+        &self,
+        run: &Versioned<Run>,
+        previous: RunStatus,
+        blocks: &[(usize, Versioned<BlockRun>)],
+        extra: Vec<Put>,
+    ) -> Result<bool> {
         let mut puts = vec![Put {
             item: Self::run_item(&run.value, run.version + 1)?,
             condition: Condition::Version(run.version),
@@ -540,6 +552,7 @@ impl Store {
         if !adds.is_empty() {
             puts.extend(Self::view_puts(&run.value)?);
         }
+        puts.extend(extra);
         match self.table.write_counted(puts, adds).await {
             Ok(()) => Ok(true),
             Err(WriteError::ConditionFailed) => Ok(false),

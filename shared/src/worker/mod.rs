@@ -266,12 +266,11 @@ impl Worker {
     /// when a write lost a race.
     async fn close_window(&self, state: &State, blocks: &[BlockRun], now: DateTime<Utc>) -> Result<bool> {
         let run = &state.run;
-        let key = crate::admission::SlotsKey::of_run(&run.value);
-        let window = self.app.store.window(&key).await?;
         let mut next = run.clone();
         next.value.updated = now;
-        let Some(w) = window.filter(|w| w.value.open && w.value.run_uuid == run.value.uuid) else {
-            // Only this run's worker closes its window, in the write that clears the flag: not reached.
+        let Some((key, w)) = self.app.store.open_window_of(&run.value).await? else {
+            // Only this run's worker (or its cancel) closes its window, in the write that clears the
+            // flag: not reached.
             tracing::warn!(run_uuid = %run.value.uuid, "debounced run without its open window: starting it");
             next.value.debounce_open = false;
             next.value.not_before = None;
@@ -297,14 +296,8 @@ impl Worker {
         next.value.not_before = None;
         next.value.event_variables.clone_from(&w.value.event_variables);
         next.value.wake_at = plan::wake_at(None, &next.value, blocks, now);
-        let closed = crate::flow::timing::Window { open: false, ..w.value };
-        let put = crate::store::Store::window_put(
-            &key,
-            &closed,
-            crate::flow::timing::closed_version(w.version),
-            crate::store::table::Condition::Version(w.version),
-        )?;
-        if self.app.store.close_window(put, &next).await? {
+        let close = crate::store::Store::window_close_put(&key, &w)?;
+        if self.app.store.update_run_and_blocks_with(&next, run.value.status, &[], vec![close]).await? {
             tracing::info!(run_uuid = %run.value.uuid, flow_key = ?key.flow_key, "debounce window closed: the run starts");
         }
         Ok(false)
