@@ -73,6 +73,46 @@ pub async fn run_all(store: &Store) {
     idempotency_race(store).await;
     wake_index(store).await;
     write_limits(store).await;
+    debounce_windows(store).await;
+}
+
+/// A debounce window's versions (`flow::timing`): merges of an open window do not conflict with each
+/// other (`Condition::VersionBetween`), and each conflicts with the close; a merge after the close fails.
+async fn debounce_windows(store: &Store) {
+    use crate::admission::{Scope, SlotsKey};
+    use crate::flow::timing::{debounce_step, opened, Debounce, DebounceStep};
+    let key = SlotsKey { scope: Scope::Schedule(7), flow_key: Some("main".into()) };
+    let d = Debounce { period_s: 5, max_wait_s: None };
+    let now = SystemClock.now();
+    let p = pipeline("conf-debounce", "1");
+    let (run, _) = run_of(&Build::initial(&p), 300);
+    let DebounceStep::Open { version, condition, start_at } = debounce_step(None, &d, None, now) else {
+        panic!("a first trigger opens a window")
+    };
+    let put = Store::window_put(&key, &opened(&run, start_at, now), version, condition).expect("put");
+    assert!(store.merge_window(put.clone()).await.expect("open"), "the window opens");
+    assert!(!store.merge_window(put).await.expect("again"), "opened once");
+    let read = store.window(&key).await.expect("read").expect("window");
+    let merge = |n: i64| {
+        let DebounceStep::Merge { window, version, condition } =
+            debounce_step(Some((&read.value, read.version)), &d, Some(&serde_json::json!(n)), now)
+        else {
+            panic!("an open window merges")
+        };
+        Store::window_put(&key, &window, version, condition).expect("put")
+    };
+    assert!(store.merge_window(merge(1)).await.expect("merge"), "a merge of what was read");
+    assert!(store.merge_window(merge(2)).await.expect("merge"), "a second merge of the same read");
+    let close = Store::window_close_put(&key, &read).expect("close");
+    assert!(!store.merge_window(close).await.expect("close"), "the merges changed what the close read");
+    let now_read = store.window(&key).await.expect("read").expect("window");
+    assert_eq!(now_read.value.event_variables, Some(serde_json::json!(2)), "the last merge wins");
+    let close = Store::window_close_put(&key, &now_read).expect("close");
+    assert!(store.merge_window(close).await.expect("close"), "the close of what is there");
+    assert!(!store.merge_window(merge(3)).await.expect("late merge"), "no merge after the close");
+    let closed = store.window(&key).await.expect("read").expect("window");
+    assert!(!closed.value.open);
+    assert_eq!(closed.value.event_variables, Some(serde_json::json!(2)));
 }
 
 /// What DynamoDB refuses for size, both tables refuse alike, before writing anything: an item over
