@@ -35,6 +35,10 @@
 //! cancel hands its slot over, so the new run starts when they have stopped. If the trigger dies
 //! between its write and those cancels, the new run waits for the old ones to finish on their own:
 //! it is late, never lost.
+//!
+//! **ZenML runs** take flow control with each trigger (`extra.flow_control`), scoped to the build's
+//! pipeline name ([`Scope::Pipeline`]: `SLOTS#PIPELINE:<name>#<hash>`); with no schedule to read the
+//! limit from at hand-over, the slots item keeps it (`Slots::limit`, the latest trigger's).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -17,7 +17,7 @@
 //! | schedule | `SCHEDULE#<id>` | `SCHEDULE` | `SCHEDULES` / `<created>#<id>`; while an active time schedule also `GSI2PK`/`GSI2SK` = `FIRE#<id mod 8>` / `<next fire time>` |
 //! | fire claim | `FIRED#<schedule id>#<fire time>` | `FIRED` | — |
 //! | run slots of a schedule with run limits | `SLOTS#<schedule id>` | `SLOTS` | — |
-//! | run slots of one flow-control key value of a schedule | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
+//! | run slots of one flow-control key value of a schedule (of a pipeline name, for ZenML runs: `<schedule id>` is `PIPELINE:<name>` in this and the next two rows) | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
 //! | debounce window of one key value (version = window number · 2³² + a random merge stamp; TTL once closed) | `DEBOUNCE#<schedule id>#<SHA-256 of the key, 32 hex>` | `DEBOUNCE` | — |
 //! | throttle pace of one key value (GCRA's arrival time; TTL) | `THROTTLE#<schedule id>#<SHA-256 of the key, 32 hex>` | `THROTTLE` | — |
 //! | run | `RUN#<uuid>` | `RUN` | `RUNS#<id mod 32>` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
