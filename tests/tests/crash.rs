@@ -37,9 +37,14 @@ struct Server {
 }
 
 impl Server {
-    /// `kickoff-local` on this table and queue of the local stack, its tick every second.
-    fn on(stack: &kickoff_tests::Stack, table_name: String, queue_url: String) -> Server {
-        Server {
+    /// `kickoff-local` on a fresh table and queue (visibility 5 s) of the local stack, its tick every
+    /// second; and a store on that table.
+    async fn fresh(stack: &kickoff_tests::Stack, prefix: &str) -> (Store, Server) {
+        let table = stack.new_table(prefix).await;
+        let table_name = table.table_name().to_string();
+        let store = Store::new(Arc::new(table));
+        let queue_url = stack.new_queue_with_visibility(prefix, 5).await;
+        let server = Server {
             port: free_port(),
             env: vec![
                 ("KICKOFF_TABLE", table_name),
@@ -55,7 +60,8 @@ impl Server {
                 ("RUST_LOG", "info".into()),
             ],
             log: workspace_root().join("target").join(format!("crash-test-{}.log", Uuid::new_v4().simple())),
-        }
+        };
+        (store, server)
     }
 
     fn base(&self) -> String {
@@ -105,10 +111,7 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
     let Some(stack) = stack("every_acknowledged_run_completes_through_sigkills_at_random_moments") else {
         return;
     };
-    let table = stack.new_table("crash").await;
-    let table_name = table.table_name().to_string();
-    let store = Store::new(Arc::new(table));
-    let queue_url = stack.new_queue_with_visibility("crash", 5).await;
+    let (store, server) = Server::fresh(&stack, "crash").await;
 
     // Block targets: a short call, a call longer than the visibility timeout, a quick one.
     let recorder = BlockServer::start().await;
@@ -123,7 +126,6 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
     // A notification target on the pipeline version: every completed run owes one POST (SPEC §10).
     let notifier = BlockServer::start().await;
 
-    let server = Server::on(&stack, table_name, queue_url);
     let base = server.base();
     let auth = format!("Bearer {API_KEY}");
 
@@ -308,21 +310,16 @@ async fn every_acknowledged_run_completes_through_sigkills_at_random_moments() {
 }
 
 /// Debounce through SIGKILLs (issue #21): bursts of triggers of one key on a schedule debounced by 3 s
-/// (at most 5 s),
-/// the server killed at a random moment of each round — mostly inside the window, before its run has
-/// started — then restarted. Every run a trigger was answered with starts once and completes, with the
+/// (at most 5 s), the server killed at a random moment of each round — mostly inside the window, before
+/// its run has started — then restarted. Every run a trigger was answered with starts once and completes, with the
 /// payload of one of its triggers; its block is called once.
 #[tokio::test]
 async fn a_debounced_run_starts_once_through_sigkills_during_its_window() {
     let Some(stack) = stack("a_debounced_run_starts_once_through_sigkills_during_its_window") else {
         return;
     };
-    let table = stack.new_table("debounce").await;
-    let table_name = table.table_name().to_string();
-    let store = Store::new(Arc::new(table));
-    let queue_url = stack.new_queue_with_visibility("debounce", 5).await;
+    let (store, server) = Server::fresh(&stack, "debounce").await;
     let recorder = BlockServer::start().await;
-    let server = Server::on(&stack, table_name, queue_url);
     let (base, auth) = (server.base(), format!("Bearer {API_KEY}"));
     let mut child = server.start().await;
     let blocks = json!([{ "name": "only", "executor": { "type": "http", "url": format!("{}/blocks/only", recorder.url) } }]);
