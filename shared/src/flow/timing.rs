@@ -18,7 +18,8 @@
 //! conditioned on the version being within the open window (`Condition::VersionBetween`) and writes a
 //! random version within it; the close is conditioned on the exact version it read and writes
 //! `(k+1)·2³²`. So a merge landing between the close's read and its write changes the version and the
-//! close reads again.
+//! close reads again (unless it drew the very version the close read: one chance in about 4 billion
+//! per such race, when that merge's payload would be passed over for the one before it).
 //!
 //! **Throttle** (`THROTTLE#<schedule id>#<SHA-256 of the key>`, a [`Pace`]): GCRA. Starts of one key
 //! are spaced `period_s / limit` apart, with `burst` more allowed at once; a trigger's run starts at

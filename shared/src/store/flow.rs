@@ -1,6 +1,7 @@
-//! The flow-control items of one key value of a schedule (`flow::timing`): its debounce window
-//! (`DEBOUNCE#<schedule id>#<hash>`) and its throttle's pace (`THROTTLE#<schedule id>#<hash>`), the
-//! hash being the first 32 hex digits of the key's SHA-256 (as the key's slots item, `SLOTS#…`).
+//! The flow-control items of one key value of a schedule, or of a pipeline name for ZenML runs
+//! (`flow::timing`): its debounce window (`DEBOUNCE#<scope>#<hash>`) and its throttle's pace
+//! (`THROTTLE#<scope>#<hash>`), the scope being the schedule's id or `PIPELINE:<name>` and the hash the
+//! first 32 hex digits of the key's SHA-256 (as the key's slots item, `SLOTS#…`).
 
 use sha2::Digest;
 
