@@ -17,8 +17,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::admission::{self, Admission, Limits, Waiter};
-use crate::flow::timing::{self, DebounceStep, Timing, Turn, Window};
-use crate::store::Store;
 use crate::clock::{block_run_id, new_int_ids};
 use crate::domain::notify::NotifyTarget;
 use crate::domain::run::Deadlines;
@@ -26,8 +24,10 @@ use crate::domain::run::RunDetail;
 use crate::domain::run::Slot;
 use crate::domain::run_config::RunConfig;
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus, Schedule};
+use crate::flow::timing::{self, DebounceStep, Timing, Turn, Window};
 use crate::queue::Message;
 use crate::remembered::Remembered;
+use crate::store::Store;
 use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord, Versioned};
 use crate::{App, Error, Result};
 
@@ -277,7 +277,9 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
                 break;
             }
             tracing::info!(schedule_id = ?opts.schedule_id, flow_key = ?run.flow_key, "flow control: the key's slots are taken; skipped");
-            return Ok(Started::Skipped("flow_control: every slot of this key is taken (on_limit: skip)".into()));
+            return Ok(Started::Skipped(
+                "flow_control: every slot of this key is taken (on_limit: skip)".into(),
+            ));
         }
         run.not_before = None;
         run.debounce_open = false;
@@ -290,10 +292,19 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
                     DebounceStep::Open { version, condition, start_at } => {
                         run.not_before = Some(start_at);
                         run.debounce_open = true;
-                        Some(Store::window_put(key, &timing::opened(&run, start_at, now), version, condition)?)
+                        Some(Store::window_put(
+                            key,
+                            &timing::opened(&run, start_at, now),
+                            version,
+                            condition,
+                        )?)
                     }
                     DebounceStep::Merge { window, version, condition } => {
-                        if app.store.merge_window(Store::window_put(key, &window, version, condition)?).await? {
+                        if app
+                            .store
+                            .merge_window(Store::window_put(key, &window, version, condition)?)
+                            .await?
+                        {
                             tracing::info!(run_uuid = %window.run_uuid, flow_key = ?run.flow_key, start_at = %window.start_at, "flow control: merged into the key's pending run");
                             return Ok(Started::Merged(merged(run, blocks, &window)));
                         }
@@ -379,7 +390,8 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
     }
     // A run whose turn is later (throttle, debounce) is sent for then (SQS delays up to 15 minutes; a
     // later turn comes back early and is sent on by the worker).
-    let delay = std::time::Duration::from_secs(run.not_before.map_or(0, |t| crate::worker::plan::secs_until(t, now)));
+    let delay =
+        std::time::Duration::from_secs(run.not_before.map_or(0, |t| crate::worker::plan::secs_until(t, now)));
     let start = Message::StartRun { run_uuid: run.uuid };
     if let Err(e) = app.queue.send_delayed(&start, delay.min(crate::queue::MAX_DELAY)).await {
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler's sweep will queue the run");

@@ -438,7 +438,10 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
     // trigger inside its period, with no delay allowed, is a 429 with Retry-After.
     for (name, flow_control) in [
         ("debounced", json!({"key": "event.branch", "debounce": {"period_s": 1}})),
-        ("throttled", json!({"key": "event.branch", "throttle": {"limit": 1, "period_s": 3600, "max_delay_s": 0}})),
+        (
+            "throttled",
+            json!({"key": "event.branch", "throttle": {"limit": 1, "period_s": 3600, "max_delay_s": 0}}),
+        ),
     ] {
         let s = c
             .call(
@@ -463,7 +466,11 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             assert_eq!(second.json["flow_control"]["outcome"], "merged", "{}", second.json);
             let run = &second.json["pipeline_run"];
             assert_eq!(run["id"], first.json["pipeline_run"]["id"]);
-            assert_eq!((run["status"].as_str(), &run["event_variables"]["n"]), (Some("completed"), &json!(2)), "{run}");
+            assert_eq!(
+                (run["status"].as_str(), &run["event_variables"]["n"]),
+                (Some("completed"), &json!(2)),
+                "{run}"
+            );
         } else {
             assert_eq!(first.json["flow_control"]["outcome"], "new_run", "{}", first.json);
             let over = c.call("POST", &path, &[], Some(json!({"branch": "main"})), 429).await;

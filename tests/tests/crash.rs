@@ -402,7 +402,12 @@ async fn a_debounced_run_starts_once_through_sigkills_during_its_window() {
     for e in &entries {
         assert_eq!(e.status, RunStatus::Completed, "every run completes (id {})", e.id);
         let uuid = store.run_uuid(e.id).await.expect("uuid").expect("run");
-        assert_eq!(calls.get(&uuid.to_string()), Some(&1), "run {} started once, its block called once", e.id);
+        assert_eq!(
+            calls.get(&uuid.to_string()),
+            Some(&1),
+            "run {} started once, its block called once",
+            e.id
+        );
     }
     println!(
         "debounce crash test: {} acknowledged triggers into {} runs ({} in the table), 6 SIGKILLs",

@@ -368,7 +368,8 @@ async fn deliver_all(h: &Harness, rounds: usize) {
 #[tokio::test]
 async fn a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_the_last_payload() {
     for (store, h, key) in
-        harnesses("a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_the_last_payload").await
+        harnesses("a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_the_last_payload")
+            .await
     {
         let settings = json!({"flow_control": {"key": "event.branch", "debounce": {"period_s": 5}}});
         let (id, token) = api_schedule(&h, &key, "training", settings).await;
@@ -397,7 +398,14 @@ async fn a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_th
         assert_eq!(outcomes.get("deferred"), Some(&1), "{store}: {outcomes:?}");
         assert_eq!(outcomes.get("merged"), Some(&999), "{store}: {outcomes:?}");
         // The rules test route says what the next trigger would do, without doing it.
-        let t = call(&h, &key, "POST", &format!("/api/pipeline_schedules/{id}/rules/test"), json!({"branch": "main"})).await;
+        let t = call(
+            &h,
+            &key,
+            "POST",
+            &format!("/api/pipeline_schedules/{id}/rules/test"),
+            json!({"branch": "main"}),
+        )
+        .await;
         assert_eq!(t.json["rules_test"]["outcome"], "merged", "{store}: {}", t.json);
         assert!(t.json["rules_test"]["start_at"].is_string(), "{store}: {}", t.json);
         // The last trigger, after the thousand: its payload is the run's.
@@ -489,10 +497,28 @@ async fn a_throttle_holds_every_window_to_limit_plus_burst_and_answers_the_exces
         assert!((25..=28).contains(&taken), "{store}: {taken} runs");
         // At the 100th second of the triggers the key's next turn (after the 144th) was over 30 s away.
         h.clock.set(start + chrono::Duration::seconds(100));
-        let t = call(&h, &key, "POST", &format!("/api/pipeline_schedules/{id}/rules/test"), json!({"customer": "acme"})).await;
+        let t = call(
+            &h,
+            &key,
+            "POST",
+            &format!("/api/pipeline_schedules/{id}/rules/test"),
+            json!({"customer": "acme"}),
+        )
+        .await;
         assert_eq!(t.json["rules_test"]["outcome"], "rate_limited", "{store}: {}", t.json);
-        let t = call(&h, &key, "POST", &format!("/api/pipeline_schedules/{id}/rules/test"), json!({"customer": "initech"})).await;
-        assert_eq!(t.json["rules_test"]["outcome"], "new_run", "{store}: another key has its own pace: {}", t.json);
+        let t = call(
+            &h,
+            &key,
+            "POST",
+            &format!("/api/pipeline_schedules/{id}/rules/test"),
+            json!({"customer": "initech"}),
+        )
+        .await;
+        assert_eq!(
+            t.json["rules_test"]["outcome"], "new_run",
+            "{store}: another key has its own pace: {}",
+            t.json
+        );
 
         // The worker starts no run before its turn.
         let last = runs.iter().max_by_key(|r| r.not_before).expect("runs").clone();
@@ -518,9 +544,8 @@ async fn zenml_runs_take_flow_control_from_extra_keyed_per_pipeline() {
     for (store, h, key) in harnesses("zenml_runs_take_flow_control_from_extra_keyed_per_pipeline").await {
         let build = h.app.store.pipeline_head("training").await.expect("head").expect("build");
         let path = format!("/api/v1/pipeline_builds/{}/runs", build.id);
-        let run = |customer: &str, flow: Value| {
-            json!({"extra": {"customer": customer, "flow_control": flow}})
-        };
+        let run =
+            |customer: &str, flow: Value| json!({"extra": {"customer": customer, "flow_control": flow}});
         // One run per customer at a time: the second of a key waits; another key does not.
         let one = json!({"key": "event.extra.customer", "concurrency": {"per_key": 1}});
         let a = call(&h, &key, "POST", &path, run("acme", one.clone())).await;
@@ -547,7 +572,14 @@ async fn zenml_runs_take_flow_control_from_extra_keyed_per_pipeline() {
         let bad = json!({"key": "event.extra.customer", "concurrency": {"per_key": 0}});
         let g = call(&h, &key, "POST", &path, run("acme", bad)).await;
         assert_eq!(g.status, 422, "{store}: {}", g.json);
-        assert!(g.json["detail"][1].as_str().expect("message").starts_with("extra.flow_control.concurrency.per_key"), "{store}: {}", g.json);
+        assert!(
+            g.json["detail"][1]
+                .as_str()
+                .expect("message")
+                .starts_with("extra.flow_control.concurrency.per_key"),
+            "{store}: {}",
+            g.json
+        );
 
         // Drive the worker: acme's second run starts only when its first has finished.
         let acme = |j: &Value| j["id"].as_str().expect("uuid").parse::<uuid::Uuid>().expect("uuid");
@@ -557,7 +589,11 @@ async fn zenml_runs_take_flow_control_from_extra_keyed_per_pipeline() {
             let r1 = h.app.store.get_run(first).await.expect("get").expect("run").value.run;
             let r2 = h.app.store.get_run(second).await.expect("get").expect("run").value.run;
             if r2.status != RunStatus::Initial {
-                assert_eq!(r1.status, RunStatus::Completed, "{store}: the second started after the first ended");
+                assert_eq!(
+                    r1.status,
+                    RunStatus::Completed,
+                    "{store}: the second started after the first ended"
+                );
             }
             if r2.status == RunStatus::Completed {
                 break;

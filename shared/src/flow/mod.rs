@@ -281,7 +281,8 @@ mod tests {
 
     #[test]
     fn keys_are_strings_bounded_in_length() {
-        let f = FlowControl { key: "event.customer".into(), concurrency: None, debounce: None, throttle: None };
+        let f =
+            FlowControl { key: "event.customer".into(), concurrency: None, debounce: None, throttle: None };
         let d = decide(Some(&f), None, Some(&json!({"customer": "acme"})), &Map::new(), Map::new()).unwrap();
         assert_eq!(d.key.as_deref(), Some("acme"));
         let d = decide(Some(&f), None, Some(&json!({"customer": 42})), &Map::new(), Map::new()).unwrap();

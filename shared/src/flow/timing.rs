@@ -141,7 +141,11 @@ impl Timing {
     }
 
     /// The timing of flow control `f` in `scope`, for a trigger keyed `flow_key`.
-    pub fn keyed(scope: crate::admission::Scope, f: &super::FlowControl, flow_key: Option<&str>) -> Option<Timing> {
+    pub fn keyed(
+        scope: crate::admission::Scope,
+        f: &super::FlowControl,
+        flow_key: Option<&str>,
+    ) -> Option<Timing> {
         let key = crate::admission::SlotsKey { scope, flow_key: Some(flow_key?.to_string()) };
         match (&f.debounce, &f.throttle) {
             (Some(d), _) => Some(Timing::Debounce(key, d.clone())),

@@ -286,7 +286,10 @@ fn path_item_operation(route: &Route, components: &Value) -> Value {
     };
     let mut responses = Map::new();
     let mut ok = json!({ "description": "OK", "content": json_content(op.answer) });
-    if matches!(route.endpoint, Endpoint::TriggerBuildRun | Endpoint::TriggerSnapshotRun | Endpoint::TriggerTemplateRun) {
+    if matches!(
+        route.endpoint,
+        Endpoint::TriggerBuildRun | Endpoint::TriggerSnapshotRun | Endpoint::TriggerTemplateRun
+    ) {
         ok["headers"] = json!({
             "X-Kickoff-Flow-Outcome": { "schema": { "type": "string", "enum": ["new_run", "queued", "cancelling_running", "deferred", "merged"] },
                                         "description": "with extra.flow_control: what flow control made of the trigger (docs/flow.md)" },

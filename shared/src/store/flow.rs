@@ -5,8 +5,8 @@
 
 use sha2::Digest;
 
-use super::table::{Condition, Put};
 use super::schedules::changed;
+use super::table::{Condition, Put};
 use super::{encode, item, Store, Versioned};
 use crate::admission::SlotsKey;
 use crate::domain::Run;

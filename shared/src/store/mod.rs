@@ -151,9 +151,9 @@
 
 mod backfills;
 pub mod conformance;
-mod flow;
 pub mod dynamo;
 pub mod fault;
+mod flow;
 pub mod memory;
 pub mod meter;
 mod pipelines;

@@ -421,7 +421,11 @@ async fn flow_triggers(rows: &mut Vec<Row>, smoke: bool) {
     for (what, flow) in kinds {
         let table = Arc::new(MeteredTable::new(Arc::new(MemoryTable::new())));
         let queue = Arc::new(FaultyQueue::new(Arc::new(MemoryQueue::new())));
-        let app = App { store: Store::new(table.clone()), queue: queue.clone(), clock: Arc::new(kickoff::clock::SystemClock) };
+        let app = App {
+            store: Store::new(table.clone()),
+            queue: queue.clone(),
+            clock: Arc::new(kickoff::clock::SystemClock),
+        };
         kickoff::demo::seed(&app).await.expect("seed");
         let mut schedule = kickoff::demo::seed_schedule(&app, None).await.expect("schedule");
         schedule.settings.rules = Some(
@@ -434,7 +438,10 @@ async fn flow_triggers(rows: &mut Vec<Row>, smoke: bool) {
         let trigger = |i: u64| {
             let app = app.clone();
             async move {
-                let (s, prefetched) = kickoff::trigger::read_schedule(&app, SCHEDULE_ID).await.expect("read").expect("schedule");
+                let (s, prefetched) = kickoff::trigger::read_schedule(&app, SCHEDULE_ID)
+                    .await
+                    .expect("read")
+                    .expect("schedule");
                 let s = s.value;
                 let event = serde_json::json!({"customer": format!("c{}", i / 10)});
                 let d = kickoff::flow::decide(
@@ -466,7 +473,12 @@ async fn flow_triggers(rows: &mut Vec<Row>, smoke: bool) {
         row(
             rows,
             format!("trigger with {what}: DynamoDB requests"),
-            format!("{:.2} ({}); {:.2} sends", m.request_count() as f64 / nf, ops(&m, nf), (queue.sends() - sends) as f64 / nf),
+            format!(
+                "{:.2} ({}); {:.2} sends",
+                m.request_count() as f64 / nf,
+                ops(&m, nf),
+                (queue.sends() - sends) as f64 / nf
+            ),
             "<= 3 reads + 1 write (SPEC §11 + the key's item)",
             Some(reads(&m) / nf <= 3.0 && writes(&m) / nf <= 1.0),
         );
@@ -655,7 +667,8 @@ async fn packaged_cold_starts(rows: &mut Vec<Row>, functions: &[String], samples
         .join("x86_64-unknown-linux-gnu")
         .join("release");
     let (binary, hello) = (dir.join("kickoff-lambda"), dir.join("hello-lambda"));
-    let Some((base, _)) = median_cold_start(&hello, "hello", samples).await.filter(|_| binary.exists()) else {
+    let Some((base, _)) = median_cold_start(&hello, "hello", samples).await.filter(|_| binary.exists())
+    else {
         row(rows, "cold start: packaged release binary", "not built (infra/scripts/package.sh)", "", None);
         return;
     };
@@ -667,7 +680,13 @@ async fn packaged_cold_starts(rows: &mut Vec<Row>, functions: &[String], samples
     }
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let Some((worst, worst_name)) = all.last().cloned() else {
-        row(rows, "cold start: packaged release binary", "did not reach /next", "<= 2x hello world", Some(false));
+        row(
+            rows,
+            "cold start: packaged release binary",
+            "did not reach /next",
+            "<= 2x hello world",
+            Some(false),
+        );
         return;
     };
     let median = all[all.len() / 2].0;

@@ -4,13 +4,13 @@
 
 use super::page::{self, FieldValue, ListQuery};
 use super::{envelope, path_uuid};
+use crate::admission::{Limits, Scope};
 use crate::cancel::cancel_run;
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
 use crate::domain::Run;
-use crate::http::{wait, ApiRequest, ApiResponse};
-use crate::admission::{Limits, Scope};
 use crate::flow::{self, timing::Timing};
+use crate::http::{wait, ApiRequest, ApiResponse};
 use crate::trigger::{start_or_skip, Idempotency, RunOptions, Started};
 use crate::{App, Error, Result};
 
@@ -62,8 +62,14 @@ pub async fn run_build(
     let mut opts = RunOptions { idempotency, ..RunOptions::default() };
     if let Some(f) = &flow {
         let event = serde_json::Value::Object(config.raw.clone());
-        let d = flow::decide(Some(f), None, Some(&event), &serde_json::Map::new(), flow::headers_of(&req.headers))
-            .map_err(renamed)?;
+        let d = flow::decide(
+            Some(f),
+            None,
+            Some(&event),
+            &serde_json::Map::new(),
+            flow::headers_of(&req.headers),
+        )
+        .map_err(renamed)?;
         let scope = Scope::Pipeline(build.pipeline_name.clone());
         opts.limits = Limits::keyed(scope.clone(), f, d.key.as_deref());
         opts.timing = Timing::keyed(scope, f, d.key.as_deref());
@@ -73,14 +79,14 @@ pub async fn run_build(
         Started::Merged(detail) => (detail, true),
         Started::Skipped(why) => return Err(Error::Conflict(format!("skipped, no run: {why}"))),
     };
-    let said = flow.as_ref().map(|f| {
-        flow::outcome(&detail.run, merged, f.concurrency.as_ref().map(|c| c.on_limit))
-    });
+    let said =
+        flow.as_ref().map(|f| flow::outcome(&detail.run, merged, f.concurrency.as_ref().map(|c| c.on_limit)));
     let mut resp = answer(app, wait, detail, true).await?;
     if let Some((outcome, start_at)) = said {
         resp.headers.push(("x-kickoff-flow-outcome", outcome.to_string()));
         if let Some(t) = start_at {
-            resp.headers.push(("x-kickoff-flow-start-at", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+            resp.headers
+                .push(("x-kickoff-flow-start-at", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
         }
     }
     Ok(resp)
@@ -99,7 +105,9 @@ fn flow_control(config: &RunConfig) -> Result<Option<flow::FlowControl>> {
 /// A flow-control error as the ZenML body names the field.
 fn renamed(e: Error) -> Error {
     match e {
-        Error::Unprocessable(m) => Error::Unprocessable(m.replacen("settings.flow_control", "extra.flow_control", 1)),
+        Error::Unprocessable(m) => {
+            Error::Unprocessable(m.replacen("settings.flow_control", "extra.flow_control", 1))
+        }
         other => other,
     }
 }
