@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use http::Method;
 use kickoff::http::routes::{find, Access, Endpoint, ROUTES};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::blocks::{BlockServer, Reply};
 use crate::{request, Answer};
@@ -49,6 +47,23 @@ impl Calls {
             assert!(started.elapsed() < Duration::from_secs(60), "no run at {path}: {}", a.json);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Creates an active `api` schedule of the demo pipeline named `name` with `settings`, with key
+    /// `headers`: its answer, id and token.
+    pub async fn api_schedule(
+        &mut self,
+        headers: &[(&str, &str)],
+        name: &str,
+        settings: Value,
+    ) -> (Answer, i64, String) {
+        let body = json!({"pipeline_schedule": {"name": name, "schedule_type": "api", "status": "active",
+                          "settings": settings}});
+        let a =
+            self.call("POST", "/api/pipelines/training/pipeline_schedules", headers, Some(body), 200).await;
+        let id = a.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+        let token = a.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+        (a, id, token)
     }
 
     /// Checks that every route of the route table answered a success at least once.
@@ -351,29 +366,10 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         "settings": {"skip_if_previous_running": true, "allow_blocks_to_fail": false, "pipeline_run_limit": 2,
                      "timeout": 600, "timeout_status": "cancelled", "create_initial_pipeline_run": false}}});
     c.call("POST", "/api/pipelines/training/pipeline_schedules", &w, Some(schedule), 200).await;
-    let api = c
-        .call(
-            "POST",
-            "/api/pipelines/training/pipeline_schedules",
-            &w,
-            Some(json!({"pipeline_schedule": {"name": "hook", "schedule_type": "api", "status": "active"}})),
-            200,
-        )
-        .await;
-    let sid = api.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
-    let stoken = api.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+    let (_, sid, stoken) = c.api_schedule(&w, "hook", json!({})).await;
     // A schedule with a webhook (its generated secret shown once): a GitHub push makes a run, a ping none.
-    let hooked = c
-        .call(
-            "POST",
-            "/api/pipelines/training/pipeline_schedules",
-            &w,
-            Some(json!({"pipeline_schedule": {"name": "github", "schedule_type": "api", "status": "active",
-                        "settings": {"webhook": {"provider": "github", "events": ["push"]}}}})),
-            200,
-        )
-        .await;
-    let hook_id = hooked.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
+    let github = json!({"webhook": {"provider": "github", "events": ["push"]}});
+    let (hooked, hook_id, _) = c.api_schedule(&w, "github", github).await;
     let secret = hooked.json["pipeline_schedule"]["settings"]["webhook"]["secret"]
         .as_str()
         .expect("secret")
@@ -381,9 +377,8 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
     for (event, delivery) in [("push", "d-1"), ("ping", "d-2")] {
         let body = json!({"ref": "refs/heads/main"});
         let raw = body.to_string();
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-        mac.update(raw.as_bytes());
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let signature =
+            format!("sha256={}", hex::encode(crate::hmac_sha256(secret.as_bytes(), raw.as_bytes())));
         let headers = [
             ("x-hub-signature-256", signature.as_str()),
             ("x-github-event", event),
@@ -394,20 +389,10 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
     }
     // Payload rules and flow control (SPEC §12): a trigger no rule matches makes no run; one per key at a
     // time, a newer trigger cancelling the key's running run; the rules test route says so, writing nothing.
-    let flow = c
-        .call(
-            "POST",
-            "/api/pipelines/training/pipeline_schedules",
-            &w,
-            Some(json!({"pipeline_schedule": {"name": "per customer", "schedule_type": "api", "status": "active",
-                        "settings": {"rules": [{"when": "has(event.customer)", "variables": {"customer": "event.customer"}}],
-                                     "flow_control": {"key": "event.customer",
-                                                      "concurrency": {"per_key": 1, "on_limit": "cancel_running"}}}}})),
-            200,
-        )
-        .await;
-    let flow_id = flow.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
-    let flow_token = flow.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+    let per_customer = json!({"rules": [{"when": "has(event.customer)", "variables": {"customer": "event.customer"}}],
+                              "flow_control": {"key": "event.customer",
+                                               "concurrency": {"per_key": 1, "on_limit": "cancel_running"}}});
+    let (_, flow_id, flow_token) = c.api_schedule(&w, "per customer", per_customer).await;
     let flow_path = format!("/api/pipeline_schedules/{flow_id}/pipeline_runs/{flow_token}");
     let skipped = c.call("POST", &flow_path, &[], Some(json!({"other": 1})), 200).await;
     assert_eq!(skipped.json["skipped"], "no rule matched", "{}", skipped.json);
@@ -443,18 +428,7 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             json!({"key": "event.branch", "throttle": {"limit": 1, "period_s": 3600, "max_delay_s": 0}}),
         ),
     ] {
-        let s = c
-            .call(
-                "POST",
-                "/api/pipelines/training/pipeline_schedules",
-                &w,
-                Some(json!({"pipeline_schedule": {"name": name, "schedule_type": "api", "status": "active",
-                            "settings": {"flow_control": flow_control}}})),
-                200,
-            )
-            .await;
-        let id = s.json["pipeline_schedule"]["id"].as_i64().expect("schedule id");
-        let token = s.json["pipeline_schedule"]["token"].as_str().expect("token").to_string();
+        let (_, id, token) = c.api_schedule(&w, name, json!({"flow_control": flow_control})).await;
         let path = format!("/api/pipeline_schedules/{id}/pipeline_runs/{token}");
         let first = c.call("POST", &path, &[], Some(json!({"branch": "main", "n": 1})), 200).await;
         if name == "debounced" {
