@@ -261,18 +261,8 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
             }
             None => None,
         };
-        // A repeat of a trigger whose run was made answers that run, not a skip or a 429.
-        let refused = |record: &Option<IdempotencyRecord>| {
-            let record = record.clone();
-            async move {
-                match record {
-                    Some(r) => app.store.idempotency_record(&r.scope, &r.key, now).await,
-                    None => Ok(None),
-                }
-            }
-        };
         if admission == Some(Admission::Refused) {
-            if let Some(earlier) = refused(&record).await? {
+            if let Some(earlier) = earlier_of(app, record.as_ref(), now).await? {
                 outcome = CreateOutcome::Replayed(earlier);
                 break;
             }
@@ -320,7 +310,7 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
                         Some(Store::pace_put(key, &pace, current.map(|c| c.version))?)
                     }
                     Turn::Over { retry_after_s } => {
-                        if let Some(earlier) = refused(&record).await? {
+                        if let Some(earlier) = earlier_of(app, record.as_ref(), now).await? {
                             outcome = CreateOutcome::Replayed(earlier);
                             break;
                         }
@@ -397,6 +387,19 @@ pub async fn start_or_skip(app: &App, build: &Build, config: RunConfig, opts: Ru
         tracing::error!(run_uuid = %run.uuid, error = %e, "queue send failed; the scheduler's sweep will queue the run");
     }
     Ok(Started::Run(RunDetail { run, blocks }))
+}
+
+/// The earlier trigger's record of a repeat that flow control refuses (a skip or a 429): a repeat of a
+/// trigger whose run was made answers that run instead.
+async fn earlier_of(
+    app: &App,
+    record: Option<&IdempotencyRecord>,
+    now: DateTime<Utc>,
+) -> Result<Option<IdempotencyRecord>> {
+    match record {
+        Some(r) => app.store.idempotency_record(&r.scope, &r.key, now).await,
+        None => Ok(None),
+    }
 }
 
 /// The pending run of a debounce window, as a trigger merged into it sees it: the run this trigger
