@@ -191,10 +191,16 @@ impl Admission {
 /// Decides a new run's admission from the schedule's slots item as it is now (one `GetItem`).
 pub async fn admit(app: &App, limits: &Limits, waiter: Waiter) -> Result<Admission> {
     let current = app.store.slots(&limits.slots).await?;
-    let (mut slots, version) = match current {
+    let (slots, version) = match current {
         Some(v) => (v.value, Some(v.version)),
         None => (Slots::default(), None),
     };
+    decide(limits, slots, version, waiter)
+}
+
+/// [`admit`]'s decision over the slots item as read (at `version`; `None`: there is none yet) — also
+/// what the rules test route predicts, without writing.
+pub fn decide(limits: &Limits, mut slots: Slots, version: Option<u64>, waiter: Waiter) -> Result<Admission> {
     if let Scope::Pipeline(_) = limits.slots.scope {
         slots.limit = Some(limits.limit);
     }

@@ -9,7 +9,7 @@ use serde_json::{json, Map};
 
 use super::path_id;
 use super::triggers::{decide, map_body};
-use crate::admission::Limits;
+use crate::admission::{self, Admission, Limits, Waiter};
 use crate::flow::timing::{self, DebounceStep, Timing, Turn};
 use crate::flow::OnLimit;
 use crate::http::{ApiRequest, ApiResponse};
@@ -30,13 +30,16 @@ pub async fn test(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let mut outcome = if d.skipped.is_some() { "skipped" } else { "new_run" };
     if let Some(l) = limits {
         let current = app.store.slots(&l.slots).await?.map(|v| v.value).unwrap_or_default();
-        let full = current.holders.len() >= l.limit || !current.waiting.is_empty();
-        let busy = !current.holders.is_empty() || !current.waiting.is_empty();
-        outcome = match (l.skip_if_previous_running && busy, full, l.on_limit) {
-            (true, ..) | (false, true, OnLimit::Skip) => "skipped",
-            (false, false, _) => "new_run",
-            (false, true, OnLimit::Queue) => "queued",
-            (false, true, OnLimit::CancelRunning) => "cancelling_running",
+        // The live path's own decision (`admission::decide`), for a run that would come now.
+        let waiter = Waiter { uuid: uuid::Uuid::nil(), execution_date: app.clock.now(), id: 0 };
+        outcome = match admission::decide(&l, current.clone(), None, waiter) {
+            Ok(Admission::Holds(..)) => "new_run",
+            Ok(Admission::Waits(..)) => "queued",
+            Ok(Admission::Supersedes(..)) => "cancelling_running",
+            Ok(Admission::Skipped | Admission::Refused) => "skipped",
+            // The waiting list is full (2,000 runs; the live path answers 429): said by `on_limit`.
+            Err(_) if l.on_limit == OnLimit::CancelRunning => "cancelling_running",
+            Err(_) => "queued",
         };
         slots = json!({
             "held": current.holders.len(),
