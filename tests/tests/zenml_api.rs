@@ -365,3 +365,85 @@ async fn a_replay_takes_the_originals_inputs_with_step_input_overrides_over_them
     }
     assert_eq!(snapshot(&s).await, before, "a refused replay changed stored data");
 }
+
+/// `GET /api/v1/runs` reads pages of the run list views (issue #22): every filter people page by, and
+/// the free-form ones tested on the runs read, both orders, page after page as ZenML's `depaginate`
+/// does (`total_pages` read anew each page) — each the same runs as filtering every run would give.
+#[tokio::test]
+async fn the_run_list_pages_through_its_filters_as_reading_every_run_would() {
+    let s = spawn_app().await;
+    let build = kickoff::trigger::newest_build(&s.app, kickoff::demo::PIPELINE_NAME).await.unwrap();
+    let mut made = Vec::new();
+    for i in 0..23 {
+        let a = post(&s, &format!("/api/v1/pipeline_builds/{}/runs", build.id), "{}").await;
+        assert_eq!(a.status, 200, "{:?}", a.json);
+        let id = a.json["id"].as_str().unwrap().to_string();
+        if i % 3 == 1 {
+            assert_eq!(post(&s, &format!("/api/v1/runs/{id}/stop"), "").await.status, 200);
+        }
+        made.push(id);
+    }
+    let runs = s.app.store.list_runs().await.unwrap();
+    let mut all: Vec<&kickoff::domain::Run> = runs.iter().collect();
+    all.sort_by_key(|r| (r.created, r.uuid));
+    assert_eq!(all.iter().map(|r| r.uuid.to_string()).collect::<Vec<_>>(), made, "created in order");
+    let tenth = all[9].created.format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+    let stopped = |r: &&kickoff::domain::Run| r.status == kickoff::domain::RunStatus::Cancelled;
+    type Keep = Box<dyn Fn(&&kickoff::domain::Run) -> bool>;
+    let t = all[9].created;
+    let cases: Vec<(String, Keep, bool)> = vec![
+        (String::new(), Box::new(|_| true), true),
+        ("status=stopped".into(), Box::new(stopped), true),
+        ("status=initializing".into(), Box::new(move |r| !stopped(r)), true),
+        ("status=bogus".into(), Box::new(|_| false), true),
+        (format!("pipeline_id={}", build.pipeline_id), Box::new(|_| true), false),
+        (format!("pipeline_id={}", uuid::Uuid::new_v4()), Box::new(|_| false), false),
+        (format!("build_id={}&status=stopped", build.id), Box::new(stopped), false),
+        (format!("created=gte:{tenth}"), Box::new(move |r| r.created >= t), false),
+        (
+            format!("created=lt:{tenth}&status=initializing"),
+            Box::new(move |r| r.created < t && !stopped(r)),
+            false,
+        ),
+        (format!("created=gt:{tenth}&created=lte:{tenth}"), Box::new(|_| false), false),
+        ("name=contains:nightly".into(), Box::new(|r| r.name.contains("nightly")), false),
+        ("name=contains:no-such-name".into(), Box::new(|_| false), false),
+        (
+            format!("logical_operator=or&status=stopped&created=lt:{tenth}"),
+            Box::new(move |r| stopped(r) || r.created < t),
+            false,
+        ),
+    ];
+    for (query, keep, exact) in cases {
+        for desc in [false, true] {
+            let mut want: Vec<String> = all.iter().filter(|r| keep(r)).map(|r| r.uuid.to_string()).collect();
+            if desc {
+                want.reverse();
+            }
+            for size in [1, 4, 23, 50] {
+                let mut got = Vec::new();
+                let mut page = 1;
+                loop {
+                    let sort = if desc { "&sort_by=desc:created" } else { "" };
+                    let a = get(&s, &format!("/api/v1/runs?size={size}&page={page}&{query}{sort}")).await;
+                    assert_eq!(a.status, 200, "{query} size {size} page {page}: {:?}", a.json);
+                    got.extend(
+                        a.json["items"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|r| r["id"].as_str().unwrap().to_string()),
+                    );
+                    if exact {
+                        assert_eq!(a.json["total"], want.len(), "{query}: exact total");
+                    }
+                    if a.json["index"].as_u64() >= a.json["total_pages"].as_u64() {
+                        break;
+                    }
+                    page += 1;
+                }
+                assert_eq!(got, want, "{query}, desc {desc}, size {size}");
+            }
+        }
+    }
+}

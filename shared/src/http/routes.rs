@@ -336,7 +336,7 @@ async fn call(app: &App, endpoint: Endpoint, req: &ApiRequest) -> Result<ApiResp
         CreateBuild => zenml::builds::create(app, req).await,
         GetBuild => zenml::builds::get(app, req).await,
         TriggerBuildRun => zenml::runs::trigger(app, req).await,
-        ListRuns => zenml::runs::list(app, req).await,
+        ListRuns => zenml::run_list::list(app, req).await,
         GetRun => zenml::runs::get(app, req).await,
         StopRun => zenml::runs::stop(app, req).await,
         ReplayRun => zenml::replay::replay(app, req).await,

@@ -76,6 +76,64 @@ pub async fn run_all(store: &Store) {
     debounce_windows(store).await;
 }
 
+/// `Store::scan_view` (the ZenML run list) against the view read whole and filtered, for filters by
+/// status, pipeline version, build and creation time, both ways, at every page size; `more` and the
+/// exact total (status alone) too. The view is `run_pages`'s: 31 runs, created at their execution
+/// dates, with pairs on one date, and some cancelled and running.
+async fn view_scans(store: &Store, view: &RunView, build: &Build) {
+    use super::{EntryFilter, TimeBound};
+    let all = store.run_entries(view).await.expect("entries");
+    let dates: Vec<_> = all.iter().map(|e| e.execution_date).collect();
+    let (mid, late) = (dates[all.len() / 2], dates[4]);
+    let bound = |at, inclusive| Some(TimeBound { at, inclusive });
+    let filters = [
+        EntryFilter::default(),
+        EntryFilter { status: Some(RunStatus::Running), ..EntryFilter::default() },
+        EntryFilter { status: Some(RunStatus::Failed), ..EntryFilter::default() },
+        EntryFilter { pipeline_id: Some(build.pipeline_id), ..EntryFilter::default() },
+        EntryFilter { pipeline_id: Some(Uuid::new_v4()), ..EntryFilter::default() },
+        EntryFilter {
+            build_id: Some(build.id),
+            status: Some(RunStatus::Cancelled),
+            ..EntryFilter::default()
+        },
+        EntryFilter { created_before: bound(mid, true), ..EntryFilter::default() },
+        EntryFilter { created_before: bound(mid, false), ..EntryFilter::default() },
+        EntryFilter { created_after: bound(mid, true), ..EntryFilter::default() },
+        EntryFilter {
+            created_after: bound(mid, false),
+            created_before: bound(late, true),
+            ..EntryFilter::default()
+        },
+        EntryFilter {
+            created_after: bound(mid, true),
+            created_before: bound(mid, true),
+            ..EntryFilter::default()
+        },
+    ];
+    for filter in filters {
+        for oldest_first in [false, true] {
+            let filter = EntryFilter { oldest_first, ..filter.clone() };
+            let mut expected: Vec<i64> = all.iter().filter(|e| filter.keeps(e)).map(|e| e.id).collect();
+            if oldest_first {
+                expected.reverse();
+            }
+            for take in [0, 1, 3, 8, 9, 31, 40] {
+                let scan = store.scan_view(view, &filter, take).await.expect("scan");
+                let ids: Vec<i64> = scan.entries.iter().map(|e| e.id).collect();
+                assert_eq!(ids, expected[..take.min(expected.len())], "{filter:?}, take {take}");
+                assert_eq!(scan.more, expected.len() > take, "more: {filter:?}, take {take}");
+                let by_status_only = filter.pipeline_id.is_none()
+                    && filter.build_id.is_none()
+                    && filter.created_after.is_none()
+                    && filter.created_before.is_none();
+                let total = by_status_only.then_some(expected.len() as i64);
+                assert_eq!(scan.total, total, "total: {filter:?}");
+            }
+        }
+    }
+}
+
 /// A debounce window's versions (`flow::timing`): merges of an open window do not conflict with each
 /// other (`Condition::VersionBetween`), and each conflicts with the close; a merge after the close fails.
 async fn debounce_windows(store: &Store) {
@@ -441,12 +499,14 @@ async fn run_pages(store: &Store) {
     for id in 5000..5030i64 {
         let (mut run, mut blocks) = run_of(&build, id);
         run.execution_date = base + chrono::Duration::minutes((id * 7) % 15);
+        run.created = run.execution_date;
         run.schedule_id = Some(4242);
         store.create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision")).await.expect("run");
     }
     // One more that draws a taken id: renumbered once, counted once.
     let (mut run, mut blocks) = run_of(&build, 5000);
     run.execution_date = base + chrono::Duration::minutes(20);
+    run.created = run.execution_date;
     run.schedule_id = Some(4242);
     store
         .create_run(&mut run, &mut blocks, None, |r, b| {
@@ -538,6 +598,25 @@ async fn run_pages(store: &Store) {
     assert!(page(6, 4, Some(RunStatus::Running)).await.entries.is_empty(), "past the end");
     let failed_page = page(0, 10, Some(RunStatus::Failed)).await;
     assert_eq!((failed_page.count, failed_page.entries.len()), (0, 0));
+    view_scans(store, &view, &build).await;
+    // A view whose newest runs all lie in one shard (ids 8 apart) and its oldest in the others: a page
+    // takes more than its share from that shard, and the oldest-first pages from the others.
+    let skewed = RunView::Schedule(4244);
+    for n in 0..40i64 {
+        let id = if n < 30 { 9000 + 8 * n } else { 9500 + n };
+        let (mut run, mut blocks) = run_of(&build, id);
+        run.execution_date = base + chrono::Duration::seconds(if n < 30 { 100 + n } else { n - 30 });
+        run.created = run.execution_date;
+        run.schedule_id = Some(4244);
+        store.create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision")).await.expect("run");
+    }
+    view_scans(store, &skewed, &build).await;
+    let newest: Vec<i64> = store.run_entries(&skewed).await.expect("entries").iter().map(|e| e.id).collect();
+    for (offset, limit) in [(0, 10), (5, 20), (25, 10), (0, 40)] {
+        let got = store.run_page(&skewed, None, offset, limit).await.expect("page");
+        let ids: Vec<i64> = got.entries.iter().map(|e| e.id).collect();
+        assert_eq!(ids, newest[offset..(offset + limit).min(40)], "skewed page {offset}+{limit}");
+    }
 }
 
 fn record(key: &str, hash: &str, run: Uuid) -> IdempotencyRecord {

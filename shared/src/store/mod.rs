@@ -171,7 +171,8 @@ use crate::{Error, Result};
 use table::{Condition, Item, Put, Table, WriteError};
 
 pub use runs::{
-    valid_cursor, CreateOutcome, CreateWith, IdempotencyRecord, RunEntry, RunPage, RunView, VIEW_SHARDS,
+    valid_cursor, CreateOutcome, CreateWith, EntryFilter, IdempotencyRecord, RunEntry, RunPage, RunView,
+    TimeBound, ViewScan, VIEW_SHARDS,
 };
 pub use schedules::fire_shard;
 pub use wake::{wake_shard, DueRun, WAKE_SHARDS};

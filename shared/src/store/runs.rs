@@ -14,6 +14,16 @@ use crate::{Error, Result};
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 
+/// What [`Store::scan_view`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewScan {
+    pub entries: Vec<RunEntry>,
+    /// Whether the view holds more matching entries after these.
+    pub more: bool,
+    /// How many entries the filter keeps in all, when the counters know (a filter by status alone).
+    pub total: Option<i64>,
+}
+
 /// One line of a run list view: what filtering and ordering need, without reading the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEntry {
@@ -24,6 +34,70 @@ pub struct RunEntry {
     pub schedule_id: Option<i64>,
     pub backfill_id: Option<i64>,
     pub pipeline_name: String,
+    /// The pipeline version and build the run is of, and when it was created (the ZenML list's
+    /// filters: [`EntryFilter`]).
+    #[serde(default)]
+    pub pipeline_id: Option<Uuid>,
+    #[serde(default)]
+    pub build_id: Option<Uuid>,
+    #[serde(default)]
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// Which entries of a view a scan keeps ([`Store::scan_view`]), and from which end it reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryFilter {
+    pub status: Option<RunStatus>,
+    pub pipeline_id: Option<Uuid>,
+    pub build_id: Option<Uuid>,
+    /// Creation time bounds. A scan also stops at the first entry whose execution date is past the
+    /// bound it moves towards (and, newest first, starts at the upper bound): a run's execution date is
+    /// its creation time unless a schedule's fire time, a backfill's date or a Mage trigger set it.
+    pub created_after: Option<TimeBound>,
+    pub created_before: Option<TimeBound>,
+    /// Oldest first (execution date ascending, ties by id) instead of newest first.
+    pub oldest_first: bool,
+}
+
+/// One end of a time range: the time, and whether the time itself is in the range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeBound {
+    pub at: DateTime<Utc>,
+    pub inclusive: bool,
+}
+
+impl EntryFilter {
+    /// Whether the filter keeps `e`; never for an entry from before the fields it tests were written.
+    pub fn keeps(&self, e: &RunEntry) -> bool {
+        let after = |b: &TimeBound, t: DateTime<Utc>| if b.inclusive { t >= b.at } else { t > b.at };
+        let before = |b: &TimeBound, t: DateTime<Utc>| if b.inclusive { t <= b.at } else { t < b.at };
+        self.status.is_none_or(|s| e.status == s)
+            && self.pipeline_id.is_none_or(|p| e.pipeline_id == Some(p))
+            && self.build_id.is_none_or(|b| e.build_id == Some(b))
+            && self.created_after.as_ref().is_none_or(|b| e.created.is_some_and(|t| after(b, t)))
+            && self.created_before.as_ref().is_none_or(|b| e.created.is_some_and(|t| before(b, t)))
+    }
+
+    /// Whether an entry at execution date `t` is past the end of the range the scan moves towards (so
+    /// no later entry of its shard can match).
+    fn past_range(&self, t: DateTime<Utc>) -> bool {
+        if self.oldest_first {
+            self.created_before.as_ref().is_some_and(|b| if b.inclusive { t > b.at } else { t >= b.at })
+        } else {
+            self.created_after.as_ref().is_some_and(|b| if b.inclusive { t < b.at } else { t <= b.at })
+        }
+    }
+
+    /// Where a newest-first scan starts: after the position just past the upper bound.
+    fn start(&self) -> Option<String> {
+        if self.oldest_first {
+            return None;
+        }
+        self.created_before.map(|b| {
+            let at = if b.inclusive { b.at + Duration::microseconds(1) } else { b.at };
+            entry_key(at, 0)
+        })
+    }
 }
 
 /// The run lists kept in the table, each a partition of entries ordered by execution date and id.
@@ -217,6 +291,9 @@ impl Store {
             schedule_id: run.schedule_id,
             backfill_id: run.backfill_id,
             pipeline_name: run.pipeline_name.clone(),
+            pipeline_id: Some(run.pipeline_id),
+            build_id: Some(run.build_id),
+            created: Some(run.created),
         })?;
         let shard = view_shard(run.id);
         Ok(RunView::of(run)
@@ -429,11 +506,9 @@ impl Store {
     /// Entries `offset .. offset + limit` of a view (newest execution date first, ties by id, highest
     /// first), those with `status` only if one is given, and the exact count they are out of.
     ///
-    /// Cost: the counters (one request), then from each of the view's 8 shards that holds matching runs,
-    /// pages of its newest entries until it has given `offset + limit` matches or all it holds — in
-    /// parallel. Without a status filter that is `offset + limit` entries per shard, whatever the view's
-    /// size; with one, the entries read grow with how far back the matches lie (a shard with none is not
-    /// read at all; see the module docs).
+    /// Cost: the counters (one request), then [`Store::first_merged`]'s reads for `offset + limit`
+    /// entries: about `(offset + limit) / 8` per shard plus a page, whatever the view's size, more when
+    /// a status is rare among recent runs (see the module docs).
     pub async fn run_page(
         &self,
         view: &RunView,
@@ -442,15 +517,16 @@ impl Store {
         limit: usize,
     ) -> Result<RunPage> {
         let per_shard = self.shard_counts(view, status).await?;
+        let filter = EntryFilter { status, ..EntryFilter::default() };
         let wanted = offset.saturating_add(limit);
-        let entries = self.newest_merged(view, status, &per_shard, wanted, None).await?;
+        let entries = self.first_merged(view, &filter, Some(&per_shard), wanted, None).await?;
         let entries: Vec<RunEntry> = entries.into_iter().skip(offset).take(limit).collect();
         Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
     }
 
-    /// [`Store::run_page`] for the page that starts after `cursor` (a [`RunPage::cursor`]): from each
-    /// shard that holds matching runs, its newest `limit` entries older than the cursor — so a deep page
-    /// costs what the first does, whatever its depth.
+    /// [`Store::run_page`] for the page that starts after `cursor` (a [`RunPage::cursor`]): the first
+    /// `limit` entries older than the cursor — so a deep page costs what the first does, whatever its
+    /// depth.
     pub async fn run_page_after(
         &self,
         view: &RunView,
@@ -459,55 +535,143 @@ impl Store {
         limit: usize,
     ) -> Result<RunPage> {
         let per_shard = self.shard_counts(view, status).await?;
-        let mut entries = self.newest_merged(view, status, &per_shard, limit, Some(cursor)).await?;
+        let filter = EntryFilter { status, ..EntryFilter::default() };
+        let mut entries = self.first_merged(view, &filter, Some(&per_shard), limit, Some(cursor)).await?;
         entries.truncate(limit);
         Ok(RunPage::of(entries, per_shard.iter().sum(), limit))
     }
 
-    /// From each shard of `view` (its matching runs counted in `per_shard`), its newest `take` entries
-    /// (older than `start` if given), read in parallel, merged newest first.
-    async fn newest_merged(
-        &self,
-        view: &RunView,
-        status: Option<RunStatus>,
-        per_shard: &[i64],
-        take: usize,
-        start: Option<&str>,
-    ) -> Result<Vec<RunEntry>> {
-        let reads = per_shard.iter().enumerate().map(|(shard, &n)| {
-            let take = usize::try_from(n).unwrap_or(0).min(take);
-            self.newest_entries(view.pk(shard as i64), status, take, start.map(str::to_string))
-        });
-        let mut entries: Vec<RunEntry> =
-            futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect();
-        entries.sort_by(|a, b| entry_order(b).cmp(&entry_order(a)));
-        Ok(entries)
+    /// The first `take` entries of `view` that `filter` keeps, in its order (newest first unless
+    /// `oldest_first`: execution date, then id), whether the view holds more after them, and — when the
+    /// filter tests nothing but the status — how many it keeps in all (exact, from the view's counters).
+    ///
+    /// Cost: the counters when the filter is by status alone (one request), then
+    /// [`Store::first_merged`]'s reads for `take + 1` entries; never the entries outside a `created`
+    /// range's execution dates.
+    pub async fn scan_view(&self, view: &RunView, filter: &EntryFilter, take: usize) -> Result<ViewScan> {
+        let by_status_only = EntryFilter {
+            status: filter.status,
+            oldest_first: filter.oldest_first,
+            ..EntryFilter::default()
+        };
+        let per_shard = if *filter == by_status_only {
+            Some(self.shard_counts(view, filter.status).await?)
+        } else {
+            None
+        };
+        let start = filter.start();
+        let mut entries = self
+            .first_merged(view, filter, per_shard.as_deref(), take.saturating_add(1), start.as_deref())
+            .await?;
+        let more = entries.len() > take;
+        entries.truncate(take);
+        Ok(ViewScan { entries, more, total: per_shard.map(|n| n.iter().sum()) })
     }
 
-    /// The newest `take` entries of one shard with `status` (any if `None`), older than `start` if given.
-    async fn newest_entries(
+    /// The first `want` entries of `view` that `filter` keeps, in its order, from after `start` if
+    /// given; `held`: how many matching entries each shard holds, when the counters say.
+    ///
+    /// Runs are spread evenly over the 8 shards, so each shard is asked first for its share
+    /// (`want / 8` and two more), all in parallel; then only the shards whose last entry read still lies
+    /// before the `want`-th entry of the merge are read further, with twice the ask each round. So a
+    /// page costs about `want / 8` entries per shard, not `want` — whatever the view's size — and a
+    /// filter costs more the sparser its matches lie (a shard the counters say holds none is not read).
+    async fn first_merged(
+        &self,
+        view: &RunView,
+        filter: &EntryFilter,
+        held: Option<&[i64]>,
+        want: usize,
+        start: Option<&str>,
+    ) -> Result<Vec<RunEntry>> {
+        let shards = VIEW_SHARDS as usize;
+        let order = |a: &RunEntry, b: &RunEntry| {
+            let o = entry_order(a).cmp(&entry_order(b));
+            if filter.oldest_first {
+                o
+            } else {
+                o.reverse()
+            }
+        };
+        let before = |a: &RunEntry, b: &RunEntry| order(a, b) == std::cmp::Ordering::Less;
+        let mut got: Vec<Vec<RunEntry>> = vec![Vec::new(); shards];
+        let mut resume: Vec<Option<String>> = vec![start.map(str::to_string); shards];
+        let mut done: Vec<bool> = (0..shards)
+            .map(|s| held.is_some_and(|h| h.get(s).copied().unwrap_or(0) <= 0) || want == 0)
+            .collect();
+        let mut ask = want.div_ceil(shards) + 2;
+        loop {
+            let mut merged: Vec<&RunEntry> = got.iter().flatten().collect();
+            merged.sort_by(|a, b| order(a, b));
+            let boundary = merged.get(want.saturating_sub(1)).copied().filter(|_| merged.len() >= want);
+            let needed: Vec<usize> = (0..shards)
+                .filter(|&s| !done[s])
+                .filter(|&s| match (boundary, got[s].last()) {
+                    (Some(b), Some(last)) => before(last, b),
+                    _ => true,
+                })
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            let reads = needed.iter().map(|&s| {
+                let room = held.map_or(usize::MAX, |h| {
+                    usize::try_from(h.get(s).copied().unwrap_or(0)).unwrap_or(0).saturating_sub(got[s].len())
+                });
+                self.shard_entries(view.pk(s as i64), filter, ask.min(room), resume[s].clone())
+            });
+            let read = futures_util::future::try_join_all(reads).await?;
+            for (&s, (entries, next)) in needed.iter().zip(read) {
+                done[s] = next.is_none()
+                    || held.is_some_and(|h| {
+                        got[s].len() + entries.len()
+                            >= usize::try_from(h.get(s).copied().unwrap_or(0)).unwrap_or(0)
+                    });
+                resume[s] = next;
+                got[s].extend(entries);
+            }
+            ask = ask.saturating_mul(2);
+        }
+        let mut merged: Vec<RunEntry> = got.into_iter().flatten().collect();
+        merged.sort_by(|a, b| order(a, b));
+        merged.truncate(want);
+        Ok(merged)
+    }
+
+    /// The first `take` entries of one shard that `filter` keeps, from its end (after `start` if
+    /// given), and where to resume after them (`None`: the shard has no more).
+    async fn shard_entries(
         &self,
         pk: String,
-        status: Option<RunStatus>,
+        filter: &EntryFilter,
         take: usize,
         start: Option<String>,
-    ) -> Result<Vec<RunEntry>> {
+    ) -> Result<(Vec<RunEntry>, Option<String>)> {
         let mut found = Vec::with_capacity(take);
         let mut after: Option<String> = start;
+        // A page of what is still wanted, doubled while the filter keeps few (at most 1,000 entries).
+        let mut ask = take;
         while found.len() < take {
-            let ask = if status.is_some() { 200 } else { take - found.len() };
-            let page = self.table.query_page(&pk, true, ask, after.as_deref()).await?;
+            let page = self.table.query_page(&pk, !filter.oldest_first, ask, after.as_deref()).await?;
             for e in decode_all::<RunEntry>(&page.items)? {
-                if found.len() < take && status.is_none_or(|s| e.status == s) {
+                if filter.past_range(e.execution_date) {
+                    return Ok((found, None));
+                }
+                let position = entry_position(&e);
+                if filter.keeps(&e) {
                     found.push(e);
                 }
+                after = Some(position);
+                if found.len() == take {
+                    return Ok((found, after));
+                }
             }
-            match page.last {
-                Some(last) => after = Some(last),
-                None => break,
+            if page.last.is_none() {
+                return Ok((found, None));
             }
+            ask = (ask * 2).min(1000);
         }
-        Ok(found)
+        Ok((found, after))
     }
 
     /// Replaces a run if it still has `version` (its status was `previous`); `false` if someone changed

@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod page;
 pub mod pipelines;
 pub mod replay;
+pub mod run_list;
 pub mod runs;
 pub mod snapshots;
 

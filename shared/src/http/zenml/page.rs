@@ -20,7 +20,7 @@ pub enum FieldValue {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Op {
+pub enum Op {
     Equals,
     NotEquals,
     Contains,
@@ -199,12 +199,45 @@ impl ListQuery {
         Ok(q)
     }
 
+    /// The filters as `(field, op, value)`, when an item must pass all of them (`logical_operator`
+    /// `and`, or one filter); `None` for `or` over several.
+    pub fn all_of(&self) -> Option<Vec<(&str, Op, &str)>> {
+        if self.any && self.filters.len() > 1 {
+            return None;
+        }
+        Some(self.filters.iter().map(|f| (f.field.as_str(), f.op, f.value.as_str())).collect())
+    }
+
+    /// The field the list is sorted by, and whether descending.
+    pub fn sort(&self) -> (&str, bool) {
+        (&self.sort_field, self.descending)
+    }
+
+    /// How many items come before the page.
+    pub fn skipped(&self) -> usize {
+        (self.page - 1).saturating_mul(self.size)
+    }
+
+    /// The page of a list of `total` items whose items on this page are `items`: a 400 for a page past
+    /// the last, as ZenML answers.
+    pub fn page_of<T>(&self, total: usize, items: Vec<T>) -> Result<Page<T>> {
+        let total_pages = total.div_ceil(self.size).max(1);
+        if self.page > total_pages {
+            return Err(Error::BadRequest(format!(
+                "Invalid page {}. The requested page size is {} and there are a total of {total} items for this query. The maximum page value therefore is {total_pages}.",
+                self.page, self.size
+            )));
+        }
+        Ok(Page { index: self.page, max_size: self.size, total_pages, total, items })
+    }
+
     /// Forgets the filters on `fields` (a handler that read only the matching items already).
     pub fn drop_filters(&mut self, fields: &[&str]) {
         self.filters.retain(|f| !fields.contains(&f.field.as_str()));
     }
 
-    fn keeps(&self, get: &impl Fn(&str) -> Option<FieldValue>) -> bool {
+    /// Whether an item passes the filters; `get` reads its fields.
+    pub fn keeps(&self, get: &impl Fn(&str) -> Option<FieldValue>) -> bool {
         if self.filters.is_empty() {
             return true;
         }
@@ -234,15 +267,8 @@ impl ListQuery {
             }
         });
         let total = kept.len();
-        let total_pages = total.div_ceil(self.size).max(1);
-        if self.page > total_pages {
-            return Err(Error::BadRequest(format!(
-                "Invalid page {}. The requested page size is {} and there are a total of {total} items for this query. The maximum page value therefore is {total_pages}.",
-                self.page, self.size
-            )));
-        }
-        let items = kept.into_iter().skip((self.page - 1) * self.size).take(self.size).collect();
-        Ok(Page { index: self.page, max_size: self.size, total_pages, total, items })
+        let items = kept.into_iter().skip(self.skipped()).take(self.size).collect();
+        self.page_of(total, items)
     }
 }
 

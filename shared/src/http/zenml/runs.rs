@@ -1,31 +1,17 @@
 //! `POST /api/v1/pipeline_builds/{id}/runs` (trigger), `POST /api/v1/run_templates/{id}/runs` (the
-//! same, under ZenML's deprecated run templates: a build is its own template), `GET /api/v1/runs`,
-//! `GET /api/v1/runs/{id}`, `POST /api/v1/runs/{id}/stop`.
+//! same, under ZenML's deprecated run templates: a build is its own template),
+//! `GET /api/v1/runs/{id}`, `POST /api/v1/runs/{id}/stop`; the list is [`super::run_list`].
 
-use super::page::{self, FieldValue, ListQuery};
+use super::page;
 use super::{envelope, path_uuid};
 use crate::admission::{Limits, Scope};
 use crate::cancel::cancel_run;
 use crate::domain::run::RunDetail;
 use crate::domain::run_config::RunConfig;
-use crate::domain::Run;
 use crate::flow::{self, timing::Timing};
 use crate::http::{wait, ApiRequest, ApiResponse};
 use crate::trigger::{start_or_skip, Idempotency, RunOptions, Started};
 use crate::{App, Error, Result};
-
-fn field(r: &Run, name: &str) -> Option<FieldValue> {
-    Some(match name {
-        "id" => FieldValue::Text(r.uuid.to_string()),
-        "name" => FieldValue::Text(r.name.clone()),
-        "pipeline_id" => FieldValue::Text(r.pipeline_id.to_string()),
-        "build_id" => FieldValue::Text(r.build_id.to_string()),
-        "status" => FieldValue::Text(r.status.as_zenml().to_string()),
-        "created" => FieldValue::Time(r.created),
-        "updated" => FieldValue::Time(r.updated),
-        _ => return None,
-    })
-}
 
 pub async fn trigger(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
     let build_id = path_uuid(req.param("id"))?;
@@ -110,28 +96,6 @@ fn renamed(e: Error) -> Error {
         }
         other => other,
     }
-}
-
-pub async fn list(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
-    let q = ListQuery::parse(
-        req,
-        &["id", "pipeline_id", "build_id", "status", "name", "created"],
-        &["created"],
-        &["id", "name", "status", "created", "updated"],
-    )?;
-    let page = q.apply(app.store.list_runs().await?, field, |r| r.uuid.to_string())?;
-    let mut details = Vec::with_capacity(page.items.len());
-    for run in &page.items {
-        let blocks = if q.hydrate {
-            app.store.get_run(run.uuid).await?.map(|v| v.value.blocks).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        details.push(RunDetail { run: run.clone(), blocks });
-    }
-    let mut json = page.to_json(|_| serde_json::Value::Null);
-    json["items"] = details.iter().map(|d| envelope::run(d, q.hydrate)).collect();
-    Ok(ApiResponse::ok(&json))
 }
 
 pub async fn get(app: &App, req: &ApiRequest) -> Result<ApiResponse> {
