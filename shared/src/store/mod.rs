@@ -36,7 +36,7 @@
 //!
 //! Pipelines and builds are immutable, so their extra copies (by name, by pipeline) never go stale;
 //! they are written in the same transaction as the entity. Run list entries are small (ids, execution
-//! date, status, schedule, backfill, pipeline name) and rewritten in the same transaction as every change
+//! date, status, schedule, backfill, pipeline name, pipeline version and build ids, creation time) and rewritten in the same transaction as every change
 //! of their run, so their status is always the run's.
 //!
 //! # Access patterns and their cost
@@ -124,18 +124,27 @@
 //!   plus its claim (an idempotency record per backfill and date, in the run's transaction), in pages of
 //!   100 dates per call; each page also reads the view once (at most 1,000 entries) to skip dates made.
 //! - Mage run history (`GET /api/pipeline_schedules/{id}/pipeline_runs`, `GET /api/pipeline_runs`):
-//!   one `BatchGetItem` of the view's 8 counter items (the exact `metadata.count`, per status), then,
-//!   in parallel, one `Query` per shard that holds matching runs for its newest `offset + limit`
-//!   entries (read backwards: `execution_date` desc, then `id` desc), merged; then one `Query` per run on
-//!   the page and one `GetItem` per distinct schedule. Without a status filter the cost is
-//!   `8 × (offset + limit)` small entries whatever the view's size (the benchmark prints the page time at
-//!   10, 10,000 and 1,000,000 runs). Trades, documented: deep `_offset`s cost O(offset) (DynamoDB
-//!   cannot skip), so `_offset` stops at 100,000 and deeper pages go by `_cursor` (the page's last
-//!   entry's sort key): each shard's query starts after it, so any page costs what the first does; a
-//!   `status` filter reads each shard's entries newest first until it has its share of
-//!   the page or all of that status the counters say it holds — cheap for statuses common among recent
-//!   runs, up to the shard's history for a rare status found only far back. A backfill's view (at most
-//!   1,000 runs) is read whole and filtered.
+//!   one `BatchGetItem` of the view's 8 counter items (the exact `metadata.count`, per status), then
+//!   `Store::first_merged`: from each shard that holds matching runs, in parallel, its share of the
+//!   newest `offset + limit` entries (`(offset + limit) / 8 + 2`, read backwards: `execution_date` desc,
+//!   then `id` desc), and more — twice the ask each round — only from the shards whose last entry read
+//!   still lies within the page's reach; merged; then one `Query` per run on the page (in parallel) and
+//!   one `GetItem` per distinct schedule. Without a status filter that is about `(offset + limit) / 8`
+//!   small entries per shard whatever the view's size (the benchmark prints each list route's requests
+//!   and read units at 10, 10,000 and 1,000,000 runs). Trades, documented: deep `_offset`s cost
+//!   O(offset) (DynamoDB cannot skip), so `_offset` stops at 100,000 and deeper pages go by `_cursor`
+//!   (the page's last entry's sort key): each shard's query starts after it, so any page costs what the
+//!   first does; a `status` filter reads each shard's entries newest first until it has its share of
+//!   the page or all of that status the counters say it holds — O(page ÷ the status's share of recent
+//!   runs): cheap for statuses common among recent runs, up to the shard's history for a rare status
+//!   found only far back (a status the counters say no run has costs the counters' read alone). A
+//!   backfill's view (at most 1,000 runs) is read whole and filtered.
+//! - ZenML run list (`GET /api/v1/runs`, sorted by `created`): `Store::scan_view` over the pipeline's
+//!   view (`pipeline_id`: one `GetItem` of the pipeline for its name) or all runs', the same reads as
+//!   above with `pipeline_id`, `build_id`, `status` and `created` bounds tested on the entries (a
+//!   `created` range starts and stops each shard's read at its execution dates), then one `Query` per
+//!   run on the page; other filters are tested on the runs read (`http::zenml::run_list`). Sorted by
+//!   another field it reads every run (the `RUNS#` shards of `GSI1`, below): O(history), documented.
 //! - Hot keys (SPEC §11: ≤ 1,000 write units/s per key at 1,000 triggers/s and 5,000 block changes/s,
 //!   all on one schedule): a view's entry and counter partitions take 1/8 of its ~3 status changes per
 //!   run, at 2 write units each in a transaction: ~750 units/s per key. The run items' `GSI1` copies
@@ -144,10 +153,10 @@
 //!   upper-bound rule (every write of a run counted as an index write) — over the limit; more shards
 //!   would cost the tick more queries. The pipeline head item takes one read per trigger (1,000 read
 //!   units/s at 1,000 triggers/s, under 3,000).
-//! - ZenML lists (pipelines, builds, runs): one `Query` of the entity's `GSI1` partition(s) — runs: all
-//!   32 `RUNS#` shards —, all pages; filtering, sorting and paging happen in the function (ZenML's
-//!   filters are free-form). Fine for pipelines, builds and schedules (few); for runs it reads every run
-//!   document — the ZenML run list should move to the run list views too (not done yet).
+//! - ZenML lists of pipelines and builds: one `Query` of the entity's `GSI1` partition, all pages;
+//!   filtering, sorting and paging happen in the function (ZenML's filters are free-form). Fine for
+//!   pipelines, builds and schedules (few). The runs' `GSI1` copies (all 32 `RUNS#` shards) are read only
+//!   by a ZenML run list sorted by something other than `created`.
 
 mod backfills;
 pub mod conformance;
