@@ -246,6 +246,12 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
         c.call("GET", &format!("/api/v1/runs?hydrate={hydrate}&sort_by=desc:created&size=5"), &r, None, 200)
             .await;
     }
+    // The run list's three ways (docs/zenml.md): a view page through the counters (`status`), one with
+    // a filter tested on the runs read, and a sort with no index (every run, from `GSI1`).
+    for query in ["status=completed", "name=contains:a&pipeline_id=", "sort_by=name"] {
+        let query = if query.ends_with('=') { format!("{query}{pipeline_id}") } else { query.to_string() };
+        c.call("GET", &format!("/api/v1/runs?size=5&{query}"), &r, None, 200).await;
+    }
     let second = c
         .call_expecting(
             "POST",
