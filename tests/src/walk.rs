@@ -247,7 +247,7 @@ pub async fn every_route(target: &Target, blocks: &BlockServer) -> Calls {
             .await;
     }
     // The run list's three ways (docs/zenml.md): a view page through the counters (`status`), one with
-    // a filter tested on the runs read, and a sort with no index (every run, from `GSI1`).
+    // a filter tested on the runs read, and a sort with no index (every run, through the view of all).
     for query in ["status=completed", "name=contains:a&pipeline_id=", "sort_by=name"] {
         let query = if query.ends_with('=') { format!("{query}{pipeline_id}") } else { query.to_string() };
         c.call("GET", &format!("/api/v1/runs?size=5&{query}"), &r, None, 200).await;

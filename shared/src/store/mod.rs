@@ -20,7 +20,7 @@
 //! | run slots of one flow-control key value of a schedule (of a pipeline name, for ZenML runs: `<schedule id>` is `PIPELINE:<name>` in this and the next two rows) | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
 //! | debounce window of one key value (version = window number · 2³² + a random merge stamp; TTL once closed) | `DEBOUNCE#<schedule id>#<SHA-256 of the key, 32 hex>` | `DEBOUNCE` | — |
 //! | throttle pace of one key value (GCRA's arrival time; TTL) | `THROTTLE#<schedule id>#<SHA-256 of the key, 32 hex>` | `THROTTLE` | — |
-//! | run | `RUN#<uuid>` | `RUN` | `RUNS#<id mod 32>` / `<created>#<uuid>`; while unfinished also `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
+//! | run | `RUN#<uuid>` | `RUN` | not in `GSI1` (the run lists read the views); while unfinished `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
 //! | run list entry | `RUNVIEW#<view>#<id mod 8>`, `<view>` = `ALL`, `SCHEDULE#<id>`, `PIPELINE#<name>`, `BACKFILL#<id>` | `<execution date>#<id, 16 digits>` | — |
@@ -144,19 +144,20 @@
 //!   above with `pipeline_id`, `build_id`, `status` and `created` bounds tested on the entries (a
 //!   `created` range starts and stops each shard's read at its execution dates), then one `Query` per
 //!   run on the page; other filters are tested on the runs read (`http::zenml::run_list`). Sorted by
-//!   another field it reads every run (the `RUNS#` shards of `GSI1`, below): O(history), documented.
+//!   another field it reads every run (`Store::list_runs`: every entry of the view of all runs, then
+//!   each run): O(history), documented.
 //! - Hot keys (SPEC §11: ≤ 1,000 write units/s per key at 1,000 triggers/s and 5,000 block changes/s,
 //!   all on one schedule): a view's entry and counter partitions take 1/8 of its ~3 status changes per
-//!   run, at 2 write units each in a transaction: ~750 units/s per key. The run items' `GSI1` copies
-//!   (rewritten with each of a run's ~7 writes) spread over 32 keys. The wake index's 8 shards take a
+//!   run, at 2 write units each in a transaction: ~750 units/s per key. The wake index's 8 shards take a
 //!   keys-only copy per run write: the benchmark measures ~1,100 units/s on the hottest by its
 //!   upper-bound rule (every write of a run counted as an index write) — over the limit; more shards
 //!   would cost the tick more queries. The pipeline head item takes one read per trigger (1,000 read
 //!   units/s at 1,000 triggers/s, under 3,000).
 //! - ZenML lists of pipelines and builds: one `Query` of the entity's `GSI1` partition, all pages;
 //!   filtering, sorting and paging happen in the function (ZenML's filters are free-form). Fine for
-//!   pipelines, builds and schedules (few). The runs' `GSI1` copies (all 32 `RUNS#` shards) are read only
-//!   by a ZenML run list sorted by something other than `created`.
+//!   pipelines, builds and schedules (few). Run items are not in `GSI1` (since 2026-12-07): a copy of
+//!   the whole item there cost a write unit per run write (2 per noop run, 8 per run of 3 `http` blocks)
+//!   for one list that now reads the views.
 
 mod backfills;
 pub mod conformance;

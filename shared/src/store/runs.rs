@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::table::{Add, Condition, Item, Put, WriteError};
-use super::{decode, decode_all, encode, index_sort_key, item, wake, Store, Versioned};
+use super::{decode, decode_all, encode, item, wake, Store, Versioned};
 use crate::domain::run::RunDetail;
 use crate::domain::{BlockRun, Run, RunStatus, Schedule};
 use crate::{Error, Result};
@@ -113,10 +113,6 @@ pub enum RunView {
 /// schedule, each of a view's entry and counter partitions takes 1/8 of its writes (SPEC §11 arithmetic in
 /// the module docs of `store`).
 pub const VIEW_SHARDS: i64 = 8;
-
-/// How many `GSI1` partitions the run items' index copies (the ZenML run list) are spread over: every
-/// write of a run item rewrites its copy, about 6,000 writes/s at 1,000 triggers/s of 3-block runs.
-pub const RUN_INDEX_SHARDS: i64 = 32;
 
 impl RunView {
     fn name(&self) -> String {
@@ -253,15 +249,9 @@ fn entry_key(execution_date: DateTime<Utc>, id: i64) -> String {
 
 impl Store {
     pub(super) fn run_item(run: &Run, version: u64) -> Result<Item> {
-        let mut it = item(
-            format!("RUN#{}", run.uuid),
-            "RUN",
-            Some((
-                format!("RUNS#{}", run.id.rem_euclid(RUN_INDEX_SHARDS)),
-                index_sort_key(run.created, run.uuid),
-            )),
-            encode(run)?,
-        );
+        // Not in `GSI1`: an index copy of the whole item would be rewritten with each of the run's
+        // writes; the run lists read the views.
+        let mut it = item(format!("RUN#{}", run.uuid), "RUN", None, encode(run)?);
         it.version = version;
         // Only unfinished runs are in the wake index, and finished ones whose slot is to be handed over
         // or that owe a notification.
@@ -464,13 +454,21 @@ impl Store {
         }
     }
 
-    /// Every run (the ZenML list), oldest first: one `Query` of each `GSI1` shard `RUNS#<0–31>`.
+    /// Every run, oldest first (by creation, ties by UUID): every entry of the view of all runs, then
+    /// each run (64 reads at a time). O(history): for the ZenML list sorted by a field no view is
+    /// ordered by, and tests.
     pub async fn list_runs(&self) -> Result<Vec<Run>> {
-        let shards = (0..RUN_INDEX_SHARDS).map(|s| self.table.query_index_owned(format!("RUNS#{s}")));
-        let mut items: Vec<Item> =
-            futures_util::future::try_join_all(shards).await?.into_iter().flatten().collect();
-        items.sort_by(|a, b| a.index.as_ref().map(|i| &i.1).cmp(&b.index.as_ref().map(|i| &i.1)));
-        decode_all(&items)
+        use futures_util::StreamExt;
+        let entries = self.run_entries(&RunView::All).await?;
+        let reads =
+            futures_util::stream::iter(entries.into_iter().map(|e| self.get_run(e.uuid))).buffered(64);
+        let found: Vec<Result<Option<Versioned<RunDetail>>>> = reads.collect().await;
+        let mut runs = Vec::with_capacity(found.len());
+        for r in found {
+            runs.extend(r?.map(|v| v.value.run));
+        }
+        runs.sort_by_key(|r| (r.created, r.uuid));
+        Ok(runs)
     }
 
     /// Every entry of a run list view, newest execution date first, ties by id, highest first. Reads the
