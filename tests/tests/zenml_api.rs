@@ -408,6 +408,7 @@ async fn the_run_list_pages_through_its_filters_as_reading_every_run_would() {
         (format!("created=gt:{tenth}&created=lte:{tenth}"), Box::new(|_| false), false),
         ("name=contains:nightly".into(), Box::new(|r| r.name.contains("nightly")), false),
         ("name=contains:no-such-name".into(), Box::new(|_| false), false),
+        ("status=stopped&sort_by=updated".into(), Box::new(stopped), true),
         (
             format!("logical_operator=or&status=stopped&created=lt:{tenth}"),
             Box::new(move |r| stopped(r) || r.created < t),
@@ -445,5 +446,42 @@ async fn the_run_list_pages_through_its_filters_as_reading_every_run_would() {
                 assert_eq!(got, want, "{query}, desc {desc}, size {size}");
             }
         }
+    }
+}
+
+/// Sorted by a field no view is ordered by, the run list sorts the newest `SORT_WINDOW` runs (a bounded
+/// read, docs/zenml.md): as sorting every run would while the history is within it, and without the
+/// oldest runs past it.
+#[tokio::test]
+async fn a_run_list_sorted_by_name_sorts_the_newest_window_of_runs() {
+    use kickoff::http::zenml::run_list::SORT_WINDOW;
+    let s = spawn_app().await;
+    let build = kickoff::trigger::newest_build(&s.app, kickoff::demo::PIPELINE_NAME).await.unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::hours(1);
+    for i in 0..SORT_WINDOW + 5 {
+        let at = start + chrono::Duration::milliseconds(i as i64);
+        let mut run = kickoff_tests::bench_run(&build, at);
+        run.created = at;
+        run.name = format!("run-{:05}", (i * 7919) % (SORT_WINDOW + 5));
+        s.app.store.create_run(&mut run, &mut [], None, |r, _| r.id += 1).await.unwrap();
+    }
+    let mut all = s.app.store.list_runs().await.unwrap();
+    let oldest: Vec<String> = all.iter().take(5).map(|r| r.uuid.to_string()).collect();
+    all.drain(..5);
+    all.sort_by(|a, b| b.name.cmp(&a.name).then(b.uuid.to_string().cmp(&a.uuid.to_string())));
+    let a = get(&s, "/api/v1/runs?sort_by=desc:name&size=50").await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    assert_eq!(a.json["total"], SORT_WINDOW, "the window's runs, not the history's");
+    let got: Vec<String> =
+        a.json["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let want: Vec<String> = all.iter().take(50).map(|r| r.uuid.to_string()).collect();
+    assert_eq!(got, want);
+    let a = get(&s, &format!("/api/v1/runs?sort_by=name&size=1000&page={}", SORT_WINDOW / 1000)).await;
+    assert_eq!(a.status, 200, "{:?}", a.json);
+    for item in a.json["items"].as_array().unwrap() {
+        assert!(
+            !oldest.contains(&item["id"].as_str().unwrap().to_string()),
+            "the oldest runs are past the window"
+        );
     }
 }

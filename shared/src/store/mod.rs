@@ -144,8 +144,8 @@
 //!   above with `pipeline_id`, `build_id`, `status` and `created` bounds tested on the entries (a
 //!   `created` range starts and stops each shard's read at its execution dates), then one `Query` per
 //!   run on the page; other filters are tested on the runs read (`http::zenml::run_list`). Sorted by
-//!   another field it reads every run (`Store::list_runs`: every entry of the view of all runs, then
-//!   each run): O(history), documented.
+//!   another field it reads the newest 10,000 entries of the view of all runs and their runs
+//!   (`Store::runs_of`, 64 at a time): bounded, whatever the history, and documented.
 //! - Hot keys (SPEC §11: ≤ 1,000 write units/s per key at 1,000 triggers/s and 5,000 block changes/s,
 //!   all on one schedule): a view's entry and counter partitions take 1/8 of its ~3 status changes per
 //!   run, at 2 write units each in a transaction: ~750 units/s per key. The wake index's 8 shards take a

@@ -455,19 +455,23 @@ impl Store {
     }
 
     /// Every run, oldest first (by creation, ties by UUID): every entry of the view of all runs, then
-    /// each run (64 reads at a time). O(history): for the ZenML list sorted by a field no view is
-    /// ordered by, and tests.
+    /// each run. O(history): for tests.
     pub async fn list_runs(&self) -> Result<Vec<Run>> {
-        use futures_util::StreamExt;
         let entries = self.run_entries(&RunView::All).await?;
-        let reads =
-            futures_util::stream::iter(entries.into_iter().map(|e| self.get_run(e.uuid))).buffered(64);
-        let found: Vec<Result<Option<Versioned<RunDetail>>>> = reads.collect().await;
-        let mut runs = Vec::with_capacity(found.len());
-        for r in found {
-            runs.extend(r?.map(|v| v.value.run));
-        }
+        let mut runs: Vec<Run> = self.runs_of(&entries).await?.into_iter().map(|d| d.run).collect();
         runs.sort_by_key(|r| (r.created, r.uuid));
+        Ok(runs)
+    }
+
+    /// The runs (with their block runs) of these entries, in their order, 64 reads at a time; a run
+    /// gone since its entry was read is left out.
+    pub async fn runs_of(&self, entries: &[RunEntry]) -> Result<Vec<RunDetail>> {
+        let mut runs = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(64) {
+            let found =
+                futures_util::future::try_join_all(chunk.iter().map(|e| self.get_run(e.uuid))).await?;
+            runs.extend(found.into_iter().flatten().map(|v| v.value));
+        }
         Ok(runs)
     }
 

@@ -94,6 +94,9 @@ async fn main() {
     }
     if on("cold") {
         cold_starts(&mut rows, profile, smoke).await;
+    } else if on("packaged") {
+        // The deployed artifact alone (`KICKOFF_BENCH_ONLY=packaged`), without the per-function builds.
+        packaged_cold_starts(&mut rows, &function_names(), if smoke { 3 } else { 20 }).await;
     }
 
     let w = [
@@ -279,7 +282,7 @@ async fn history(rows: &mut Vec<Row>, smoke: bool) {
             "/api/v1/runs?size=20&status=failed".to_string(),
             format!("/api/v1/runs?size=20&sort_by=desc:created&created=lte:{middle}"),
             "/api/v1/runs?size=20&name=contains:bench".to_string(),
-            // No index in this order: reads every run (docs/zenml.md), printed to show it.
+            // No view in this order: sorts the newest 10,000 runs (docs/zenml.md).
             "/api/v1/runs?size=20&sort_by=name".to_string(),
         ];
         let mut figures = Vec::new();
@@ -316,6 +319,13 @@ async fn history(rows: &mut Vec<Row>, smoke: bool) {
         let (_, base_requests, base_rcu, base_ms, _) = &measured[1].1[i];
         let (_, small_requests, small_rcu, small_ms, _) = &small.1[i];
         let ratio = rcu / base_rcu.max(0.5);
+        // A sort no view orders reads a bounded window of runs instead (docs/zenml.md).
+        let window = kickoff::http::zenml::run_list::SORT_WINDOW as f64;
+        let (target, ok) = if path.contains("sort_by=name") {
+            ("at most the newest 10,000 runs read", *requests <= window + 100.0)
+        } else {
+            ("same read units at any size (ratio <= 2)", ratio <= 2.0)
+        };
         row(
             rows,
             format!("list `GET {path}`"),
@@ -323,8 +333,8 @@ async fn history(rows: &mut Vec<Row>, smoke: bool) {
                 "{} runs: {small_requests:.0} requests, {small_rcu:.1} RCU, {small_ms:.2} ms; {}: {base_requests:.0}, {base_rcu:.1} RCU, {base_ms:.2} ms; {}: {requests:.0}, {rcu:.1} RCU, {ms:.2} ms ({ratio:.2}x the {}-run read units; answer {status})",
                 small.0, measured[1].0, large.0, measured[1].0
             ),
-            "same read units at any size (ratio <= 2)",
-            Some(ratio <= 2.0 && *status == 200),
+            target,
+            Some(ok && *status == 200),
         );
     }
 }
@@ -752,10 +762,7 @@ async fn cold_starts(rows: &mut Vec<Row>, profile: &str, smoke: bool) {
         "baseline",
         None,
     );
-    let mut functions: Vec<String> = std::fs::read_dir(kickoff_tests::workspace_root().join("functions"))
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    functions.sort();
+    let functions = function_names();
     let (mut worst, mut worst_name) = (0.0f64, String::new());
     // The packaged binary (`infra/scripts/package.sh` builds it for the x86_64 target; the test
     // command's debug build has it in target/debug), run as the largest HTTP function.
@@ -802,6 +809,15 @@ async fn cold_starts(rows: &mut Vec<Row>, profile: &str, smoke: bool) {
         println!("slowest cold start: {worst_name} at {worst:.1}x the hello world");
     }
     packaged_cold_starts(rows, &functions, samples).await;
+}
+
+/// Every function's name (the folders of `functions/`), sorted.
+fn function_names() -> Vec<String> {
+    let mut functions: Vec<String> = std::fs::read_dir(kickoff_tests::workspace_root().join("functions"))
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    functions.sort();
+    functions
 }
 
 /// The deployed artifact: `infra/scripts/package.sh`'s release binary (non-PIE), run as every function
