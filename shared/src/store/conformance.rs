@@ -129,6 +129,15 @@ async fn view_scans(store: &Store, view: &RunView, build: &Build) {
                     && filter.created_before.is_none();
                 let total = by_status_only.then_some(expected.len() as i64);
                 assert_eq!(scan.total, total, "total: {filter:?}");
+                // The continuation after the last entry gives the rest, in order.
+                let after = scan.entries.last().map(super::RunEntry::position);
+                if let Some(after) = after {
+                    let rest = EntryFilter { after: Some(after), ..filter.clone() };
+                    let next = store.scan_view(view, &rest, 40).await.expect("scan after");
+                    let ids: Vec<i64> = next.entries.iter().map(|e| e.id).collect();
+                    assert_eq!(ids, expected[take.min(expected.len())..], "after: {filter:?}, take {take}");
+                    assert!(!next.more && next.total.is_none());
+                }
             }
         }
     }

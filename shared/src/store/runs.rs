@@ -57,6 +57,8 @@ pub struct EntryFilter {
     pub created_before: Option<TimeBound>,
     /// Oldest first (execution date ascending, ties by id) instead of newest first.
     pub oldest_first: bool,
+    /// Start after this entry ([`RunEntry::position`]): the continuation of an earlier scan.
+    pub after: Option<String>,
 }
 
 /// One end of a time range: the time, and whether the time itself is in the range.
@@ -88,10 +90,11 @@ impl EntryFilter {
         }
     }
 
-    /// Where a newest-first scan starts: after the position just past the upper bound.
+    /// Where a scan starts: after [`EntryFilter::after`] if given, else, newest first, after the
+    /// position just past the upper bound.
     fn start(&self) -> Option<String> {
-        if self.oldest_first {
-            return None;
+        if self.after.is_some() || self.oldest_first {
+            return self.after.clone();
         }
         self.created_before.map(|b| {
             let at = if b.inclusive { b.at + Duration::microseconds(1) } else { b.at };
@@ -167,6 +170,13 @@ impl RunPage {
 /// An entry's sort key in its view: `<execution date>#<id, 16 digits>`.
 fn entry_position(e: &RunEntry) -> String {
     entry_key(e.execution_date, e.id)
+}
+
+impl RunEntry {
+    /// Where the entry lies in its view (what [`EntryFilter::after`] takes).
+    pub fn position(&self) -> String {
+        entry_position(self)
+    }
 }
 
 /// Whether `cursor` is a position [`RunPage::cursor`] can give (it becomes a query's start key).

@@ -20,7 +20,7 @@ use super::page::{FieldValue, ListQuery, Op};
 use crate::domain::run::RunDetail;
 use crate::domain::{Run, RunStatus};
 use crate::http::{ApiRequest, ApiResponse};
-use crate::store::{EntryFilter, RunView, TimeBound};
+use crate::store::{EntryFilter, RunEntry, RunView, TimeBound};
 use crate::{App, Result};
 
 fn field(r: &Run, name: &str) -> Option<FieldValue> {
@@ -106,8 +106,8 @@ async fn plan(app: &App, q: &ListQuery) -> Result<Plan> {
 }
 
 /// Runs of the page and the total (see the module docs) through a view, with the query's other
-/// filters tested on the runs read: the view is read in growing stretches (×4) until the page and one
-/// more match, or the view ends; each run is read once.
+/// filters tested on the runs read: the view is read in growing stretches (×4), each after the last,
+/// until the page and one more match, or the view ends; each run is read once.
 async fn scan(
     app: &App,
     q: &ListQuery,
@@ -116,14 +116,13 @@ async fn scan(
     on_runs: bool,
 ) -> Result<(Vec<RunDetail>, usize)> {
     let want = q.skipped().saturating_add(q.size);
+    let mut stretch = EntryFilter { after: None, ..filter.clone() };
     let mut take = want.saturating_add(1);
-    let mut checked = 0;
     let mut matched: Vec<RunDetail> = Vec::new();
     loop {
-        let scan = app.store.scan_view(view, filter, take).await?;
-        let reads = scan.entries[checked.min(scan.entries.len())..].iter().map(|e| app.store.get_run(e.uuid));
-        checked = scan.entries.len();
-        let read = futures_util::future::try_join_all(reads).await?;
+        let scan = app.store.scan_view(view, &stretch, take).await?;
+        let read = futures_util::future::try_join_all(scan.entries.iter().map(|e| app.store.get_run(e.uuid)))
+            .await?;
         matched.extend(
             read.into_iter()
                 .flatten()
@@ -138,6 +137,7 @@ async fn scan(
             let page = matched.into_iter().skip(q.skipped()).take(q.size).collect();
             return Ok((page, total));
         }
+        stretch.after = scan.entries.last().map(RunEntry::position);
         take = take.saturating_mul(4);
     }
 }
