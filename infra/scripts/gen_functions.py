@@ -102,7 +102,7 @@ tokio.workspace = true
     with open(os.path.join(d, "src", "main.rs"), "w") as f:
         f.write(f'''//! {doc}
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), {error}> {{
     {call}
 }}

@@ -1,6 +1,6 @@
 //! `POST /api/pipeline_schedules/{id}/api_trigger`: the `api-trigger-schedule-run` Lambda function. The handler is in `kickoff::http::routes`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {
     kickoff::http::lambda::serve("api-trigger-schedule-run").await
 }

@@ -1,6 +1,6 @@
 //! `DELETE /api/backfills/{id}`: the `delete-backfill` Lambda function. The handler is in `kickoff::http::routes`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {
     kickoff::http::lambda::serve("delete-backfill").await
 }

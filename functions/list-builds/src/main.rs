@@ -1,6 +1,6 @@
 //! `GET /api/v1/pipeline_builds`: the `list-builds` Lambda function. The handler is in `kickoff::http::routes`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {
     kickoff::http::lambda::serve("list-builds").await
 }

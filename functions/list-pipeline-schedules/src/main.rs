@@ -1,6 +1,6 @@
 //! `GET /api/pipelines/{pipeline_uuid}/pipeline_schedules`: the `list-pipeline-schedules` Lambda function. The handler is in `kickoff::http::routes`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {
     kickoff::http::lambda::serve("list-pipeline-schedules").await
 }

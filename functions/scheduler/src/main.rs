@@ -1,6 +1,6 @@
 //! The `scheduler` Lambda function: the one-minute tick EventBridge invokes: the sweep that re-queues runs no message looked at in time.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), kickoff::scheduler::lambda::LambdaError> {
     kickoff::scheduler::lambda::serve().await
 }

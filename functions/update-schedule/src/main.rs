@@ -1,6 +1,6 @@
 //! `PUT /api/pipeline_schedules/{id}`: the `update-schedule` Lambda function. The handler is in `kickoff::http::routes`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), kickoff::http::lambda::LambdaError> {
     kickoff::http::lambda::serve("update-schedule").await
 }

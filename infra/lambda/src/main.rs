@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let function = std::env::var("KICKOFF_FUNCTION").unwrap_or_default();
     let result = match function.as_str() {
