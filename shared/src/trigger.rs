@@ -27,8 +27,7 @@ use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus, Schedule};
 use crate::flow::timing::{self, DebounceStep, Timing, Turn, Window};
 use crate::queue::Message;
 use crate::remembered::Remembered;
-use crate::store::Store;
-use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord, Versioned};
+use crate::store::{CreateOutcome, CreateWith, IdempotencyRecord, Store, Versioned};
 use crate::{App, Error, Result};
 
 /// An `Idempotency-Key` with what it is scoped to and the request it came with.

@@ -50,12 +50,17 @@ async fn trigger(h: &Harness, id: i64, token: &str, body: Value) -> Answer {
 }
 
 async fn runs_of(h: &Harness, schedule: i64) -> Vec<kickoff::domain::Run> {
-    let mut runs = Vec::new();
-    for e in h.app.store.run_entries(&RunView::Schedule(schedule)).await.expect("entries") {
-        runs.push(h.app.store.get_run(e.uuid).await.expect("get").expect("run").value.run);
-    }
+    let entries = h.app.store.run_entries(&RunView::Schedule(schedule)).await.expect("entries");
+    let mut runs: Vec<_> =
+        h.app.store.runs_of(&entries).await.expect("runs").into_iter().map(|d| d.run).collect();
+    assert_eq!(runs.len(), entries.len(), "every entry's run exists");
     runs.sort_by_key(|r| r.id);
     runs
+}
+
+/// The rules test route of schedule `id` with this payload.
+async fn rules_test(h: &Harness, key: &str, id: i64, body: Value) -> Answer {
+    call(h, key, "POST", &format!("/api/pipeline_schedules/{id}/rules/test"), body).await
 }
 
 #[tokio::test]
@@ -105,10 +110,9 @@ async fn rules_map_a_matching_github_push_and_make_no_run_for_the_rest() {
         assert_eq!(runs_of(&h, id).await.len(), 1, "{store}");
 
         // The test route answers what the live path did, and writes nothing.
-        let test = format!("/api/pipeline_schedules/{id}/rules/test");
         let t = request(
             "POST",
-            &format!("{}{test}", h.api),
+            &format!("{}/api/pipeline_schedules/{id}/rules/test", h.api),
             &[("authorization", key.as_str()), ("x-github-event", "push")],
             main.to_string(),
         )
@@ -122,14 +126,14 @@ async fn rules_map_a_matching_github_push_and_make_no_run_for_the_rest() {
             t.json
         );
         assert_eq!(r["event_variables"], json!({"branch": "main", "pusher": "ada"}));
-        let t = call(&h, &key, "POST", &test, json!({"ref": "refs/tags/v1"})).await;
+        let t = rules_test(&h, &key, id, json!({"ref": "refs/tags/v1"})).await;
         assert_eq!(
             t.json["rules_test"]["event_variables"],
             json!({"tag": "refs/tags/v1"}),
             "{store}: {}",
             t.json
         );
-        let t = call(&h, &key, "POST", &test, dev).await;
+        let t = rules_test(&h, &key, id, dev).await;
         assert_eq!(
             t.json["rules_test"]["outcome"], "skipped",
             "{store}: no x-github-event header: {}",
@@ -398,14 +402,7 @@ async fn a_thousand_concurrent_triggers_of_one_key_debounce_into_one_run_with_th
         assert_eq!(outcomes.get("deferred"), Some(&1), "{store}: {outcomes:?}");
         assert_eq!(outcomes.get("merged"), Some(&999), "{store}: {outcomes:?}");
         // The rules test route says what the next trigger would do, without doing it.
-        let t = call(
-            &h,
-            &key,
-            "POST",
-            &format!("/api/pipeline_schedules/{id}/rules/test"),
-            json!({"branch": "main"}),
-        )
-        .await;
+        let t = rules_test(&h, &key, id, json!({"branch": "main"})).await;
         assert_eq!(t.json["rules_test"]["outcome"], "merged", "{store}: {}", t.json);
         assert!(t.json["rules_test"]["start_at"].is_string(), "{store}: {}", t.json);
         // The last trigger, after the thousand: its payload is the run's.
@@ -497,23 +494,9 @@ async fn a_throttle_holds_every_window_to_limit_plus_burst_and_answers_the_exces
         assert!((25..=28).contains(&taken), "{store}: {taken} runs");
         // At the 100th second of the triggers the key's next turn (after the 144th) was over 30 s away.
         h.clock.set(start + chrono::Duration::seconds(100));
-        let t = call(
-            &h,
-            &key,
-            "POST",
-            &format!("/api/pipeline_schedules/{id}/rules/test"),
-            json!({"customer": "acme"}),
-        )
-        .await;
+        let t = rules_test(&h, &key, id, json!({"customer": "acme"})).await;
         assert_eq!(t.json["rules_test"]["outcome"], "rate_limited", "{store}: {}", t.json);
-        let t = call(
-            &h,
-            &key,
-            "POST",
-            &format!("/api/pipeline_schedules/{id}/rules/test"),
-            json!({"customer": "initech"}),
-        )
-        .await;
+        let t = rules_test(&h, &key, id, json!({"customer": "initech"})).await;
         assert_eq!(
             t.json["rules_test"]["outcome"], "new_run",
             "{store}: another key has its own pace: {}",

@@ -80,6 +80,16 @@ impl EntryFilter {
             && self.created_before.as_ref().is_none_or(|b| e.created.is_some_and(|t| before(b, t)))
     }
 
+    /// Whether the filter tests nothing but the status, from the view's end (what the view's counters
+    /// count).
+    fn by_status_only(&self) -> bool {
+        self.pipeline_id.is_none()
+            && self.build_id.is_none()
+            && self.created_after.is_none()
+            && self.created_before.is_none()
+            && self.after.is_none()
+    }
+
     /// Whether an entry at execution date `t` is past the end of the range the scan moves towards (so
     /// no later entry of its shard can match).
     fn past_range(&self, t: DateTime<Utc>) -> bool {
@@ -561,16 +571,8 @@ impl Store {
     /// [`Store::first_merged`]'s reads for `take + 1` entries; never the entries outside a `created`
     /// range's execution dates.
     pub async fn scan_view(&self, view: &RunView, filter: &EntryFilter, take: usize) -> Result<ViewScan> {
-        let by_status_only = EntryFilter {
-            status: filter.status,
-            oldest_first: filter.oldest_first,
-            ..EntryFilter::default()
-        };
-        let per_shard = if *filter == by_status_only {
-            Some(self.shard_counts(view, filter.status).await?)
-        } else {
-            None
-        };
+        let per_shard =
+            if filter.by_status_only() { Some(self.shard_counts(view, filter.status).await?) } else { None };
         let start = filter.start();
         let mut entries = self
             .first_merged(view, filter, per_shard.as_deref(), take.saturating_add(1), start.as_deref())

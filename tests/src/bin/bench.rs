@@ -245,7 +245,6 @@ async fn triggers(rows: &mut Vec<Row>, smoke: bool) {
 /// DynamoDB requests and read units (by AWS's sizing rules) and its median time; the target is the same
 /// cost at any size. One run in 50 failed, none cancelled; all of one schedule and pipeline version.
 async fn history(rows: &mut Vec<Row>, smoke: bool) {
-    use kickoff::http::{routes, ApiRequest};
     let sizes: [usize; 3] = if smoke { [10, 5_000, 20_000] } else { [10, 10_000, 1_000_000] };
     let mut measured: Vec<(usize, Vec<(String, f64, f64, f64, u16)>)> = Vec::new();
     for n in sizes {
@@ -287,11 +286,7 @@ async fn history(rows: &mut Vec<Row>, smoke: bool) {
         ];
         let mut figures = Vec::new();
         for path in routes_of {
-            let call = || {
-                let mut headers = http::HeaderMap::new();
-                headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
-                routes::serve(&app, ApiRequest::new(http::Method::GET, &path, headers, Bytes::new()))
-            };
+            let call = || in_process(&app, &key, http::Method::GET, &path, None);
             table.take();
             let status = call().await.status.as_u16();
             let metered = table.take();
@@ -364,18 +359,28 @@ async fn workload(rows: &mut Vec<Row>, smoke: bool) {
     workload_of(rows, smoke, true).await;
 }
 
+/// One request through the route table in process, with API key `key` and a JSON body if given.
+async fn in_process(
+    app: &App,
+    key: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> kickoff::http::ApiResponse {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    if body.is_some() {
+        headers.insert("content-type", "application/json".parse().expect("header"));
+    }
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    kickoff::http::routes::serve(app, kickoff::http::ApiRequest::new(method, path, headers, body)).await
+}
+
 /// A pipeline of three chained `http` blocks and an `api` schedule of it, made through the routes;
 /// the schedule.
 async fn http_schedule(app: &App, target: &kickoff_tests::blocks::BlockServer) -> kickoff::domain::Schedule {
-    use kickoff::http::{routes, ApiRequest};
     let (key, stored) = ApiKey::generate(Role::Write, "bench-http", app.clock.now());
     app.store.put_api_key(&stored).await.expect("key");
-    let call = |path: &str, body: serde_json::Value| {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("authorization", format!("Bearer {key}").parse().expect("header"));
-        headers.insert("content-type", "application/json".parse().expect("header"));
-        routes::serve(app, ApiRequest::new(http::Method::POST, path, headers, Bytes::from(body.to_string())))
-    };
     let block = |name: &str, up: &[&str]| {
         serde_json::json!({ "name": name, "upstream": up,
             "executor": { "type": "http", "url": format!("{}/blocks/{name}", target.url) } })
@@ -385,13 +390,12 @@ async fn http_schedule(app: &App, target: &kickoff_tests::blocks::BlockServer) -
         block("transform", &["extract"]),
         block("load", &["transform"])
     ]);
-    let a = call("/api/v1/pipelines", serde_json::json!({ "name": "bench-http", "blocks": blocks })).await;
+    let pipeline = serde_json::json!({ "name": "bench-http", "blocks": blocks });
+    let a = in_process(app, &key, http::Method::POST, "/api/v1/pipelines", Some(pipeline)).await;
     assert_eq!(a.status.as_u16(), 200, "pipeline");
-    let a = call(
-        "/api/pipelines/bench-http/pipeline_schedules",
-        serde_json::json!({"pipeline_schedule": {"name": "bench-http", "schedule_type": "api", "status": "active"}}),
-    )
-    .await;
+    let schedule = serde_json::json!({"pipeline_schedule": {"name": "bench-http", "schedule_type": "api", "status": "active"}});
+    let path = "/api/pipelines/bench-http/pipeline_schedules";
+    let a = in_process(app, &key, http::Method::POST, path, Some(schedule)).await;
     assert_eq!(a.status.as_u16(), 200, "schedule");
     let body: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
     let id = body["pipeline_schedule"]["id"].as_i64().expect("schedule id");

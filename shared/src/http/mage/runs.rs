@@ -56,7 +56,7 @@ async fn render(app: &App, details: &[RunDetail]) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// Renders a page of entries: reads each run of the page (one `Query` each, in parallel) and its schedules.
+/// Renders a page of entries: reads each run of the page (`Store::runs_of`) and its schedules.
 /// `next_cursor`: where the next page starts (`_cursor`), if this one is full.
 async fn respond(
     app: &App,
@@ -65,9 +65,7 @@ async fn respond(
     paging: &Paging,
     next_cursor: Option<String>,
 ) -> Result<ApiResponse> {
-    let reads = page.iter().map(|e| app.store.get_run(e.uuid));
-    let details: Vec<RunDetail> =
-        futures_util::future::try_join_all(reads).await?.into_iter().flatten().map(|d| d.value).collect();
+    let details = app.store.runs_of(page).await?;
     let next = next_cursor.is_some() && paging.offset.saturating_add(paging.limit) < count;
     // Mage's own `{"count", "next"}`, and `next_cursor` when there is a next page.
     let mut metadata = json!({ "count": count, "next": next });

@@ -121,14 +121,8 @@ async fn scan(
     let mut matched: Vec<RunDetail> = Vec::new();
     loop {
         let scan = app.store.scan_view(view, &stretch, take).await?;
-        let read = futures_util::future::try_join_all(scan.entries.iter().map(|e| app.store.get_run(e.uuid)))
-            .await?;
-        matched.extend(
-            read.into_iter()
-                .flatten()
-                .map(|v| v.value)
-                .filter(|d| !on_runs || q.keeps(&|f| field(&d.run, f))),
-        );
+        let read = app.store.runs_of(&scan.entries).await?;
+        matched.extend(read.into_iter().filter(|d| !on_runs || q.keeps(&|f| field(&d.run, f))));
         if !on_runs || matched.len() > want || !scan.more {
             let total = match scan.total.filter(|_| !on_runs) {
                 Some(n) => usize::try_from(n).unwrap_or(0),
