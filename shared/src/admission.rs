@@ -240,12 +240,13 @@ pub fn decide(limits: &Limits, mut slots: Slots, version: Option<u64>, waiter: W
 /// waiting runs, then sends them their `StartRun`. Safe to repeat: a run already released is left alone.
 pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
     for _ in 0..8 {
-        let Some((run, _)) = app.store.run_state(run_uuid).await? else { return Ok(()) };
-        let needs = run.value.status.is_finished() && run.value.slot.is_some_and(|s| s != Slot::Released);
+        let Some(run) = app.store.get_run(run_uuid).await? else { return Ok(()) };
+        let needs =
+            run.value.run.status.is_finished() && run.value.run.slot.is_some_and(|s| s != Slot::Released);
         if !needs {
             return Ok(());
         }
-        let key = SlotsKey::of_run(&run.value);
+        let key = SlotsKey::of_run(&run.value.run);
         let Some(slots) = app.store.slots(&key).await? else {
             return mark_released(app, run).await;
         };
@@ -263,26 +264,27 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
         let mut admitted = Vec::new();
         while next.holders.len() < limit && !next.waiting.is_empty() {
             let w = next.waiting.remove(0);
-            let Some((mut waiting_run, _)) = app.store.run_state(w.uuid).await? else { continue };
-            if waiting_run.value.status.is_finished() {
+            let Some(mut waiting) = app.store.get_run(w.uuid).await? else { continue };
+            let waiting_run = &mut waiting.value.run;
+            if waiting_run.status.is_finished() {
                 continue; // cancelled while waiting: its own release removes nothing more
             }
             next.holders.push(w.uuid);
-            waiting_run.value.slot = Some(Slot::Held);
-            waiting_run.value.updated = now;
-            waiting_run.value.wake_at = crate::worker::plan::wake_at(None, &waiting_run.value, &[], now);
-            admitted.push(waiting_run);
+            waiting_run.slot = Some(Slot::Held);
+            waiting_run.updated = now;
+            waiting_run.wake_at = crate::worker::plan::wake_at(None, waiting_run, &[], now);
+            admitted.push(waiting);
         }
         let mut done = run;
-        done.value.slot = Some(Slot::Released);
-        done.value.wake_at = None;
+        done.value.run.slot = Some(Slot::Released);
+        done.value.run.wake_at = None;
         let mut runs = vec![done];
         runs.extend(admitted.iter().cloned());
         if app.store.hand_over(&key, &next, slots.version, &runs).await? {
             for r in admitted {
-                tracing::info!(run_uuid = %r.value.uuid, scope = %key.scope, flow_key = ?key.flow_key, "a slot freed: run admitted");
-                if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: r.value.uuid }).await {
-                    tracing::error!(run_uuid = %r.value.uuid, error = %e, "send failed; the sweep will queue the run");
+                tracing::info!(run_uuid = %r.value.run.uuid, scope = %key.scope, flow_key = ?key.flow_key, "a slot freed: run admitted");
+                if let Err(e) = app.queue.send(&Message::StartRun { run_uuid: r.value.run.uuid }).await {
+                    tracing::error!(run_uuid = %r.value.run.uuid, error = %e, "send failed; the sweep will queue the run");
                 }
             }
             return Ok(());
@@ -291,10 +293,10 @@ pub async fn release(app: &App, run_uuid: Uuid) -> Result<()> {
     Err(Error::Conflict("the schedule's slots are changing; the sweep will retry".into()))
 }
 
-async fn mark_released(app: &App, mut run: Versioned<crate::domain::Run>) -> Result<()> {
-    run.value.slot = Some(Slot::Released);
-    run.value.wake_at = None;
-    let status = run.value.status;
-    app.store.update_run_and_blocks(&run, status, &[]).await?;
+async fn mark_released(app: &App, mut run: Versioned<crate::domain::run::RunDetail>) -> Result<()> {
+    run.value.run.slot = Some(Slot::Released);
+    run.value.run.wake_at = None;
+    let status = run.value.run.status;
+    app.store.update_run(&run, status).await?;
     Ok(())
 }

@@ -48,18 +48,19 @@ enum Ended {
 /// Cancels the run (`timeout: None`), or times it out if it is past its time-out at `timeout`.
 async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Result<Ended> {
     for _ in 0..5 {
-        let (current, blocks) = app
+        let current = app
             .store
-            .run_state(uuid)
+            .get_run(uuid)
             .await?
             .ok_or_else(|| Error::NotFound(format!("No run with id {uuid}")))?;
-        let status = current.value.status;
+        let (version, RunDetail { run, blocks }) = (current.version, current.value);
+        let status = run.status;
         if status.is_finished() {
             return Ok(Ended::Before(status));
         }
         let now = app.clock.now();
-        let owed_from = current.value.notifications.len();
-        let mut run = current.value;
+        let owed_from = run.notifications.len();
+        let mut run = run;
         let mut ending = vec![BlockRunStatus::Initial, BlockRunStatus::Queued];
         if let Some(at) = timeout {
             let Some(deadline) = run.timeout_deadline().filter(|d| *d <= at) else {
@@ -74,18 +75,13 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
             run.updated = now;
             run.ended(now);
         }
-        let mut all = Vec::with_capacity(blocks.len());
-        let mut changed = Vec::new();
-        for (i, mut b) in blocks {
-            if ending.contains(&b.value.status) {
-                b.value.status = BlockRunStatus::Cancelled;
-                b.value.lease_until = None;
-                b.value.callback_hash = None;
-                b.value.callback_deadline = None;
-                b.value.updated = now;
-                changed.push((i, b.clone()));
-            }
-            all.push(b.value);
+        let mut all = blocks;
+        for b in all.iter_mut().filter(|b| ending.contains(&b.status)) {
+            b.status = BlockRunStatus::Cancelled;
+            b.lease_until = None;
+            b.callback_hash = None;
+            b.callback_deadline = None;
+            b.updated = now;
         }
         // A debounced run whose window is open closes it in the same write (`flow::timing`), so that
         // the key's next trigger opens a new window rather than merging into an ended run.
@@ -100,8 +96,8 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
         run.wake_at = crate::worker::plan::wake_at(None, &run, &all, now);
         let hand_over = run.slot.is_some_and(|s| s != Slot::Released);
         let owed = crate::worker::plan::notifications(&run, owed_from, now);
-        let run = Versioned { value: run, version: current.version };
-        if app.store.update_run_and_blocks_with(&run, status, &changed, close).await? {
+        let record = Versioned { value: RunDetail { run, blocks: all }, version };
+        if app.store.update_run_with(&record, status, close).await? {
             // The notifications it owes now; if this send is lost, the run's wake time brings the sweep.
             if let Err(e) = crate::worker::send_all(app.queue.as_ref(), owed).await {
                 tracing::warn!(run_uuid = %uuid, error = %e, "notification send failed; the sweep will retry it");
@@ -111,7 +107,7 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
                     tracing::warn!(run_uuid = %uuid, error = %e, "hand-over failed; the sweep will retry it");
                 }
             }
-            return Ok(Ended::Now(RunDetail { run: run.value, blocks: all }));
+            return Ok(Ended::Now(record.value));
         }
     }
     Err(Error::Conflict("the run is changing; try again".into()))

@@ -33,9 +33,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::domain::run::Slot;
+use crate::domain::run::{RunDetail, Slot};
 use crate::queue::Message;
-use crate::store::{DueRun, WAKE_SHARDS};
+use crate::store::{DueRun, Versioned, WAKE_SHARDS};
 use crate::worker::plan;
 use crate::{App, Error, Result};
 
@@ -165,7 +165,9 @@ enum Look {
 /// Reads one due run: ends it if past its time-out, marks it if past its SLA, and queues it if it is
 /// stuck (see the module's docs).
 async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
-    let Some((run, blocks)) = app.store.run_state(due.uuid).await? else { return Ok(Look::Passed) };
+    let Some(record) = app.store.get_run(due.uuid).await? else { return Ok(Look::Passed) };
+    let (version, RunDetail { run: value, blocks }) = (record.version, record.value);
+    let run = Versioned { value, version };
     if run.value.status.is_finished() {
         // Finished with its slot under the schedule's run limits not handed over (its worker died).
         if run.value.slot.is_some_and(|s| s != Slot::Released) {
@@ -190,16 +192,16 @@ async fn look(app: &App, due: &DueRun, now: DateTime<Utc>) -> Result<Look> {
         let ended = crate::cancel::time_out(app, due.uuid, now).await?;
         return Ok(if ended { Look::TimedOut } else { Look::Passed });
     }
-    let blocks: Vec<_> = blocks.into_iter().map(|(_, b)| b.value).collect();
     if run.value.sla_deadline().is_some_and(|t| t <= now) && !run.value.status.is_finished() {
         // The write moves the run's wake time too (to what the state needs next).
-        let mut marked = run.clone();
-        marked.value.mark_sla_missed(now);
-        marked.value.wake_at = plan::wake_at(None, &marked.value, &blocks, now);
-        let done = app.store.update_run_and_blocks(&marked, run.value.status, &[]).await?;
+        let mut marked = run.value.clone();
+        marked.mark_sla_missed(now);
+        marked.wake_at = plan::wake_at(None, &marked, &blocks, now);
+        let owed = plan::notifications(&marked, run.value.notifications.len(), now);
+        let marked = Versioned { value: RunDetail { run: marked, blocks }, version };
+        let done = app.store.update_run(&marked, run.value.status).await?;
         if done {
             // Its sla_missed notifications; a lost send leaves them to the next sweep (their wake time).
-            let owed = plan::notifications(&marked.value, run.value.notifications.len(), now);
             crate::worker::send_all(app.queue.as_ref(), owed).await?;
         }
         return Ok(if done { Look::PassedSla } else { Look::Passed });

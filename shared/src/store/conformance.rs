@@ -5,9 +5,11 @@ use chrono::Utc;
 use serde_json::Map;
 use uuid::Uuid;
 
+use super::table::{Condition, Put};
 use super::{CreateOutcome, IdempotencyRecord, RunView, Store, Versioned};
 use crate::clock::{block_run_id, new_int_id, Clock, SystemClock};
 use crate::domain::pipeline::{Block, Executor, Pipeline};
+use crate::domain::run::RunDetail;
 use crate::domain::schedule::ScheduleFields;
 use crate::domain::{ApiKey, BlockRun, BlockRunStatus, Build, Role, Run, RunStatus};
 use crate::domain::{Schedule, ScheduleType};
@@ -45,6 +47,14 @@ fn pipeline(name: &str, version: &str) -> Pipeline {
         ],
         created: now,
         updated: now,
+    }
+}
+
+/// `got` with its run replaced by `run`, to write over the version read.
+fn over(got: &Versioned<RunDetail>, run: &Run) -> Versioned<RunDetail> {
+    Versioned {
+        value: RunDetail { run: run.clone(), blocks: got.value.blocks.clone() },
+        version: got.version,
     }
 }
 
@@ -239,7 +249,7 @@ async fn wake_index(store: &Store) {
             let got = store.get_run(run.uuid).await.expect("get").expect("run");
             let mut done = got.value.run.clone();
             done.status = RunStatus::Completed;
-            assert!(store.update_run(&done, got.version, RunStatus::Initial).await.expect("finish"));
+            assert!(store.update_run(&over(&got, &done), RunStatus::Initial).await.expect("finish"));
         }
         made.push(run);
     }
@@ -357,41 +367,66 @@ async fn runs(store: &Store) {
     // Conditional update: the version read wins once; a stale one changes nothing.
     let mut running = got.value.run.clone();
     running.status = RunStatus::Running;
-    assert!(store.update_run(&running, got.version, RunStatus::Initial).await.expect("update"));
+    assert!(store.update_run(&over(&got, &running), RunStatus::Initial).await.expect("update"));
     let mut stale = got.value.run.clone();
     stale.status = RunStatus::Failed;
     assert!(
-        !store.update_run(&stale, got.version, RunStatus::Initial).await.expect("stale update"),
+        !store.update_run(&over(&got, &stale), RunStatus::Initial).await.expect("stale update"),
         "a stale write is refused"
     );
     let now = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(now.value.run.status, RunStatus::Running);
 
-    // Run and blocks together: all or nothing.
-    let mut block_versions = store.block_runs(run.uuid).await.expect("block runs");
-    assert_eq!(block_versions.len(), 2);
-    block_versions[0].1.value.status = BlockRunStatus::Cancelled;
-    let mut cancelled = now.value.run.clone();
-    cancelled.status = RunStatus::Cancelled;
+    // Run and blocks together, in the one run item: all or nothing.
+    let mut cancelled = now.value.clone();
+    cancelled.run.status = RunStatus::Cancelled;
+    cancelled.blocks[0].status = BlockRunStatus::Cancelled;
     let stale_run = Versioned { value: cancelled.clone(), version: got.version };
-    assert!(!store
-        .update_run_and_blocks(&stale_run, RunStatus::Running, &block_versions[..1])
-        .await
-        .expect("stale"));
+    assert!(!store.update_run(&stale_run, RunStatus::Running).await.expect("stale"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
-    assert_eq!(after.value.blocks[0].status, BlockRunStatus::Initial, "a refused transaction writes nothing");
+    assert_eq!(after.value.blocks[0].status, BlockRunStatus::Initial, "a refused write writes nothing");
     let fresh_run = Versioned { value: cancelled, version: now.version };
-    assert!(store
-        .update_run_and_blocks(&fresh_run, RunStatus::Running, &block_versions[..1])
-        .await
-        .expect("fresh"));
+    assert!(store.update_run(&fresh_run, RunStatus::Running).await.expect("fresh"));
     let after = store.get_run(run.uuid).await.expect("get").expect("exists");
     assert_eq!(after.value.run.status, RunStatus::Cancelled);
     assert_eq!(after.value.blocks[0].status, BlockRunStatus::Cancelled);
     assert_eq!(after.value.blocks[1].status, BlockRunStatus::Initial);
 
+    // One item holds the run and its block runs.
+    let items = store.table().query(&format!("RUN#{}", run.uuid), "").await.expect("partition");
+    assert_eq!(items.iter().map(|i| i.sk.as_str()).collect::<Vec<_>>(), ["RUN"]);
+
+    // A run written before block runs moved into the run item (its block runs items of their own)
+    // is read whole; its next write moves them in, and the old items are no longer read.
+    let (legacy, legacy_blocks) = run_of(&build, id + 9);
+    let legacy_put = |sk: String, doc: String| Put {
+        item: super::table::Item {
+            pk: format!("RUN#{}", legacy.uuid),
+            sk,
+            index: None,
+            wake: None,
+            version: 1,
+            doc,
+            expires_at: None,
+        },
+        condition: Condition::Absent,
+    };
+    let mut puts = vec![legacy_put("RUN".into(), serde_json::to_string(&legacy).expect("json"))];
+    for (i, b) in legacy_blocks.iter().enumerate() {
+        puts.push(legacy_put(format!("BLOCK#{i:03}"), serde_json::to_string(b).expect("json")));
+    }
+    store.table().write(puts).await.expect("legacy items");
+    let read = store.get_run(legacy.uuid).await.expect("get").expect("legacy run");
+    assert_eq!((&read.value.run, &read.value.blocks), (&legacy, &legacy_blocks), "a legacy run reads whole");
+    let mut moved = read.value.clone();
+    moved.blocks[1].status = BlockRunStatus::Running;
+    let moved = Versioned { value: moved, version: read.version };
+    assert!(store.update_run(&moved, RunStatus::Initial).await.expect("legacy update"));
+    let read = store.get_run(legacy.uuid).await.expect("get").expect("legacy run");
+    assert_eq!(read.value, moved.value, "its next write holds the block runs");
+
     let listed = store.list_runs().await.expect("list runs");
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 2, "the legacy run was written without its list entries");
     let entries = store.run_entries(&RunView::Pipeline("conf-runs".into())).await.expect("entries");
     assert_eq!(entries.len(), 2, "both runs are in their pipeline's view");
 }
@@ -491,7 +526,7 @@ async fn run_views(store: &Store) {
     let run = store.get_run_by_id(101).await.expect("get").expect("exists");
     let mut changed = run.value.run.clone();
     changed.status = RunStatus::Cancelled;
-    assert!(store.update_run(&changed, run.version, run.value.run.status).await.expect("update"));
+    assert!(store.update_run(&over(&run, &changed), run.value.run.status).await.expect("update"));
     let entry = store.run_entries(&RunView::Schedule(7)).await.expect("7").remove(0);
     assert_eq!((entry.id, entry.status), (101, RunStatus::Cancelled));
 }
@@ -575,16 +610,16 @@ async fn run_pages(store: &Store) {
         };
         let mut changed = got.value.run.clone();
         changed.status = status;
-        assert!(store.update_run(&changed, got.version, RunStatus::Initial).await.expect("update"));
+        assert!(store.update_run(&over(&got, &changed), RunStatus::Initial).await.expect("update"));
         by_status.insert(*id, status);
     }
     let failed = expected[12].1;
     let got = store.get_run_by_id(failed).await.expect("get").expect("run");
     let mut again = got.value.run.clone();
     again.status = RunStatus::Running;
-    assert!(store.update_run(&again, got.version, RunStatus::Failed).await.expect("retry"));
+    assert!(store.update_run(&over(&got, &again), RunStatus::Failed).await.expect("retry"));
     // A refused (stale) write moves no counter.
-    assert!(!store.update_run(&again, got.version, RunStatus::Failed).await.expect("stale"));
+    assert!(!store.update_run(&over(&got, &again), RunStatus::Failed).await.expect("stale"));
     for (status, n) in [
         (RunStatus::Cancelled, 7),
         (RunStatus::Running, 6),

@@ -20,8 +20,8 @@
 //! | run slots of one flow-control key value of a schedule (of a pipeline name, for ZenML runs: `<schedule id>` is `PIPELINE:<name>` in this and the next two rows) | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
 //! | debounce window of one key value (version = window number · 2³² + a random merge stamp; TTL once closed) | `DEBOUNCE#<schedule id>#<SHA-256 of the key, 32 hex>` | `DEBOUNCE` | — |
 //! | throttle pace of one key value (GCRA's arrival time; TTL) | `THROTTLE#<schedule id>#<SHA-256 of the key, 32 hex>` | `THROTTLE` | — |
-//! | run | `RUN#<uuid>` | `RUN` | not in `GSI1` (the run lists read the views); while unfinished `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
-//! | block run | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
+//! | run, with its block runs in order in its document (`blocks`, compact: `store::runs::compact_doc`) | `RUN#<uuid>` | `RUN` | not in `GSI1` (the run lists read the views); while unfinished `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
+//! | block run of a run written before 2026-12-07 (read with its run until the run's next write moves it in) | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
 //! | run list entry | `RUNVIEW#<view>#<id mod 8>`, `<view>` = `ALL`, `SCHEDULE#<id>`, `PIPELINE#<name>`, `BACKFILL#<id>` | `<execution date>#<id, 16 digits>` | — |
 //! | run list counters (runs by status, number attributes `n_<status>`) | `RUNCOUNT#<view>#<id mod 8>` | `COUNT` | — |
@@ -47,7 +47,8 @@
 //!   are created by hand, so the list stays small and is never on a request's path.
 //! - Create a pipeline version: one transaction of 4 puts (pipeline, name/version claim with
 //!   `attribute_not_exists` — the 409 —, and its first build's 2 items).
-//! - Pipeline / build / schedule by id: one `GetItem`; a run with its block runs: one `Query` on `RUN#<uuid>`.
+//! - Pipeline / build / schedule by id: one `GetItem`; a run with its block runs: one `Query` on
+//!   `RUN#<uuid>` (one item; two or more only for a run written before block runs moved into it).
 //! - Versions of a pipeline name: one `Query` on `PIPELINE_NAME#<name>`.
 //! - Builds of a pipeline: one `Query` on `PIPELINE#<uuid>`, prefix `BUILD#`.
 //! - ZenML snapshots (builds under ZenML 0.98's name): by id one `GetItem` (hydrated, plus the pipeline's
@@ -64,14 +65,18 @@
 //!   or, on the ZenML route, the API key and the build — then one transaction: the run, its id claim
 //!   (`attribute_not_exists`; a collision draws a new id), its 2–4 list entries and their counter items
 //!   (`ADD`), the idempotency record if a key was sent (`attribute_not_exists` or expired — the race between
-//!   repeats is decided here), and one item per block run; then one `SendMessage`. Three sequential round
+//!   repeats is decided here); then one `SendMessage`. Three sequential round
 //!   trips in a warm function: a token trigger reads the schedule and the build it ran last time at once
 //!   (`trigger::read_schedule`; the head's key comes from the schedule, whose pipeline never changes), the
 //!   ZenML route finds its API key remembered. A process's first trigger of a schedule, or first request
 //!   with a key, takes four. `tests/tests/scale.rs` counts requests and round trips in the adapters.
-//! - Run status change: one transaction: the run conditioned on the version read (optimistic
-//!   concurrency), the block runs that change (each conditioned on its version), and — only when the
-//!   run's status changes — its list entries and their counters (`ADD -1` old status, `+1` new).
+//! - Any change of a run or of its block runs: one conditional `PutItem` of the run item (the run and
+//!   all its block runs, conditioned on the version read: optimistic concurrency), billed by its size
+//!   — a 3-block run's item is under 1 KB, compact ([`runs`]' `compact_doc`); a run of many blocks
+//!   pays more per write (a 90-block run's item grows from about 8 KB to 20 KB as its blocks finish, before metrics), and the item is kept
+//!   within 400 KB by dropping the largest block metrics first (`runs::run_doc`). Only when the run's
+//!   status changes is it a transaction, with its list entries and their counters (`ADD -1` old
+//!   status, `+1` new).
 //! - Wake index upkeep: free on the table (the keys ride on the run item, in the writes above); on
 //!   `GSI2`, one ~100-byte index write (1 write unit) when a run is created and one when it finishes,
 //!   plus two when its wake time moves, which `worker::plan::wake_at` allows about once per lease of a

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::table::{Add, Condition, Item, Put, WriteError};
+use super::table::{Add, Condition, Item, Put, WriteError, MAX_ITEM_BYTES};
 use super::{decode, decode_all, encode, item, wake, Store, Versioned};
 use crate::domain::run::RunDetail;
 use crate::domain::{BlockRun, Run, RunStatus, Schedule};
@@ -267,11 +268,110 @@ fn entry_key(execution_date: DateTime<Utc>, id: i64) -> String {
     format!("{}#{:016}", execution_date.format(ENTRY_DATE_FORMAT), id)
 }
 
+/// A run item's document: the run's fields, and its block runs in order under `blocks`, compact —
+/// every item write is billed by the started KB, and the run item is written with every change of
+/// the run: empty fields (`null`, `0`, `{}`) are left out, and of each block run the fields its run
+/// gives (`id`, `run_id`, `run_uuid`, and `created` when it is the run's) — [`run_from_doc`] puts them
+/// back.
+fn compact_doc(run: &Run, blocks: &[BlockRun]) -> Result<serde_json::Map<String, Value>> {
+    let mut doc = to_object(run)?;
+    doc.retain(|_, v| !v.is_null());
+    let created = serde_json::to_value(run.created).map_err(Error::internal)?;
+    let mut stored = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let mut block = to_object(b)?;
+        block.retain(|k, v| {
+            let empty = v.is_null()
+                || (matches!(k.as_str(), "attempts" | "failures") && *v == Value::from(0))
+                || (k == "parameters" && v.as_object().is_some_and(|o| o.is_empty()));
+            let given =
+                matches!(k.as_str(), "id" | "run_id" | "run_uuid") || (k == "created" && *v == created);
+            !(empty || given)
+        });
+        stored.push(Value::Object(block));
+    }
+    doc.insert("blocks".into(), Value::Array(stored));
+    Ok(doc)
+}
+
+fn to_object<T: Serialize>(v: &T) -> Result<serde_json::Map<String, Value>> {
+    match serde_json::to_value(v).map_err(Error::internal)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::Internal("a run's fields encode as an object".into())),
+    }
+}
+
+/// The run and its block runs from a run item's document ([`compact_doc`]); the block runs are
+/// `None` in the items of runs written before they moved into the run item (2026-12-07): theirs are
+/// items of their own, `BLOCK#<index, 3 digits>` in the run's partition, read with it — until the
+/// run's next write moves them in.
+fn run_from_doc(doc: &str, pk: &str) -> Result<(Run, Option<Vec<BlockRun>>)> {
+    let corrupt = |e: serde_json::Error| Error::Internal(format!("corrupt run item {pk}: {e}"));
+    let mut doc: serde_json::Map<String, Value> = serde_json::from_str(doc).map_err(corrupt)?;
+    let stored = doc.remove("blocks");
+    let run: Run = serde_json::from_value(Value::Object(doc)).map_err(corrupt)?;
+    let Some(Value::Array(stored)) = stored else { return Ok((run, None)) };
+    let mut blocks = Vec::with_capacity(stored.len());
+    for (index, b) in stored.into_iter().enumerate() {
+        let Value::Object(mut b) = b else {
+            return Err(Error::Internal(format!("corrupt block run {index} in {pk}")));
+        };
+        b.insert("id".into(), Value::from(crate::clock::block_run_id(run.id, index)));
+        b.insert("run_id".into(), Value::from(run.id));
+        b.insert("run_uuid".into(), Value::from(run.uuid.to_string()));
+        for (k, empty) in [("attempts", Value::from(0)), ("parameters", Value::Object(Default::default()))] {
+            b.entry(k).or_insert(empty);
+        }
+        if !b.contains_key("created") {
+            b.insert("created".into(), serde_json::to_value(run.created).map_err(Error::internal)?);
+        }
+        blocks.push(serde_json::from_value(Value::Object(b)).map_err(corrupt)?);
+    }
+    Ok((run, Some(blocks)))
+}
+
+/// The most a run item's document may take: DynamoDB's 400 KB item limit, less room for the item's
+/// keys and other attributes.
+pub const RUN_DOC_BUDGET: usize = MAX_ITEM_BYTES - 2 * 1024;
+
+/// The run item's document. A run's own fields are bounded where they are parsed, and each block
+/// run's metrics to 64 KB (`worker::executor::MAX_METRICS_BYTES`), but a run of many blocks could
+/// still outgrow DynamoDB's item: then the largest block metrics give way, one by one, to a note of
+/// their size until the document fits [`RUN_DOC_BUDGET`] (a write still over it is refused as too
+/// large by `table::check_write_limits`, a 413, never a stuck write).
+fn run_doc(run: &Run, blocks: &[BlockRun]) -> Result<String> {
+    let doc = encode(&compact_doc(run, blocks)?)?;
+    let Some(mut excess) = doc.len().checked_sub(RUN_DOC_BUDGET).filter(|e| *e > 0) else {
+        return Ok(doc);
+    };
+    let mut sizes: Vec<(usize, usize)> = blocks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.metrics.as_ref().map(|m| (encode(m).map_or(0, |j| j.len()), i)))
+        .collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let mut blocks = blocks.to_vec();
+    for (size, i) in sizes {
+        let note = serde_json::json!({ "kickoff_note": format!(
+            "the metrics were {size} bytes of JSON and are not kept: a run's record, its block runs \
+             with it, is kept within DynamoDB's 400 KB item"
+        ) });
+        excess = excess.saturating_sub(size.saturating_sub(encode(&note)?.len()));
+        blocks[i].metrics = Some(note);
+        if excess == 0 {
+            break;
+        }
+    }
+    encode(&compact_doc(run, &blocks)?)
+}
+
 impl Store {
-    pub(super) fn run_item(run: &Run, version: u64) -> Result<Item> {
+    /// The run item: the run with its block runs in its document ([`run_doc`]), so that any change of
+    /// a run — of the run or of any of its block runs — is one write of one item.
+    pub(super) fn run_item(run: &Run, blocks: &[BlockRun], version: u64) -> Result<Item> {
         // Not in `GSI1`: an index copy of the whole item would be rewritten with each of the run's
         // writes; the run lists read the views.
-        let mut it = item(format!("RUN#{}", run.uuid), "RUN", None, encode(run)?);
+        let mut it = item(format!("RUN#{}", run.uuid), "RUN", None, run_doc(run, blocks)?);
         it.version = version;
         // Only unfinished runs are in the wake index, and finished ones whose slot is to be handed over
         // or that owe a notification.
@@ -281,12 +381,6 @@ impl Store {
             .wake_at
             .filter(|_| !run.status.is_finished() || slot_pending || notification_owed)
             .map(|t| (wake::wake_pk(wake::wake_shard(run.uuid)), wake::wake_key(t)));
-        Ok(it)
-    }
-
-    fn block_run_item(b: &BlockRun, index: usize, version: u64) -> Result<Item> {
-        let mut it = item(format!("RUN#{}", b.run_uuid), &format!("BLOCK#{index:03}"), None, encode(b)?);
-        it.version = version;
         Ok(it)
     }
 
@@ -361,7 +455,7 @@ impl Store {
         let idempotency = with.idempotency;
         for _ in 0..8 {
             let mut puts = vec![
-                Put { item: Self::run_item(run, 1)?, condition: Condition::Absent },
+                Put { item: Self::run_item(run, blocks, 1)?, condition: Condition::Absent },
                 Put {
                     item: item(
                         format!("RUNID#{}", run.id),
@@ -372,9 +466,6 @@ impl Store {
                     condition: Condition::Absent,
                 },
             ];
-            for (i, b) in blocks.iter().enumerate() {
-                puts.push(Put { item: Self::block_run_item(b, i, 1)?, condition: Condition::Absent });
-            }
             puts.extend(Self::view_puts(run)?);
             if let Some(rec) = idempotency {
                 let mut it =
@@ -444,14 +535,6 @@ impl Store {
             Some(it) if it.expires_at.is_none_or(|t| t >= now.timestamp()) => Ok(Some(decode(&it)?)),
             _ => Ok(None),
         }
-    }
-
-    /// A run with its block runs, and the run item's version.
-    pub async fn get_run(&self, uuid: Uuid) -> Result<Option<Versioned<RunDetail>>> {
-        Ok(self.run_state(uuid).await?.map(|(run, blocks)| Versioned {
-            value: RunDetail { run: run.value, blocks: blocks.into_iter().map(|(_, b)| b.value).collect() },
-            version: run.version,
-        }))
     }
 
     /// The UUID of the run with this integer id (one `GetItem` on its id claim).
@@ -688,47 +771,31 @@ impl Store {
         Ok((found, after))
     }
 
-    /// Replaces a run if it still has `version` (its status was `previous`); `false` if someone changed
-    /// it first.
-    pub async fn update_run(&self, run: &Run, version: u64, previous: RunStatus) -> Result<bool> {
-        let run = Versioned { value: run.clone(), version };
-        self.update_run_and_blocks(&run, previous, &[]).await
+    /// Replaces a run and its block runs if the run item still has the version read (so every change
+    /// of a run's state is serialized through its one item); `false` if someone changed it first. When
+    /// the run's status differs from `previous` (its status as read), its list entries are rewritten
+    /// and its views' counters moved in the same transaction; otherwise it is one conditional
+    /// `PutItem`.
+    pub async fn update_run(&self, record: &Versioned<RunDetail>, previous: RunStatus) -> Result<bool> {
+        self.update_run_with(record, previous, Vec::new()).await
     }
 
-    /// Replaces the run and block runs together, each conditioned on the version it was read at (so every
-    /// change of a run's state is serialized through its run item). When the run's status differs from
-    /// `previous` (its status as read), its list entries are rewritten and its views' counters moved.
-    pub async fn update_run_and_blocks(
+    /// [`Store::update_run`] with more puts in the same transaction (a debounce window's close:
+    /// `flow::timing`).
+    pub async fn update_run_with(
         &self,
-        run: &Versioned<Run>,
+        record: &Versioned<RunDetail>,
         previous: RunStatus,
-        blocks: &[(usize, Versioned<BlockRun>)],
-    ) -> Result<bool> {
-        self.update_run_and_blocks_with(run, previous, blocks, Vec::new()).await
-    }
-
-    /// [`Store::update_run_and_blocks`] with more puts in the same transaction (a debounce window's
-    /// close: `flow::timing`).
-    pub async fn update_run_and_blocks_with(
-        &self,
-        run: &Versioned<Run>,
-        previous: RunStatus,
-        blocks: &[(usize, Versioned<BlockRun>)],
         extra: Vec<Put>,
     ) -> Result<bool> {
+        let run = &record.value.run;
         let mut puts = vec![Put {
-            item: Self::run_item(&run.value, run.version + 1)?,
-            condition: Condition::Version(run.version),
+            item: Self::run_item(run, &record.value.blocks, record.version + 1)?,
+            condition: Condition::Version(record.version),
         }];
-        for (i, b) in blocks {
-            puts.push(Put {
-                item: Self::block_run_item(&b.value, *i, b.version + 1)?,
-                condition: Condition::Version(b.version),
-            });
-        }
-        let adds = Self::view_counts(&run.value, Some(previous));
+        let adds = Self::view_counts(run, Some(previous));
         if !adds.is_empty() {
-            puts.extend(Self::view_puts(&run.value)?);
+            puts.extend(Self::view_puts(run)?);
         }
         puts.extend(extra);
         match self.table.write_counted(puts, adds).await {
@@ -738,34 +805,99 @@ impl Store {
         }
     }
 
-    /// A run and its block runs, each with its version, in one query (what the worker works on).
-    pub async fn run_state(
-        &self,
-        uuid: Uuid,
-    ) -> Result<Option<(Versioned<Run>, Vec<(usize, Versioned<BlockRun>)>)>> {
+    /// A run with its block runs (in order), and the run item's version: one `Query` of its
+    /// partition (what the worker works on).
+    pub async fn get_run(&self, uuid: Uuid) -> Result<Option<Versioned<RunDetail>>> {
         let items = self.table.query(&format!("RUN#{uuid}"), "").await?;
         let Some(run_item) = items.iter().find(|i| i.sk == "RUN") else {
             return Ok(None);
         };
-        let mut value: Run = decode(run_item)?;
+        let (mut value, blocks) = run_from_doc(&run_item.doc, &run_item.pk)?;
         value.wake_at = run_item.wake.as_ref().and_then(|(_, key)| wake::parse_wake_key(key));
-        let run = Versioned { value, version: run_item.version };
-        Ok(Some((run, Self::block_items(&items)?)))
+        let blocks = match blocks {
+            Some(blocks) => blocks,
+            None => Self::block_items(&items)?,
+        };
+        Ok(Some(Versioned { value: RunDetail { run: value, blocks }, version: run_item.version }))
     }
 
-    fn block_items(items: &[Item]) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
-        items
-            .iter()
-            .filter(|i| i.sk.starts_with("BLOCK#"))
+    /// The block runs of a run written before they moved into the run item, in order.
+    fn block_items(items: &[Item]) -> Result<Vec<BlockRun>> {
+        let mut blocks = Vec::new();
+        for (i, it) in items.iter().filter(|i| i.sk.starts_with("BLOCK#")).enumerate() {
+            let index = it.sk.trim_start_matches("BLOCK#").parse::<usize>().map_err(Error::internal)?;
+            if index != i {
+                return Err(Error::Internal(format!("{} has a gap in its block runs", it.pk)));
+            }
+            blocks.push(decode(it)?);
+        }
+        Ok(blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::executor::MAX_METRICS_BYTES;
+
+    pub(super) fn run_with_blocks(n: usize, metrics_bytes: usize) -> (Run, Vec<BlockRun>) {
+        let now = Utc::now();
+        let run: Run = serde_json::from_value(serde_json::json!({
+            "uuid": Uuid::nil(), "id": 1, "name": "r", "build_id": Uuid::nil(), "pipeline_id": Uuid::nil(),
+            "pipeline_name": "p", "pipeline_version": "1", "schedule_id": null, "backfill_id": null,
+            "status": "running", "execution_date": now, "variables": null, "event_variables": null,
+            "config": {}, "passed_sla": false, "metrics": null, "started_at": null, "completed_at": null,
+            "created": now, "updated": now
+        }))
+        .expect("run");
+        let blocks = (0..n)
             .map(|i| {
-                let index = i.sk.trim_start_matches("BLOCK#").parse::<usize>().map_err(Error::internal)?;
-                Ok((index, Versioned { value: decode(i)?, version: i.version }))
+                let mut b = BlockRun::new(run.uuid, 1, i, &format!("b{i}"), Default::default(), now);
+                // Block i's metrics grow with i, so the largest are the last.
+                let size = metrics_bytes.saturating_sub(n - i);
+                b.metrics = Some(serde_json::json!({ "rows": "x".repeat(size) }));
+                b
             })
-            .collect()
+            .collect();
+        (run, blocks)
     }
 
-    /// The block runs of a run with their versions and indexes.
-    pub async fn block_runs(&self, run_uuid: Uuid) -> Result<Vec<(usize, Versioned<BlockRun>)>> {
-        Self::block_items(&self.table.query(&format!("RUN#{run_uuid}"), "BLOCK#").await?)
+    #[test]
+    fn a_run_document_within_the_budget_is_written_as_is() {
+        let (run, mut blocks) = run_with_blocks(4, 1_000);
+        // Every kind of field, empty and not: they all come back as they were.
+        blocks[0].metrics = Some(serde_json::json!({}));
+        blocks[1].metrics = None;
+        blocks[1].parameters.insert("lr".into(), serde_json::json!(0));
+        (blocks[2].attempts, blocks[2].failures) = (3, 2);
+        blocks[2].lease_until = Some(run.created + Duration::seconds(90));
+        blocks[2].callback_hash = Some("ab".repeat(32));
+        blocks[3].created = run.created + Duration::seconds(1);
+        let doc = run_doc(&run, &blocks).expect("doc");
+        for given in ["\"run_id\"", "\"run_uuid\"", "null"] {
+            assert!(!doc.contains(given), "{given} is not stored: {doc}");
+        }
+        let (back, back_blocks) = run_from_doc(&doc, "RUN#test").expect("read");
+        assert_eq!((back, back_blocks), (run, Some(blocks)));
+    }
+
+    #[test]
+    fn the_largest_block_metrics_give_way_until_the_run_fits_one_item() {
+        // 90 blocks with metrics near their own 64 KB budget: about 5.8 MB, far over one item.
+        let (run, blocks) = run_with_blocks(90, MAX_METRICS_BYTES - 20);
+        let doc = run_doc(&run, &blocks).expect("doc");
+        assert!(doc.len() <= RUN_DOC_BUDGET, "{} bytes", doc.len());
+        let (_, back) = run_from_doc(&doc, "RUN#test").expect("read");
+        let back = back.expect("blocks");
+        let noted: Vec<usize> = (0..90)
+            .filter(|&i| back[i].metrics.as_ref().is_some_and(|m| m.get("kickoff_note").is_some()))
+            .collect();
+        let kept = 90 - noted.len();
+        assert!((5..=6).contains(&kept), "about 390 KB of metrics are kept: {kept} blocks' worth");
+        assert_eq!(noted, (kept..90).collect::<Vec<_>>(), "the largest give way first");
+        assert_eq!(back[0].metrics, blocks[0].metrics, "the rest are kept whole");
+        let note =
+            back[89].metrics.as_ref().expect("note")["kickoff_note"].as_str().expect("text").to_string();
+        assert!(note.contains("400 KB"), "{note}");
     }
 }

@@ -111,12 +111,12 @@ impl Store {
         key: &SlotsKey,
         slots: &Slots,
         version: u64,
-        runs: &[Versioned<crate::domain::Run>],
+        runs: &[Versioned<crate::domain::run::RunDetail>],
     ) -> Result<bool> {
         let mut puts = vec![slots_put(key, slots, Some(version))?];
         for r in runs {
             puts.push(Put {
-                item: Self::run_item(&r.value, r.version + 1)?,
+                item: Self::run_item(&r.value.run, &r.value.blocks, r.version + 1)?,
                 condition: Condition::Version(r.version),
             });
         }

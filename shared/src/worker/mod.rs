@@ -43,7 +43,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::domain::bounds::plus_secs;
-use crate::domain::run::Slot;
+use crate::domain::run::{RunDetail, Slot};
 use crate::domain::{BlockRun, BlockRunStatus, Build, Run, RunStatus};
 use crate::queue::{Message, RunQueue, MAX_DELAY};
 use crate::store::Versioned;
@@ -69,16 +69,21 @@ pub async fn send_all(queue: &dyn RunQueue, sends: Vec<Send>) -> Result<()> {
     Ok(())
 }
 
-/// A run as read: the run and its block runs, each with its version, and the build's blocks.
+/// A run as read: the run with the version of its item, its block runs, and the build's blocks.
 struct State {
     run: Versioned<Run>,
-    blocks: Vec<Versioned<BlockRun>>,
+    blocks: Vec<BlockRun>,
     build: Arc<Build>,
 }
 
 impl State {
     fn values(&self) -> (Run, Vec<BlockRun>) {
-        (self.run.value.clone(), self.blocks.iter().map(|b| b.value.clone()).collect())
+        (self.run.value.clone(), self.blocks.clone())
+    }
+
+    /// `run` with the block runs as read, to be written over this state.
+    fn record(&self, run: Run) -> Versioned<RunDetail> {
+        Versioned { value: RunDetail { run, blocks: self.blocks.clone() }, version: self.run.version }
     }
 
     fn index_of(&self, block: &str) -> Option<usize> {
@@ -147,29 +152,17 @@ impl Worker {
     }
 
     async fn load(&self, run_uuid: Uuid) -> Result<Option<State>> {
-        let Some((run, blocks)) = self.app.store.run_state(run_uuid).await? else { return Ok(None) };
-        let build = self.build(run.value.build_id).await?;
-        let mut ordered: Vec<Versioned<BlockRun>> = Vec::with_capacity(blocks.len());
-        for (i, (index, b)) in blocks.into_iter().enumerate() {
-            if index != i {
-                return Err(Error::Internal(format!("run {run_uuid} has a gap in its block runs")));
-            }
-            ordered.push(b);
-        }
-        if ordered.len() != build.blocks.len() {
+        let Some(record) = self.app.store.get_run(run_uuid).await? else { return Ok(None) };
+        let RunDetail { run, blocks } = record.value;
+        let build = self.build(run.build_id).await?;
+        if blocks.len() != build.blocks.len() {
             return Err(Error::Internal(format!("run {run_uuid} does not match its build")));
         }
-        Ok(Some(State { run, blocks: ordered, build }))
+        Ok(Some(State { run: Versioned { value: run, version: record.version }, blocks, build }))
     }
 
-    /// Writes the run and the block runs that differ from `state`; `false` if a race was lost.
+    /// Writes the run and its block runs over `state`; `false` if a race was lost.
     async fn commit(&self, state: &State, mut run: Run, blocks: &[BlockRun]) -> Result<bool> {
-        let changed: Vec<(usize, Versioned<BlockRun>)> = blocks
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| **b != state.blocks[*i].value)
-            .map(|(i, b)| (i, Versioned { value: b.clone(), version: state.blocks[i].version }))
-            .collect();
         let now = self.now();
         run.updated = now;
         run.wake_at = plan::wake_at(state.run.value.wake_at, &run, blocks, now);
@@ -179,10 +172,9 @@ impl Worker {
         let written = self
             .app
             .store
-            .update_run_and_blocks(
-                &Versioned { value: run, version: state.run.version },
+            .update_run(
+                &Versioned { value: RunDetail { run, blocks: blocks.to_vec() }, version: state.run.version },
                 state.run.value.status,
-                &changed,
             )
             .await?;
         if written && !owed.is_empty() {
@@ -242,9 +234,8 @@ impl Worker {
             }
             plan::reconcile(&mut run, &mut blocks, &state.build.blocks, now);
             let wake = plan::wake_at(state.run.value.wake_at, &run, &blocks, now);
-            let unchanged = run == state.run.value
-                && wake == state.run.value.wake_at
-                && blocks.iter().zip(&state.blocks).all(|(a, b)| *a == b.value);
+            let unchanged =
+                run == state.run.value && wake == state.run.value.wake_at && blocks == state.blocks;
             if unchanged || self.commit(&state, run.clone(), &blocks).await? {
                 if state.run.value.status == RunStatus::Initial {
                     tracing::info!(run_uuid = %run_uuid, "run started");
@@ -274,14 +265,14 @@ impl Worker {
             tracing::warn!(run_uuid = %run.value.uuid, "debounced run without its open window: starting it");
             next.value.debounce_open = false;
             next.value.not_before = None;
-            self.app.store.update_run_and_blocks(&next, run.value.status, &[]).await?;
+            self.app.store.update_run(&state.record(next.value), run.value.status).await?;
             return Ok(false);
         };
         if w.value.start_at > now {
             if run.value.not_before != Some(w.value.start_at) {
                 next.value.not_before = Some(w.value.start_at);
                 next.value.wake_at = plan::wake_at(run.value.wake_at, &next.value, blocks, now);
-                if !self.app.store.update_run_and_blocks(&next, run.value.status, &[]).await? {
+                if !self.app.store.update_run(&state.record(next.value), run.value.status).await? {
                     return Ok(false);
                 }
             }
@@ -297,7 +288,7 @@ impl Worker {
         next.value.event_variables.clone_from(&w.value.event_variables);
         next.value.wake_at = plan::wake_at(None, &next.value, blocks, now);
         let close = crate::store::Store::window_close_put(&key, &w)?;
-        if self.app.store.update_run_and_blocks_with(&next, run.value.status, &[], vec![close]).await? {
+        if self.app.store.update_run_with(&state.record(next.value), run.value.status, vec![close]).await? {
             tracing::info!(run_uuid = %run.value.uuid, flow_key = ?key.flow_key, "debounce window closed: the run starts");
         }
         Ok(false)
@@ -512,10 +503,10 @@ impl Worker {
         let run_uuid = self.app.store.run_uuid(run_id).await?.ok_or_else(invalid)?;
         for _ in 0..MAX_RACES {
             let state = self.load(run_uuid).await?.ok_or_else(invalid)?;
-            let Some(index) = state.blocks.iter().position(|b| b.value.id == block_run_id) else {
+            let Some(index) = state.blocks.iter().position(|b| b.id == block_run_id) else {
                 return Err(invalid());
             };
-            let b = &state.blocks[index].value;
+            let b = &state.blocks[index];
             let presented = callback_token_hash(token);
             let valid = b
                 .callback_hash
