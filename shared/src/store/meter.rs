@@ -3,11 +3,17 @@
 //! wiring. (DynamoDB Local's `ReturnConsumedCapacity` does not follow the rules for transactions.)
 //!
 //! Rules applied: an item's size is the sum of its attribute names' and values' lengths (numbers
-//! counted as 21 bytes at most); a write costs 1 write unit per started KB of the item, twice inside a
-//! transaction, plus 1 per started KB of each index copy the item carries (`GSI1`: the whole item;
-//! `GSI2`: keys only); a counter `ADD` is a write of its small item. A strongly consistent read costs 1
-//! read unit per started 4 KB — a `Query` or `BatchGetItem` item by item summed, then rounded up per
-//! request — and an index query (eventually consistent) half that.
+//! counted as 21 bytes at most); a write costs 1 write unit per started KB of the larger of the item
+//! before and after it (a new item: after; a delete: before), twice inside a transaction; a counter
+//! `ADD` is a write of its small item. An index is written only when the write changes what it holds
+//! (AWS's rules for global secondary indexes): an item that enters it or leaves it costs one index
+//! write, one whose index key changes costs two (the old entry deleted, the new one put), and one
+//! whose key stays costs one for `GSI1` (all attributes projected: the document changed) and none for
+//! `GSI2` (keys only: nothing it holds changed) — each 1 unit per started KB of the index entry (the
+//! whole item for `GSI1`, the keys for `GSI2`). The item before a write is read from the inner table
+//! for this, unmetered, and the index writes are counted once the write succeeded. A strongly
+//! consistent read costs 1 read unit per started 4 KB — a `Query` or `BatchGetItem` item by item
+//! summed, then rounded up per request — and an index query (eventually consistent) half that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -105,15 +111,52 @@ impl MeteredTable {
         m.by_key.entry(key).or_default().read_units += units;
     }
 
-    fn meter_put(&self, item: &Item, factor: f64) {
-        self.write_units(item.pk.clone(), kb(item.size()) * factor);
-        if let Some((p, _)) = &item.index {
-            self.write_units(format!("GSI1:{p}"), kb(item.size()));
-        }
-        if let Some((p, _)) = &item.wake {
-            self.write_units(format!("GSI2:{p}"), kb(keys_size(item)));
+    /// The table's write units for writing `item` over `before`.
+    fn meter_put(&self, before: Option<&Item>, item: &Item, factor: f64) {
+        let size = before.map_or(0, Item::size).max(item.size());
+        self.write_units(item.pk.clone(), kb(size) * factor);
+    }
+
+    /// The index writes of a write that turned `before` into `after` (`None`: absent).
+    fn meter_indexes(&self, before: Option<&Item>, after: Option<&Item>) {
+        self.meter_index("GSI1", in_index(before), in_index(after), true);
+        self.meter_index("GSI2", in_wake(before), in_wake(after), false);
+    }
+
+    /// One index's writes for an entry going from `before` to `after` (its key and started KB);
+    /// `projects_doc`: the index holds the document, which every write changes.
+    fn meter_index(&self, index: &str, before: Option<Entry>, after: Option<Entry>, projects_doc: bool) {
+        match (before, after) {
+            (Some((old, _)), Some((new, units))) if old == new => {
+                if projects_doc {
+                    self.write_units(format!("{index}:{}", new.0), units);
+                }
+            }
+            (before, after) => {
+                for (key, units) in before.into_iter().chain(after) {
+                    self.write_units(format!("{index}:{}", key.0), units);
+                }
+            }
         }
     }
+
+    /// The item as stored now, read from the inner table without metering.
+    async fn stored(&self, pk: &str, sk: &str) -> Option<Item> {
+        self.inner.get(pk, sk).await.ok().flatten()
+    }
+}
+
+/// An index entry: its key (partition, sort) and its started KB.
+type Entry = ((String, String), f64);
+
+/// An item's `GSI1` entry: the whole item.
+fn in_index(item: Option<&Item>) -> Option<Entry> {
+    item.and_then(|i| i.index.clone().map(|k| (k, kb(i.size()))))
+}
+
+/// An item's wake index entry: its keys.
+fn in_wake(item: Option<&Item>) -> Option<Entry> {
+    item.and_then(|i| i.wake.clone().map(|k| (k, kb(keys_size(i)))))
 }
 
 #[async_trait]
@@ -133,14 +176,22 @@ impl Table for MeteredTable {
             _ => "TransactWriteItems",
         });
         let factor = if single { 1.0 } else { 2.0 };
+        let mut before = Vec::with_capacity(puts.len());
         for p in &puts {
-            self.meter_put(&p.item, factor);
+            let stored = self.stored(&p.item.pk, &p.item.sk).await;
+            self.meter_put(stored.as_ref(), &p.item, factor);
+            before.push(stored);
         }
         for a in &adds {
             let size = a.pk.len() + a.sk.len() + 4 + a.counts.len() * 30;
             self.write_units(a.pk.clone(), kb(size) * factor);
         }
-        self.inner.write_counted(puts, adds).await
+        let after: Vec<Item> = puts.iter().map(|p| p.item.clone()).collect();
+        self.inner.write_counted(puts, adds).await?;
+        for (b, a) in before.iter().zip(&after) {
+            self.meter_indexes(b.as_ref(), Some(a));
+        }
+        Ok(())
     }
 
     async fn get_counters(&self, keys: &[(String, String)]) -> Result<Vec<BTreeMap<String, i64>>> {
@@ -166,8 +217,11 @@ impl Table for MeteredTable {
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> Result<(), WriteError> {
         self.request("DeleteItem");
-        self.write_units(pk.to_string(), 1.0);
-        self.inner.delete(pk, sk, condition).await
+        let stored = self.stored(pk, sk).await;
+        self.write_units(pk.to_string(), kb(stored.as_ref().map_or(0, Item::size)));
+        self.inner.delete(pk, sk, condition).await?;
+        self.meter_indexes(stored.as_ref(), None);
+        Ok(())
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
@@ -194,8 +248,76 @@ impl Table for MeteredTable {
 
     async fn move_wake(&self, pk: &str, sk: &str, seen: &str, next: &str) -> Result<(), WriteError> {
         self.request("UpdateItem");
-        self.write_units(pk.to_string(), 1.0);
-        self.write_units("GSI2:WAKE#<shard>".to_string(), 2.0);
-        self.inner.move_wake(pk, sk, seen, next).await
+        let stored = self.stored(pk, sk).await;
+        self.write_units(pk.to_string(), kb(stored.as_ref().map_or(0, Item::size)));
+        self.inner.move_wake(pk, sk, seen, next).await?;
+        let moved = stored.clone().map(|mut i| {
+            i.wake = i.wake.map(|(p, _)| (p, next.to_string()));
+            i
+        });
+        self.meter_indexes(stored.as_ref(), moved.as_ref());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryTable;
+
+    fn item(doc_bytes: usize, index: bool, wake: Option<&str>) -> Item {
+        Item {
+            pk: "RUN#1".into(),
+            sk: "RUN".into(),
+            index: index.then(|| ("RUNS".to_string(), "k".to_string())),
+            wake: wake.map(|w| ("WAKE#1".to_string(), w.to_string())),
+            version: 1,
+            doc: "x".repeat(doc_bytes),
+            expires_at: None,
+        }
+    }
+
+    async fn put(t: &MeteredTable, it: Item) -> Metered {
+        t.write(vec![Put { item: it, condition: Condition::Always }]).await.expect("write");
+        t.take()
+    }
+
+    fn units(m: &Metered, key: &str) -> f64 {
+        m.by_key.get(key).map_or(0.0, |u| u.write_units)
+    }
+
+    #[tokio::test]
+    async fn an_index_is_billed_only_for_what_a_write_changes_in_it() {
+        let t = MeteredTable::new(Arc::new(MemoryTable::new()));
+        // A new item in the wake index: one index write.
+        let m = put(&t, item(100, false, Some("a"))).await;
+        assert_eq!((units(&m, "RUN#1"), units(&m, "GSI2:WAKE#1")), (1.0, 1.0));
+        // Rewritten with the same wake key: the keys-only index holds nothing that changed.
+        let m = put(&t, item(200, false, Some("a"))).await;
+        assert_eq!((units(&m, "RUN#1"), units(&m, "GSI2:WAKE#1")), (1.0, 0.0));
+        // Its wake key moved: the old entry deleted, the new one put.
+        let m = put(&t, item(200, false, Some("b"))).await;
+        assert_eq!(units(&m, "GSI2:WAKE#1"), 2.0);
+        t.move_wake("RUN#1", "RUN", "b", "c").await.expect("move");
+        assert_eq!(units(&t.take(), "GSI2:WAKE#1"), 2.0);
+        // Out of the wake index, into the all-attributes index: one write each; a rewrite there costs
+        // one more (the document changed).
+        let m = put(&t, item(200, true, None)).await;
+        assert_eq!((units(&m, "GSI2:WAKE#1"), units(&m, "GSI1:RUNS")), (1.0, 1.0));
+        let m = put(&t, item(300, true, None)).await;
+        assert_eq!(units(&m, "GSI1:RUNS"), 1.0);
+        // A smaller item over a larger one is billed at the larger; twice inside a transaction.
+        put(&t, item(3000, false, None)).await;
+        let m = put(&t, item(100, false, None)).await;
+        assert_eq!(units(&m, "RUN#1"), 3.0);
+        let other = Item { pk: "RUN#2".into(), ..item(100, false, None) };
+        let puts = [item(100, false, None), other].map(|item| Put { item, condition: Condition::Always });
+        t.write(puts.to_vec()).await.expect("transaction");
+        assert_eq!(t.take().write_units, 4.0);
+        // A failed condition writes no index entry (its table write is still billed).
+        let refused = Put { item: item(100, false, Some("d")), condition: Condition::Absent };
+        assert!(t.write(vec![refused]).await.is_err());
+        let m = t.take();
+        assert_eq!((units(&m, "RUN#1"), units(&m, "GSI2:WAKE#1")), (1.0, 0.0));
     }
 }
