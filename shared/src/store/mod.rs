@@ -153,11 +153,11 @@
 //!   (`Store::runs_of`, 64 at a time): bounded, whatever the history, and documented.
 //! - Hot keys (SPEC §11: ≤ 1,000 write units/s per key at 1,000 triggers/s and 5,000 block changes/s,
 //!   all on one schedule): a view's entry and counter partitions take 1/8 of its ~3 status changes per
-//!   run, at 2 write units each in a transaction: ~750 units/s per key. The wake index's 8 shards take a
-//!   keys-only copy per run write: the benchmark measures ~1,100 units/s on the hottest by its
-//!   upper-bound rule (every write of a run counted as an index write) — over the limit; more shards
-//!   would cost the tick more queries. The pipeline head item takes one read per trigger (1,000 read
-//!   units/s at 1,000 triggers/s, under 3,000).
+//!   run, at 2 write units each in a transaction: ~750 units/s per key (the benchmark's hottest view
+//!   shard, on a sample of runs: up to ~930). The wake index's 8 shards take an index write only when
+//!   a run enters the index, leaves it or moves its wake time (AWS's rule for a keys-only index, which
+//!   the benchmark's meter applies): about 2 per run, ~250 units/s per shard. The pipeline head item
+//!   takes one read per trigger (1,000 read units/s at 1,000 triggers/s, under 3,000).
 //! - ZenML lists of pipelines and builds: one `Query` of the entity's `GSI1` partition, all pages;
 //!   filtering, sorting and paging happen in the function (ZenML's filters are free-form). Fine for
 //!   pipelines, builds and schedules (few). Run items are not in `GSI1` (since 2026-12-07): a copy of
