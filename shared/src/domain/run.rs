@@ -100,6 +100,8 @@ impl BlockRunStatus {
     }
 }
 
+/// A pipeline run. Stored in its run item with its block runs (`store::runs`), without the fields
+/// that are empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     /// The ZenML dialect's id.
@@ -111,15 +113,20 @@ pub struct Run {
     pub pipeline_id: Uuid,
     pub pipeline_name: String,
     pub pipeline_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill_id: Option<i64>,
     pub status: RunStatus,
     pub execution_date: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variables: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_variables: Option<Value>,
     /// The ZenML run configuration, as sent.
     pub config: Map<String, Value>,
     pub passed_sla: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Value>,
     /// From the schedule's settings: a failed block fails only its descendants, not the run.
     #[serde(default)]
@@ -141,7 +148,9 @@ pub struct Run {
     /// (`flow::timing`), which gives it the window's last payload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub debounce_open: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
@@ -298,38 +307,56 @@ impl Run {
     }
 }
 
+/// A block's run within a run. Stored inside its run's item, compact (`store::runs`): the fields
+/// the run gives (`id`, `run_id`, `run_uuid`, `created`) and empty ones are not written, and are put
+/// back when read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockRun {
+    #[serde(default, skip_serializing)]
     pub id: i64,
+    #[serde(default, skip_serializing)]
     pub run_id: i64,
+    #[serde(default = "Uuid::nil", skip_serializing)]
     pub run_uuid: Uuid,
     /// The block's name.
     pub block_uuid: String,
     pub status: BlockRunStatus,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
     /// The block's parameters for this run: defaults with the run configuration's values applied.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub parameters: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// Its run's creation time: block runs are made with their run (and a debounce merge moves both),
+    /// so it is stored once, in the run.
+    #[serde(default, skip_serializing)]
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
     /// Failed attempts, counted against the block's `retries` (an attempt lost with a worker is not one).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: u32,
     /// While an attempt runs in a worker: when that worker is presumed gone.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<DateTime<Utc>>,
     /// From an attempt's claim until it ends (the target may call back before it has answered 202):
     /// SHA-256 of the attempt's one-time callback token.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_hash: Option<String>,
     /// While an accepted attempt waits: when it times out.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_deadline: Option<DateTime<Utc>>,
     /// A queued retry waits until then.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl BlockRun {

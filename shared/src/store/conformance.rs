@@ -413,7 +413,13 @@ async fn runs(store: &Store) {
     };
     let mut puts = vec![legacy_put("RUN".into(), serde_json::to_string(&legacy).expect("json"))];
     for (i, b) in legacy_blocks.iter().enumerate() {
-        puts.push(legacy_put(format!("BLOCK#{i:03}"), serde_json::to_string(b).expect("json")));
+        // As block runs were stored then: with their ids.
+        let mut doc = serde_json::to_value(b).expect("json");
+        doc["id"] = b.id.into();
+        doc["run_id"] = b.run_id.into();
+        doc["run_uuid"] = b.run_uuid.to_string().into();
+        doc["created"] = serde_json::to_value(b.created).expect("time");
+        puts.push(legacy_put(format!("BLOCK#{i:03}"), doc.to_string()));
     }
     store.table().write(puts).await.expect("legacy items");
     let read = store.get_run(legacy.uuid).await.expect("get").expect("legacy run");

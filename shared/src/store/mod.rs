@@ -20,7 +20,7 @@
 //! | run slots of one flow-control key value of a schedule (of a pipeline name, for ZenML runs: `<schedule id>` is `PIPELINE:<name>` in this and the next two rows) | `SLOTS#<schedule id>#<SHA-256 of the key, 32 hex>` | `SLOTS` | — |
 //! | debounce window of one key value (version = window number · 2³² + a random merge stamp; TTL once closed) | `DEBOUNCE#<schedule id>#<SHA-256 of the key, 32 hex>` | `DEBOUNCE` | — |
 //! | throttle pace of one key value (GCRA's arrival time; TTL) | `THROTTLE#<schedule id>#<SHA-256 of the key, 32 hex>` | `THROTTLE` | — |
-//! | run, with its block runs in order in its document (`blocks`, compact: `store::runs::compact_doc`) | `RUN#<uuid>` | `RUN` | not in `GSI1` (the run lists read the views); while unfinished `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
+//! | run, with its block runs in order in its document (`blocks`, compact: empty fields and what the run gives left out) | `RUN#<uuid>` | `RUN` | not in `GSI1` (the run lists read the views); while unfinished `GSI2PK`/`GSI2SK` = `WAKE#<0–7>` / `<wake time>` |
 //! | block run of a run written before 2026-12-07 (read with its run until the run's next write moves it in) | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
 //! | run list entry | `RUNVIEW#<view>#<id mod 8>`, `<view>` = `ALL`, `SCHEDULE#<id>`, `PIPELINE#<name>`, `BACKFILL#<id>` | `<execution date>#<id, 16 digits>` | — |
@@ -72,7 +72,7 @@
 //!   with a key, takes four. `tests/tests/scale.rs` counts requests and round trips in the adapters.
 //! - Any change of a run or of its block runs: one conditional `PutItem` of the run item (the run and
 //!   all its block runs, conditioned on the version read: optimistic concurrency), billed by its size
-//!   — a 3-block run's item is under 1 KB, compact ([`runs`]' `compact_doc`); a run of many blocks
+//!   — a 3-block run's item is under 1 KB, compact (`runs::RunDocOut`); a run of many blocks
 //!   pays more per write (a 90-block run's item grows from about 8 KB to 20 KB as its blocks finish, before metrics), and the item is kept
 //!   within 400 KB by dropping the largest block metrics first (`runs::run_doc`). Only when the run's
 //!   status changes is it a transaction, with its list entries and their counters (`ADD -1` old

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::table::{Add, Condition, Item, Put, WriteError, MAX_ITEM_BYTES};
@@ -268,66 +267,43 @@ fn entry_key(execution_date: DateTime<Utc>, id: i64) -> String {
     format!("{}#{:016}", execution_date.format(ENTRY_DATE_FORMAT), id)
 }
 
-/// A run item's document: the run's fields, and its block runs in order under `blocks`, compact —
-/// every item write is billed by the started KB, and the run item is written with every change of
-/// the run: empty fields (`null`, `0`, `{}`) are left out, and of each block run the fields its run
-/// gives (`id`, `run_id`, `run_uuid`, and `created` when it is the run's) — [`run_from_doc`] puts them
-/// back.
-fn compact_doc(run: &Run, blocks: &[BlockRun]) -> Result<serde_json::Map<String, Value>> {
-    let mut doc = to_object(run)?;
-    doc.retain(|_, v| !v.is_null());
-    let created = serde_json::to_value(run.created).map_err(Error::internal)?;
-    let mut stored = Vec::with_capacity(blocks.len());
-    for b in blocks {
-        let mut block = to_object(b)?;
-        block.retain(|k, v| {
-            let empty = v.is_null()
-                || (matches!(k.as_str(), "attempts" | "failures") && *v == Value::from(0))
-                || (k == "parameters" && v.as_object().is_some_and(|o| o.is_empty()));
-            let given =
-                matches!(k.as_str(), "id" | "run_id" | "run_uuid") || (k == "created" && *v == created);
-            !(empty || given)
-        });
-        stored.push(Value::Object(block));
-    }
-    doc.insert("blocks".into(), Value::Array(stored));
-    Ok(doc)
+/// How a run item's document is written: the run's fields, and its block runs in order under
+/// `blocks` — compact, since every item write is billed by the started KB and the run item is written
+/// with every change of the run: empty fields are left out, and of each block run the fields its run
+/// gives (the serde attributes of `Run` and `BlockRun`; [`RunDocIn::into_parts`] puts them back).
+#[derive(Serialize)]
+struct RunDocOut<'a> {
+    #[serde(flatten)]
+    run: &'a Run,
+    blocks: &'a [BlockRun],
 }
 
-fn to_object<T: Serialize>(v: &T) -> Result<serde_json::Map<String, Value>> {
-    match serde_json::to_value(v).map_err(Error::internal)? {
-        Value::Object(m) => Ok(m),
-        _ => Err(Error::Internal("a run's fields encode as an object".into())),
+/// How a run item's document is read. `blocks` is `None` in the items of runs written before block
+/// runs moved into the run item (2026-12-07): theirs are items of their own, `BLOCK#<index, 3
+/// digits>` in the run's partition, read with it — until the run's next write moves them in.
+#[derive(Deserialize)]
+struct RunDocIn {
+    #[serde(flatten)]
+    run: Run,
+    #[serde(default)]
+    blocks: Option<Vec<BlockRun>>,
+}
+
+impl RunDocIn {
+    fn into_parts(self) -> (Run, Option<Vec<BlockRun>>) {
+        let RunDocIn { run, mut blocks } = self;
+        for (index, b) in blocks.iter_mut().flatten().enumerate() {
+            (b.id, b.run_id, b.run_uuid) = (crate::clock::block_run_id(run.id, index), run.id, run.uuid);
+            b.created = run.created;
+        }
+        (run, blocks)
     }
 }
 
-/// The run and its block runs from a run item's document ([`compact_doc`]); the block runs are
-/// `None` in the items of runs written before they moved into the run item (2026-12-07): theirs are
-/// items of their own, `BLOCK#<index, 3 digits>` in the run's partition, read with it — until the
-/// run's next write moves them in.
 fn run_from_doc(doc: &str, pk: &str) -> Result<(Run, Option<Vec<BlockRun>>)> {
-    let corrupt = |e: serde_json::Error| Error::Internal(format!("corrupt run item {pk}: {e}"));
-    let mut doc: serde_json::Map<String, Value> = serde_json::from_str(doc).map_err(corrupt)?;
-    let stored = doc.remove("blocks");
-    let run: Run = serde_json::from_value(Value::Object(doc)).map_err(corrupt)?;
-    let Some(Value::Array(stored)) = stored else { return Ok((run, None)) };
-    let mut blocks = Vec::with_capacity(stored.len());
-    for (index, b) in stored.into_iter().enumerate() {
-        let Value::Object(mut b) = b else {
-            return Err(Error::Internal(format!("corrupt block run {index} in {pk}")));
-        };
-        b.insert("id".into(), Value::from(crate::clock::block_run_id(run.id, index)));
-        b.insert("run_id".into(), Value::from(run.id));
-        b.insert("run_uuid".into(), Value::from(run.uuid.to_string()));
-        for (k, empty) in [("attempts", Value::from(0)), ("parameters", Value::Object(Default::default()))] {
-            b.entry(k).or_insert(empty);
-        }
-        if !b.contains_key("created") {
-            b.insert("created".into(), serde_json::to_value(run.created).map_err(Error::internal)?);
-        }
-        blocks.push(serde_json::from_value(Value::Object(b)).map_err(corrupt)?);
-    }
-    Ok((run, Some(blocks)))
+    let doc: RunDocIn =
+        serde_json::from_str(doc).map_err(|e| Error::Internal(format!("corrupt run item {pk}: {e}")))?;
+    Ok(doc.into_parts())
 }
 
 /// The most a run item's document may take: DynamoDB's 400 KB item limit, less room for the item's
@@ -340,7 +316,7 @@ pub const RUN_DOC_BUDGET: usize = MAX_ITEM_BYTES - 2 * 1024;
 /// their size until the document fits [`RUN_DOC_BUDGET`] (a write still over it is refused as too
 /// large by `table::check_write_limits`, a 413, never a stuck write).
 fn run_doc(run: &Run, blocks: &[BlockRun]) -> Result<String> {
-    let doc = encode(&compact_doc(run, blocks)?)?;
+    let doc = encode(&RunDocOut { run, blocks })?;
     let Some(mut excess) = doc.len().checked_sub(RUN_DOC_BUDGET).filter(|e| *e > 0) else {
         return Ok(doc);
     };
@@ -362,7 +338,7 @@ fn run_doc(run: &Run, blocks: &[BlockRun]) -> Result<String> {
             break;
         }
     }
-    encode(&compact_doc(run, &blocks)?)
+    encode(&RunDocOut { run, blocks: &blocks })
 }
 
 impl Store {
@@ -872,11 +848,12 @@ mod tests {
         (blocks[2].attempts, blocks[2].failures) = (3, 2);
         blocks[2].lease_until = Some(run.created + Duration::seconds(90));
         blocks[2].callback_hash = Some("ab".repeat(32));
-        blocks[3].created = run.created + Duration::seconds(1);
+        blocks[3].updated = run.created + Duration::seconds(1);
         let doc = run_doc(&run, &blocks).expect("doc");
         for given in ["\"run_id\"", "\"run_uuid\"", "null"] {
             assert!(!doc.contains(given), "{given} is not stored: {doc}");
         }
+        assert_eq!(doc.matches("\"created\"").count(), 1, "the run's creation time only: {doc}");
         let (back, back_blocks) = run_from_doc(&doc, "RUN#test").expect("read");
         assert_eq!((back, back_blocks), (run, Some(blocks)));
     }
