@@ -53,14 +53,13 @@ async fn end_run(app: &App, uuid: Uuid, timeout: Option<DateTime<Utc>>) -> Resul
             .get_run(uuid)
             .await?
             .ok_or_else(|| Error::NotFound(format!("No run with id {uuid}")))?;
-        let (version, RunDetail { run, blocks }) = (current.version, current.value);
+        let (version, RunDetail { mut run, blocks }) = (current.version, current.value);
         let status = run.status;
         if status.is_finished() {
             return Ok(Ended::Before(status));
         }
         let now = app.clock.now();
         let owed_from = run.notifications.len();
-        let mut run = run;
         let mut ending = vec![BlockRunStatus::Initial, BlockRunStatus::Queued];
         if let Some(at) = timeout {
             let Some(deadline) = run.timeout_deadline().filter(|d| *d <= at) else {
