@@ -193,7 +193,12 @@ async fn two_ticks_racing_on_the_same_minute_make_one_run_per_fire_time_on_dynam
         return;
     };
     let table = Arc::new(stack.new_table("fire").await);
+    // The clock goes on at the system's pace: put it mid-minute, so that no minute begins between the
+    // schedules' creation and the ticks (their first fire time is the next minute's start).
     let clock = Arc::new(ManualClock::default());
+    let minute =
+        chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() / 60 * 60, 0).expect("minute");
+    clock.set(minute + chrono::Duration::seconds(20));
     let app = App { store: Store::new(table), queue: Arc::new(MemoryQueue::new()), clock: clock.clone() };
     kickoff::demo::seed(&app).await.expect("seed");
     let mut schedules = Vec::new();
