@@ -397,7 +397,8 @@ async fn runs(store: &Store) {
     assert_eq!(items.iter().map(|i| i.sk.as_str()).collect::<Vec<_>>(), ["RUN"]);
 
     // A run written before block runs moved into the run item (its block runs items of their own)
-    // is read whole; its next write moves them in, and its old items are left unused (a run's query still returns them).
+    // is read whole; its next write moves them in, and its old items are left unused (a query of
+    // the run's partition still returns them).
     let (legacy, legacy_blocks) = run_of(&build, id + 9);
     let legacy_put = |sk: String, doc: String| Put {
         item: super::table::Item {
