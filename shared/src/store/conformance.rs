@@ -529,6 +529,21 @@ async fn run_views(store: &Store) {
     );
     assert!(store.run_entries(&RunView::Schedule(9)).await.expect("none").is_empty());
 
+    // A backfill's run is in the backfill's view, which keeps no counters (it is read whole).
+    let (mut run, mut blocks) = run_of(&build, 104);
+    run.backfill_id = Some(5);
+    store.create_run(&mut run, &mut blocks, None, |_, _| panic!("no collision")).await.expect("run");
+    assert_eq!(ids(store.run_entries(&RunView::Backfill(5)).await.expect("backfill")), [104]);
+    let shard = 104 % super::VIEW_SHARDS;
+    let keys: Vec<(String, String)> = ["PIPELINE#conf-views", "BACKFILL#5"]
+        .iter()
+        .map(|view| (format!("RUNCOUNT#{view}#{shard}"), "COUNT".to_string()))
+        .collect();
+    let counters = store.table().get_counters(&keys).await.expect("counters");
+    assert!(!counters[0].is_empty(), "the pipeline's view counts it");
+    assert!(counters[1].is_empty(), "no counter item for a backfill's view");
+    assert!(store.run_count(&RunView::Backfill(5), None).await.is_err(), "its count is read off its entries");
+
     // A status change shows in the views.
     let run = store.get_run_by_id(101).await.expect("get").expect("exists");
     let mut changed = run.value.run.clone();

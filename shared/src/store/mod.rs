@@ -24,7 +24,7 @@
 //! | block run of a run written before 2026-12-07 (read with its run until the run's next write moves it in) | `RUN#<uuid>` | `BLOCK#<index, 3 digits>` | — |
 //! | run id claim | `RUNID#<integer id>` | `RUNID` | — |
 //! | run list entry | `RUNVIEW#<view>#<id mod 8>`, `<view>` = `ALL`, `SCHEDULE#<id>`, `PIPELINE#<name>`, `BACKFILL#<id>` | `<execution date>#<id, 16 digits>` | — |
-//! | run list counters (runs by status, number attributes `n_<status>`) | `RUNCOUNT#<view>#<id mod 8>` | `COUNT` | — |
+//! | run list counters (runs by status, number attributes `n_<status>`; every view but a backfill's, which is read whole) | `RUNCOUNT#<view>#<id mod 8>` | `COUNT` | — |
 //! | backfill | `BACKFILL#<id>` | `BACKFILL` | `BACKFILLS` / `<created>#<id>` |
 //! | idempotency key | `IDEMPOTENCY#<scope>#<key>` | `IDEMPOTENCY` (TTL `expires_at`) | — |
 //!
@@ -64,7 +64,7 @@
 //!   pipeline name's head item (`GetItem`: the newest build, kept there by every newer build's write) —
 //!   or, on the ZenML route, the API key and the build — then one transaction: the run, its id claim
 //!   (`attribute_not_exists`; a collision draws a new id), its 2–4 list entries and their counter items
-//!   (`ADD`), the idempotency record if a key was sent (`attribute_not_exists` or expired — the race between
+//!   (`ADD`; none for a backfill's view), the idempotency record if a key was sent (`attribute_not_exists` or expired — the race between
 //!   repeats is decided here); then one `SendMessage`. Three sequential round
 //!   trips in a warm function: a token trigger reads the schedule and the build it ran last time at once
 //!   (`trigger::read_schedule`; the head's key comes from the schedule, whose pipeline never changes), the

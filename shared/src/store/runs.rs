@@ -142,6 +142,12 @@ impl RunView {
         format!("RUNVIEW#{}#{shard}", self.name())
     }
 
+    /// Whether the view keeps counters. A backfill's view does not: it is read whole (at most 1,000
+    /// runs) and its counts taken from its entries, so counters there would be writes nothing reads.
+    fn counted(&self) -> bool {
+        !matches!(self, RunView::Backfill(_))
+    }
+
     /// The counter item of shard `shard`: the view's runs in that shard by status.
     fn counter_key(&self, shard: i64) -> (String, String) {
         (format!("RUNCOUNT#{}#{shard}", self.name()), "COUNT".into())
@@ -396,6 +402,7 @@ impl Store {
         let shard = view_shard(run.id);
         RunView::of(run)
             .iter()
+            .filter(|v| v.counted())
             .map(|v| {
                 let (pk, sk) = v.counter_key(shard);
                 Add { pk, sk, counts: counts.clone() }
@@ -573,6 +580,9 @@ impl Store {
     }
 
     async fn shard_counts(&self, view: &RunView, status: Option<RunStatus>) -> Result<Vec<i64>> {
+        if !view.counted() {
+            return Err(Error::Internal(format!("view {} keeps no counters: read it whole", view.name())));
+        }
         let keys: Vec<(String, String)> = (0..VIEW_SHARDS).map(|s| view.counter_key(s)).collect();
         let counters = self.table.get_counters(&keys).await?;
         Ok(counters
