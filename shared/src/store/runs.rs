@@ -273,32 +273,33 @@ fn entry_key(execution_date: DateTime<Utc>, id: i64) -> String {
     format!("{}#{:016}", execution_date.format(ENTRY_DATE_FORMAT), id)
 }
 
-/// How a run item's document is written: the run's fields, and its block runs in order under
-/// `blocks` — compact, since every item write is billed by the started KB and the run item is written
-/// with every change of the run: empty fields are left out, and of each block run the fields its run
-/// gives (the serde attributes of `Run` and `BlockRun`; [`RunDocIn::into_parts`] puts them back).
+/// How a run item's document is written: `{"run": {…}, "blocks": [{…}, …]}`, the block runs in order —
+/// compact, since every item write is billed by the started KB and the run item is written with every
+/// change of the run: empty fields are left out, and of each block run the fields its run gives (the
+/// serde attributes of `Run` and `BlockRun`; [`RunDocIn::into_parts`] puts them back).
+///
+/// The run is nested, not flattened, so that a function from before 2026-12-07 — whose run document
+/// was the run's fields alone, its block runs items of their own — fails to read a run written since
+/// rather than rewrite it without its block runs: while a stack update replaces the functions one by
+/// one, an old function that meets a new run answers an error (its message comes back, its caller
+/// retries) and writes nothing.
 #[derive(Serialize)]
 struct RunDocOut<'a> {
-    #[serde(flatten)]
     run: &'a Run,
     blocks: &'a [BlockRun],
 }
 
-/// How a run item's document is read. `blocks` is `None` in the items of runs written before block
-/// runs moved into the run item (2026-12-07): theirs are items of their own, `BLOCK#<index, 3
-/// digits>` in the run's partition, read with it — until the run's next write moves them in.
+/// How a run item's document is read ([`RunDocOut`]).
 #[derive(Deserialize)]
 struct RunDocIn {
-    #[serde(flatten)]
     run: Run,
-    #[serde(default)]
-    blocks: Option<Vec<BlockRun>>,
+    blocks: Vec<BlockRun>,
 }
 
 impl RunDocIn {
-    fn into_parts(self) -> (Run, Option<Vec<BlockRun>>) {
+    fn into_parts(self) -> (Run, Vec<BlockRun>) {
         let RunDocIn { run, mut blocks } = self;
-        for (index, b) in blocks.iter_mut().flatten().enumerate() {
+        for (index, b) in blocks.iter_mut().enumerate() {
             (b.id, b.run_id, b.run_uuid) = (crate::clock::block_run_id(run.id, index), run.id, run.uuid);
             b.created = run.created;
         }
@@ -306,10 +307,21 @@ impl RunDocIn {
     }
 }
 
+/// The run and its block runs from a run item's document. The block runs are `None` for a run written
+/// before they moved into the run item (2026-12-07), whose document is the run's fields alone: its
+/// block runs are items of their own, `BLOCK#<index, 3 digits>` in the run's partition, read with it
+/// until the run's next write moves them in.
 fn run_from_doc(doc: &str, pk: &str) -> Result<(Run, Option<Vec<BlockRun>>)> {
-    let doc: RunDocIn =
-        serde_json::from_str(doc).map_err(|e| Error::Internal(format!("corrupt run item {pk}: {e}")))?;
-    Ok(doc.into_parts())
+    match serde_json::from_str::<RunDocIn>(doc) {
+        Ok(current) => {
+            let (run, blocks) = current.into_parts();
+            Ok((run, Some(blocks)))
+        }
+        Err(e) => match serde_json::from_str::<Run>(doc) {
+            Ok(legacy) => Ok((legacy, None)),
+            Err(_) => Err(Error::Internal(format!("corrupt run item {pk}: {e}"))),
+        },
+    }
 }
 
 /// The most a run item's document may take: DynamoDB's 400 KB item limit, less room for the item's
@@ -864,6 +876,9 @@ mod tests {
             assert!(!doc.contains(given), "{given} is not stored: {doc}");
         }
         assert_eq!(doc.matches("\"created\"").count(), 1, "the run's creation time only: {doc}");
+        // What a function from before the run item held its block runs read: the run's fields at the
+        // top. It cannot read this document, so it cannot rewrite the run without its block runs.
+        assert!(serde_json::from_str::<Run>(&doc).is_err(), "an older function fails on it: {doc}");
         let (back, back_blocks) = run_from_doc(&doc, "RUN#test").expect("read");
         assert_eq!((back, back_blocks), (run, Some(blocks)));
     }
