@@ -72,11 +72,11 @@
 //!   with a key, takes four. `tests/tests/scale.rs` counts requests and round trips in the adapters.
 //! - Any change of a run or of its block runs: one conditional `PutItem` of the run item (the run and
 //!   all its block runs, conditioned on the version read: optimistic concurrency), billed by its size
-//!   — a 3-block run's item is under 1 KB, compact (`runs::RunDocOut`); a run of many blocks
-//!   pays more per write (a 90-block run's item grows from about 8 KB to 20 KB as its blocks finish, before metrics), and the item is kept
-//!   within 400 KB by dropping the largest block metrics first (`runs::run_doc`). Only when the run's
-//!   status changes is it a transaction, with its list entries and their counters (`ADD -1` old
-//!   status, `+1` new).
+//!   — the demo's 3-block run's item is under 1 KB when made, compact (`runs::RunDocOut`); a run of
+//!   many blocks pays more per write (a 90-block run's item grows from about 8 KB to 20 KB as its
+//!   blocks finish, before metrics), and the item is kept within 400 KB by dropping the largest block
+//!   metrics first (`runs::run_doc`). Only when the run's status changes is it a transaction, with
+//!   its list entries and their counters (`ADD -1` old status, `+1` new).
 //! - Wake index upkeep: free on the table (the keys ride on the run item, in the writes above); on
 //!   `GSI2`, one ~100-byte index write (1 write unit) when a run is created and one when it finishes,
 //!   plus two when its wake time moves, which `worker::plan::wake_at` allows about once per lease of a
