@@ -401,15 +401,7 @@ async fn runs(store: &Store) {
     // the run's partition still returns them).
     let (legacy, legacy_blocks) = run_of(&build, id + 9);
     let legacy_put = |sk: String, doc: String| Put {
-        item: super::table::Item {
-            pk: format!("RUN#{}", legacy.uuid),
-            sk,
-            index: None,
-            wake: None,
-            version: 1,
-            doc,
-            expires_at: None,
-        },
+        item: super::item(format!("RUN#{}", legacy.uuid), &sk, None, doc),
         condition: Condition::Absent,
     };
     let mut puts = vec![legacy_put("RUN".into(), serde_json::to_string(&legacy).expect("json"))];
